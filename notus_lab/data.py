@@ -1,0 +1,476 @@
+"""Data stage: raw UltraFeedback-style rows -> held-out split -> preference pairs + a report.
+
+Pure Python (no torch), so `python -m notus_lab.binarize` stays fast. Nothing is dropped silently:
+every skipped row and completion is counted under a reason in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+from collections import Counter
+from dataclasses import replace
+from itertools import combinations
+from pathlib import Path
+from typing import Iterable, Optional
+
+from notus_lab.config import ASPECTS, ConfigError, DataConfig, looks_like_local_path
+
+COMPARED_SIGNALS = ("critique", "mean_rating") + ASPECTS  # for the "chosen differs" matrix
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_rows(d: DataConfig) -> tuple[list, Counter]:
+    """Rows from the bundled world, a local file/dir, or a hub id. Returns (rows, unreadable counts)."""
+    unreadable: Counter = Counter()
+    if d.source == "world":
+        from notus_lab.world import generate_rows
+
+        rows = list(generate_rows(d.world))
+    elif looks_like_local_path(d.source):
+        rows = _load_local(Path(os.path.expanduser(d.source)), d, unreadable)
+    else:  # a hub id: the real path, exercised in tests against local files via the same loader
+        import datasets
+
+        ds = datasets.load_dataset(d.source, revision=d.revision, split=d.split)
+        rows = ds.to_list() if d.max_rows is None else ds.select(range(min(d.max_rows, len(ds)))).to_list()
+    if d.max_rows is not None:
+        rows = rows[: d.max_rows]
+    return rows, unreadable
+
+
+def _load_local(path: Path, d: DataConfig, unreadable: Counter) -> list:
+    if path.is_dir():  # a `datasets` save_to_disk directory
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if d.split not in ds:
+                raise ConfigError(f"data.split={d.split!r} is invalid: allowed one of {', '.join(ds)}")
+            ds = ds[d.split]
+        return ds.to_list()
+    if path.suffix == ".parquet":
+        import datasets
+
+        return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
+    if path.suffix == ".json":
+        with open(path, "rb") as f:
+            data = json.load(f)
+        if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}
+            data = data.get(d.split, data.get("data", data))
+        if not isinstance(data, list):
+            raise ConfigError(f"data.source={str(path)!r} is invalid: allowed a JSON list of rows or jsonl")
+        return data
+    # jsonl, parsed line by line: datasets' JSON reader rejects rows whose types disagree, and a
+    # real file with one bad line must lose that line, not the run.
+    rows = []
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                unreadable["unparseable_json"] += 1
+            if d.max_rows is not None and len(rows) >= d.max_rows:
+                break
+    return rows
+
+
+def check_shape(rows: list, source: str) -> None:
+    """A file that is not UltraFeedback-shaped at all is a config error, not 100% dropped rows."""
+    sample = [r for r in rows[:200] if isinstance(r, dict)]
+    if not sample:
+        raise ConfigError(f"data.source={source!r} is invalid: allowed rows that are JSON objects (none found)")
+    for key in ("instruction", "completions"):
+        if not any(key in r for r in sample):
+            raise ConfigError(f"data.source={source!r} is invalid: rows lack the UltraFeedback field {key!r} "
+                              f"(found {sorted(sample[0])[:8]}); use data=prebinarized for prompt/chosen/rejected")
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out split: by prompt, once, before any strategy runs
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", "", text.lower())).strip()
+
+
+def split_rows(rows: list, test_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of (train, held-out) rows. The same prompts are held out whatever the strategy."""
+    keys = [normalize(r["instruction"]) if isinstance(r, dict) and isinstance(r.get("instruction"), str)
+            else None for r in rows]
+    prompts = sorted({k for k in keys if k})
+    n_test = int(test_size) if test_size >= 1 else int(round(len(prompts) * test_size))
+    random.Random(seed).shuffle(prompts)
+    held_out = set(prompts[:n_test])
+    train_idx = [i for i, k in enumerate(keys) if k not in held_out]
+    test_idx = [i for i, k in enumerate(keys) if k in held_out]
+    return train_idx, test_idx
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores per completion
+
+
+def _number(x) -> Optional[float]:
+    """A finite number from a rating or score as UltraFeedback stores it ("4", 4, 4.0); else None."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, (int, float)):
+        v = float(x)
+    elif isinstance(x, str):
+        try:
+            v = float(x.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def aspect_rating(completion: dict, aspect: str):
+    """The rating as a float, "N/A", or None when malformed."""
+    ann = completion.get("annotations")
+    node = ann.get(aspect) if isinstance(ann, dict) else None
+    raw = node.get("Rating") if isinstance(node, dict) else None
+    if isinstance(raw, str) and raw.strip().upper() == "N/A":
+        return "N/A"
+    v = _number(raw)
+    return v if v is not None and 1 <= v <= 5 else None
+
+
+def mean_rating(completion: dict):
+    """Notus: mean of the four aspect ratings, N/A skipped. (score, None) or (None, reason)."""
+    vals = []
+    for a in ASPECTS:
+        r = aspect_rating(completion, a)
+        if r is None:
+            return None, "malformed_rating"
+        if r != "N/A":
+            vals.append(r)
+    return (sum(vals) / len(vals), None) if vals else (None, "no_ratings")
+
+
+def critique_score(completion: dict):
+    v = _number(completion.get("overall_score"))
+    return (v, None) if v is not None and 1 <= v <= 10 else (None, "malformed_score")
+
+
+def bug_signature(completion: dict, threshold: float) -> bool:
+    """UltraFeedback's critique bug: overall_score 10 while the aspect ratings say it is bad."""
+    score, _ = critique_score(completion)
+    if score != 10:
+        return False
+    mean, _ = mean_rating(completion)
+    return mean is not None and mean <= threshold
+
+
+def signal_score(completion: dict, d: DataConfig, signal: str):
+    """(score, None) or (None, reason) for one completion under one signal."""
+    if signal in ("critique", "critique_curated"):
+        score, why = critique_score(completion)
+        if why or d.vintage == "as_is" or score != 10:
+            return score, why
+        # upstream's 2023-12-29 fix: fine-grained mean <= 2 -> 1; > 4 -> keep 10; else re-annotated
+        fine = _number(completion.get("fine-grained_score"))
+        if fine is None:
+            fine, _ = mean_rating(completion)
+        if fine is None:
+            return None, "needs_reannotation"
+        return (1.0, None) if fine <= 2 else (10.0, None) if fine > 4 else (None, "needs_reannotation")
+    if signal in ("mean_rating", "multi_pair"):
+        return mean_rating(completion)
+    aspect = d.aspect if signal == "aspect" else signal
+    r = aspect_rating(completion, aspect)
+    return (None, "malformed_rating") if r is None else (None, "no_ratings") if r == "N/A" else (r, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binarization
+
+
+def _row_problem(row, d: DataConfig, questions: frozenset) -> Optional[str]:
+    if not isinstance(row, dict):
+        return "not_an_object"
+    instruction = row.get("instruction")
+    if not isinstance(instruction, str):
+        return "missing_instruction"
+    if not instruction.strip():
+        return "empty_instruction"
+    if not isinstance(row.get("completions"), list):
+        return "missing_completions"
+    if d.decontaminate == "truthful_qa" and (row.get("source") == "truthful_qa" or normalize(instruction) in questions):
+        return "decontaminated"
+    return None
+
+
+def usable_scores(row: dict, d: DataConfig, signal: str, dropped: Counter) -> list:
+    """Score per completion (None where unusable, with the reason counted in `dropped`)."""
+    scores, seen = [], set()
+    for c in row["completions"]:
+        if not isinstance(c, dict):
+            why, score = "malformed_completion", None
+        elif not isinstance(c.get("response"), str) or not c["response"].strip():
+            why, score = "empty_response", None
+        elif c["response"] in seen:
+            why, score = "duplicate_response", None
+        else:
+            seen.add(c["response"])
+            score, why = signal_score(c, d, signal)
+        if why:
+            dropped[why] += 1
+        scores.append(score)
+    return scores
+
+
+def select_pairs(scores: list, d: DataConfig, rng_key: str, all_lower: bool) -> list[tuple[int, int]]:
+    """(chosen, rejected) completion indices. Chosen = highest score, the first one on a tie."""
+    valid = [i for i, s in enumerate(scores) if s is not None]
+    best = max(valid, key=lambda i: (scores[i], -i))
+    top = scores[best]
+    candidates = [j for j in valid if j != best and top - scores[j] >= d.min_margin
+                  and (d.tie_policy == "keep" or scores[j] < top)]
+    if not candidates:
+        return []
+    if all_lower:
+        return [(best, j) for j in candidates]
+    if d.rejected == "lowest":
+        return [(best, min(candidates, key=lambda j: (scores[j], j)))]
+    if len(candidates) == 1:
+        return [(best, candidates[0])]
+    # seeded by the prompt itself: a row binarizes the same way whatever rows surround it
+    return [(best, random.Random(f"{d.seed}:{rng_key}").choice(candidates))]
+
+
+def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
+             questions: frozenset = frozenset()) -> tuple[list[dict], dict]:
+    """Pairs for `d.strategy` from raw rows, and the counts that explain them."""
+    if d.strategy == "prebinarized":
+        return _prebinarized(rows, indices)
+    dropped, completions_dropped, per_source = Counter(), Counter(), {}
+    signal = "mean_rating" if d.strategy == "multi_pair" else d.strategy
+    pairs, ties, n_in = [], 0, 0
+    for i in (range(len(rows)) if indices is None else indices):
+        n_in += 1
+        row = rows[i]
+        why = _row_problem(row, d, questions)
+        src = row.get("source", "unknown") if isinstance(row, dict) else "unknown"
+        src = src if isinstance(src, str) else "unknown"
+        counts = per_source.setdefault(src, {"rows_in": 0, "pairs_out": 0})
+        counts["rows_in"] += 1
+        if why:
+            dropped[why] += 1
+            continue
+        completions = row["completions"]
+        scores = usable_scores(row, d, signal, completions_dropped)
+        if d.strategy == "critique_curated" and d.curate_action == "rescore":
+            scores = [1.0 if s is not None and bug_signature(c, d.curate_threshold) else s
+                      for s, c in zip(scores, completions)]
+        if sum(s is not None for s in scores) < 2:
+            dropped["fewer_than_2_completions" if len(completions) < 2 else "fewer_than_2_valid_completions"] += 1
+            continue
+        if d.strategy == "critique_curated" and d.curate_action == "drop":
+            best = max((k for k, s in enumerate(scores) if s is not None), key=lambda k: (scores[k], -k))
+            if bug_signature(completions[best], d.curate_threshold):
+                dropped["bug_signature"] += 1
+                continue
+        chosen_rejected = select_pairs(scores, d, row["instruction"], all_lower=d.strategy == "multi_pair")
+        if not chosen_rejected:
+            dropped["no_valid_pair"] += 1
+            continue
+        for c, r in chosen_rejected:
+            ties += scores[c] == scores[r]
+            pairs.append({
+                "prompt": row["instruction"], "chosen": completions[c]["response"],
+                "rejected": completions[r]["response"], "score_chosen": scores[c], "score_rejected": scores[r],
+                "row_index": i, "chosen_index": c, "rejected_index": r, "source": src,
+            })
+        counts["pairs_out"] += len(chosen_rejected)
+    report = {
+        "strategy": d.strategy, "rows_in": n_in, "pairs_out": len(pairs),
+        "rows_with_pairs": n_in - sum(dropped.values()), "rows_dropped": dict(sorted(dropped.items())),
+        "completions_dropped": dict(sorted(completions_dropped.items())), "tie_pairs": ties,
+        "per_source": dict(sorted(per_source.items())),
+    }
+    return pairs, report
+
+
+def _messages_text(x) -> Optional[str]:
+    """A prebinarized field as text: a string, or the last message of a chat list."""
+    if isinstance(x, str):
+        return x if x.strip() else None
+    if isinstance(x, list) and x and isinstance(x[-1], dict) and isinstance(x[-1].get("content"), str):
+        return x[-1]["content"] if x[-1]["content"].strip() else None
+    return None
+
+
+def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
+    dropped, pairs = Counter(), []
+    idx = range(len(rows)) if indices is None else list(indices)
+    for i in idx:
+        row = rows[i]
+        if not isinstance(row, dict):
+            dropped["not_an_object"] += 1
+            continue
+        prompt = _messages_text(row.get("prompt"))
+        chosen, rejected = _messages_text(row.get("chosen")), _messages_text(row.get("rejected"))
+        if prompt is None:
+            dropped["missing_prompt"] += 1
+        elif chosen is None or rejected is None:
+            dropped["empty_response"] += 1
+        elif chosen == rejected:
+            dropped["duplicate_response"] += 1
+        else:
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                          "score_chosen": _number(row.get("score_chosen")),
+                          "score_rejected": _number(row.get("score_rejected")), "row_index": i,
+                          "source": row.get("source", "unknown")})
+    return pairs, {"strategy": "prebinarized", "rows_in": len(idx), "pairs_out": len(pairs),
+                   "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {}, "tie_pairs": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# The audit
+
+
+def audit(rows: list, d: DataConfig, indices: Iterable[int]) -> dict:
+    """Signal-level facts about the raw rows, whatever strategy trains on them."""
+    na = Counter()
+    bugs = 0
+    chosen_by_signal = {s: {} for s in COMPARED_SIGNALS}
+    for i in indices:
+        row = rows[i]
+        if not isinstance(row, dict) or not isinstance(row.get("completions"), list):
+            continue
+        comps = [c for c in row["completions"] if isinstance(c, dict)]
+        for c in comps:
+            for a in ASPECTS:
+                na[a] += aspect_rating(c, a) == "N/A"
+            bugs += bug_signature(c, d.curate_threshold)
+        if len(comps) < 2 or len(comps) != len(row["completions"]):
+            continue
+        for signal in COMPARED_SIGNALS:
+            scores = [signal_score(c, d, signal)[0] for c in comps]
+            if all(s is not None for s in scores):
+                chosen_by_signal[signal][i] = max(range(len(scores)), key=lambda k: (scores[k], -k))
+    differs = {}
+    for a, b in combinations(COMPARED_SIGNALS, 2):
+        both = chosen_by_signal[a].keys() & chosen_by_signal[b].keys()
+        if both:
+            differs[f"{a}~{b}"] = round(sum(chosen_by_signal[a][i] != chosen_by_signal[b][i] for i in both)
+                                        / len(both), 4)
+    return {"na_ratings": dict(na), "bug_signature_completions": bugs,
+            "chosen_differs": differs, "chosen_differs_critique_vs_mean_rating": differs.get("critique~mean_rating")}
+
+
+def truth_pairs(rows: list, indices: Iterable[int]) -> list[dict]:
+    """Held-out pairs labelled by the world's true quality: every pair whose qualities differ."""
+    pairs = []
+    for i in indices:
+        comps = rows[i].get("completions", []) if isinstance(rows[i], dict) else []
+        q = [c.get("true_quality") if isinstance(c, dict) else None for c in comps]
+        valid = [k for k, v in enumerate(q) if isinstance(v, (int, float))]
+        for a, b in combinations(valid, 2):
+            if q[a] != q[b]:
+                hi, lo = (a, b) if q[a] > q[b] else (b, a)
+                pairs.append({"prompt": rows[i]["instruction"], "chosen": comps[hi]["response"],
+                              "rejected": comps[lo]["response"], "score_chosen": q[hi],
+                              "score_rejected": q[lo], "row_index": i})
+    return pairs
+
+
+def load_questions(path: Optional[str]) -> frozenset:
+    """Questions to decontaminate against: one per line, or jsonl with a `question` field."""
+    if not path:
+        return frozenset()
+    out = set()
+    with open(os.path.expanduser(path), encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    line = json.loads(line).get("question", "")
+                except ValueError:
+                    pass
+            if line:
+                out.add(normalize(line))
+    return frozenset(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole stage
+
+
+EVAL_STRATEGIES = ("critique", "mean_rating")
+
+
+def as_data_config(d) -> DataConfig:
+    """A plain dataclass (fast attribute access in the per-row loops) from Hydra's DictConfig."""
+    if isinstance(d, DataConfig):
+        return d
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(d)
+
+
+def prepare(d: DataConfig) -> dict:
+    """Raw rows -> train pairs, held-out pairs under every eval signal (+ truth), and the report."""
+    d = as_data_config(d)
+    rows, unreadable = load_rows(d)
+    if d.strategy != "prebinarized":
+        check_shape(rows, d.source)
+    questions = load_questions(d.decontaminate_questions)
+    if d.strategy == "prebinarized":
+        train_idx, test_idx = split_rows([{"instruction": _messages_text(r.get("prompt")) or ""}
+                                          if isinstance(r, dict) else None for r in rows], d.test_size, d.split_seed)
+    else:
+        train_idx, test_idx = split_rows(rows, d.test_size, d.split_seed)
+    train_pairs, report = binarize(rows, d, train_idx, questions)
+    # held-out: every model is scored under each signal (ties carry no preference, so dropped)
+    eval_pairs = {}
+    if d.strategy not in EVAL_STRATEGIES:
+        eval_pairs[d.strategy] = binarize(rows, d, test_idx, questions)[0]
+    if d.strategy != "prebinarized":
+        for s in EVAL_STRATEGIES:
+            eval_pairs[s] = binarize(rows, replace(d, strategy=s, tie_policy="drop", min_margin=0.0,
+                                                   rejected="random", vintage="as_is"), test_idx, questions)[0]
+        truth = truth_pairs(rows, test_idx)
+        if truth:
+            eval_pairs["truth"] = truth
+        report.update(audit(rows, d, range(len(rows))))
+    report["rows_unreadable"] = dict(unreadable)
+    report["held_out"] = {"prompts_rows": len(test_idx), "train_rows": len(train_idx),
+                          "pairs": {k: len(v) for k, v in eval_pairs.items()}}
+    return {"rows": rows, "train_pairs": train_pairs, "eval_pairs": eval_pairs, "report": report}
+
+
+def fingerprint_rows(rows: list) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int):
+    """TRL's conversational preference format; long prompts keep their last `max_prompt_length` tokens
+    (TRL 1.x dropped max_prompt_length, the Notus/Zephyr recipes still use 512)."""
+    import datasets
+
+    prompts = [p["prompt"] for p in pairs]
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    prompts = [tokenizer.decode(t[-max_prompt_length:]) if len(t) > max_prompt_length else p
+               for p, t in zip(prompts, ids)]
+    return datasets.Dataset.from_dict({
+        "prompt": [[{"role": "system", "content": ""}, {"role": "user", "content": p}] for p in prompts],
+        "chosen": [[{"role": "assistant", "content": p["chosen"]}] for p in pairs],
+        "rejected": [[{"role": "assistant", "content": p["rejected"]}] for p in pairs],
+    })

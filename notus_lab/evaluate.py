@@ -1,0 +1,27 @@
+"""Evaluate stage: turn the Trainer's flat logs into {train, eval: {signal: metrics}} for metrics.json."""
+
+from __future__ import annotations
+
+HEADLINE = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+
+
+def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str]) -> dict:
+    """Final train metrics (last logged step) and held-out metrics per eval signal.
+
+    TRL logs its reward metrics as `eval_rewards/...` in the same log entry as `eval_<name>_loss`,
+    so each eval set's numbers are read from the entry that carries its loss.
+    """
+    last_train = next((h for h in reversed(log_history) if "rewards/accuracies" in h), {})
+    train = {k: last_train[k] for k in HEADLINE if k in last_train}
+    train["mean_loss"] = train_metrics.get("train_loss")
+    train["runtime_s"] = train_metrics.get("train_runtime")
+    train["steps"] = max((h.get("step", 0) for h in log_history), default=0)
+    evals = {}
+    for name in eval_names:
+        entry = next((h for h in reversed(log_history) if f"eval_{name}_loss" in h), {})
+        evals[name] = {"loss": entry.get(f"eval_{name}_loss"),
+                       **{k: entry[f"eval_{k}"] for k in HEADLINE[1:] if f"eval_{k}" in entry}}
+    out = {"train": train, "eval": evals}
+    if "truth" in evals:  # the bundled world knows which completion is really better
+        out["truth_accuracy"] = evals["truth"].get("rewards/accuracies")
+    return out

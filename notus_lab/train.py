@@ -1,0 +1,185 @@
+"""Train stage: one DPO run = validate -> data -> model -> TRL DPOTrainer -> evaluate -> artefacts.
+
+Everything a run leaves behind lives in its run dir:
+  config.yaml, provenance.json, data_report.json, model/ (safetensors), metrics.json, README.md,
+  checkpoints/ (for resume), wandb/ (offline W&B run files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from notus_lab import config as C
+from notus_lab.tracking import provenance, redact, start_wandb, write_json
+
+log = logging.getLogger("notus_lab")
+
+
+def run_tags(cfg) -> list[str]:
+    return [f"data:{cfg.data.strategy}", f"model:{cfg.model.adapter}{'-' + cfg.model.quantization if cfg.model.quantization != 'none' else ''}",
+            f"beta:{cfg.beta}", f"loss:{cfg.loss_type}", f"optim:{cfg.optimizer.name}", f"base:{cfg.base.name}"]
+
+
+def latest_checkpoint(ckpt_dir: Path) -> str | None:
+    """Newest checkpoint whose save completed (the Trainer writes trainer_state.json last)."""
+    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def dpo_config(cfg, run_dir: Path, report_to: list[str]):
+    from trl import DPOConfig
+
+    hw, tr, opt = cfg.hardware, cfg.train, cfg.optimizer
+    return DPOConfig(
+        output_dir=str(run_dir / "checkpoints"), run_name=run_dir.name, report_to=report_to,
+        # science
+        beta=cfg.beta, loss_type=[cfg.loss_type], max_length=tr.max_length, num_train_epochs=tr.epochs,
+        max_steps=tr.max_steps, optim=opt.name, learning_rate=opt.lr, lr_scheduler_type=opt.scheduler,
+        warmup_steps=opt.warmup_ratio, weight_decay=opt.weight_decay, seed=tr.seed, data_seed=tr.seed,
+        # execution: the global batch is fixed, accumulation absorbs the hardware
+        per_device_train_batch_size=hw.per_device_batch_size, per_device_eval_batch_size=hw.eval_batch_size,
+        gradient_accumulation_steps=C.gradient_accumulation_steps(cfg),
+        use_cpu=hw.device == "cpu", bf16=hw.precision == "bf16", fp16=hw.precision == "fp16",
+        gradient_checkpointing=hw.gradient_checkpointing,
+        deepspeed=OmegaConf.to_container(hw.deepspeed) if hw.deepspeed is not None and hw.distributed == "deepspeed" else None,
+        # bookkeeping
+        logging_steps=tr.logging_steps, save_strategy="steps", save_steps=tr.save_steps, save_total_limit=2,
+        eval_strategy="no", dataloader_num_workers=0, disable_tqdm=False,
+    )
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train one arm. Returns metrics (also written to run_dir/metrics.json)."""
+    C.validate(cfg)  # one line per problem, before anything heavy loads
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "metrics.json").exists():
+        if cfg.train.resume:
+            log.info("run already finished: %s (train.resume=false starts over)", run_dir)
+            import json
+
+            return json.loads((run_dir / "metrics.json").read_text())
+        for stale in ("checkpoints", "model", "metrics.json", "README.md"):
+            p = run_dir / stale
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if cfg.hardware.threads:
+        import torch
+
+        torch.set_num_threads(cfg.hardware.threads)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
+
+    # 1. data
+    from notus_lab import data as D
+
+    t0 = time.time()
+    prepared = D.prepare(cfg.data)
+    report = prepared["report"]
+    write_json(run_dir / "data_report.json", report)
+    if not prepared["train_pairs"]:
+        raise C.ConfigError(f"data.source={cfg.data.source!r} is invalid: no training pairs survived "
+                            f"(dropped: {report['rows_dropped']})")
+    log.info("data: %d rows -> %d train pairs (%.1fs); dropped %s", report["rows_in"], report["pairs_out"],
+             time.time() - t0, report["rows_dropped"])
+
+    # 2. model
+    from transformers import set_seed
+
+    from notus_lab import model as M
+
+    set_seed(cfg.train.seed)
+    base = M.base_path(cfg.base)
+    tokenizer = M.load_tokenizer(cfg, base)
+    write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), M.fingerprint_base(base)))
+    policy, reference, peft_config = M.load_models(cfg, base)
+    train_ds = D.to_preference_dataset(prepared["train_pairs"], tokenizer, cfg.train.max_prompt_length)
+    eval_ds = {name: D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)
+               for name, pairs in prepared["eval_pairs"].items() if pairs}
+
+    # 3. train
+    from trl import DPOTrainer
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    wb = start_wandb(cfg, run_dir, resolved, run_tags(cfg) + list(cfg.wandb.tags),
+                     cfg.wandb.group, job_type="train") if is_main else None
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, run_dir, ["wandb"] if wb else []),
+                         train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config)
+    resume_from = latest_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    train_out = trainer.train(resume_from_checkpoint=resume_from)
+
+    # 4. evaluate: the held-out prompts under every signal, and the truth where the world knows it
+    from notus_lab.evaluate import summarize
+
+    if eval_ds:
+        trainer.evaluate(eval_dataset=eval_ds)
+    metrics = summarize(trainer.state.log_history, train_out.metrics, list(eval_ds))
+    metrics["global_batch_size"] = cfg.train.global_batch_size
+    metrics["world_size"] = trainer.args.world_size
+    metrics["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
+
+    # 5. artefacts (rank 0)
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(run_dir / "model"))
+        tokenizer.save_pretrained(str(run_dir / "model"))
+        if cfg.export.merge:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(run_dir / "merged"))
+            tokenizer.save_pretrained(str(run_dir / "merged"))
+        (run_dir / "README.md").write_text(redact(model_card(cfg, metrics, report)))
+        write_json(run_dir / "metrics.json", metrics)  # last: its presence means "finished"
+        if wb is not None:
+            wb.summary.update({k: v for k, v in flat(metrics).items() if isinstance(v, (int, float))})
+    if wb is not None:
+        wb.finish()  # the HF callback never does; a multirun needs one run per job
+    return metrics
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(flat(v, key + "/") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def model_card(cfg, metrics: dict, report: dict) -> str:
+    eval_rows = "\n".join(
+        f"| {name} | {m.get('rewards/accuracies', float('nan')):.4f} | {m.get('rewards/margins', float('nan')):.4f} "
+        f"| {m.get('loss', float('nan')):.4f} |" for name, m in metrics["eval"].items())
+    base = cfg.base.name if cfg.base.name != "tiny" else "tiny (built locally by notus_lab)"
+    return f"""---
+library_name: transformers
+tags: [dpo, trl, notus_lab, {cfg.data.strategy}]
+base_model: {cfg.base.name}
+---
+# {Path(cfg.run_name or 'notus_lab run').name}
+
+DPO fine-tune of **{base}** trained with [TRL](https://github.com/huggingface/trl) `DPOTrainer` by notus_lab.
+
+## Data
+- source: `{cfg.data.source}`, binarization: **{cfg.data.strategy}** (rejected: {cfg.data.rejected}, ties: {cfg.data.tie_policy}, min margin: {cfg.data.min_margin})
+- rows in: {report['rows_in']}, training pairs: {report['pairs_out']}, rows dropped: {report['rows_dropped']}
+
+## Hyper-parameters
+| knob | value |
+|---|---|
+| adaptation | {cfg.model.adapter} (quantization: {cfg.model.quantization}) |
+| beta / loss | {cfg.beta} / {cfg.loss_type} |
+| optimizer | {cfg.optimizer.name}, lr {cfg.optimizer.lr}, {cfg.optimizer.scheduler}, warmup {cfg.optimizer.warmup_ratio} |
+| global batch | {cfg.train.global_batch_size} = {cfg.hardware.per_device_batch_size} per device x {metrics['gradient_accumulation_steps']} accumulation x {metrics['world_size']} processes |
+| epochs / max_length / max_prompt_length | {cfg.train.epochs} / {cfg.train.max_length} / {cfg.train.max_prompt_length} |
+| seed | {cfg.train.seed} |
+
+## Held-out evaluation (same prompts for every strategy)
+| eval pairs | rewards/accuracies | rewards/margins | loss |
+|---|---|---|---|
+{eval_rows}
+"""
