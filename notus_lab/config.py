@@ -218,10 +218,19 @@ def looks_like_local_path(source: str) -> bool:
         or os.path.exists(os.path.expanduser(source))
 
 
-def validate(cfg: DictConfig | NotusConfig) -> None:
-    """Raise ConfigError (one line) for any setting that cannot work."""
-    d, m, hw, tr, opt = cfg.data, cfg.model, cfg.hardware, cfg.train, cfg.optimizer
+def _no_missing(cfg) -> None:
+    if isinstance(cfg, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"{missing[0]}=??? is invalid: allowed a value (it is required; set {missing[0]}=...)")
 
+
+def validate_data(d) -> None:
+    """The data keys alone (all that `python -m notus_lab.binarize` needs)."""
+    if isinstance(d, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(d))
+        if missing:
+            raise ConfigError(f"data.{missing[0]}=??? is invalid: allowed a value (it is required; set data.{missing[0]}=...)")
     _one_of("data.strategy", d.strategy, STRATEGIES)
     _one_of("data.rejected", d.rejected, ("random", "lowest"))
     _one_of("data.tie_policy", d.tie_policy, ("drop", "keep"))
@@ -238,6 +247,9 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
     if d.decontaminate_questions is not None:
         _require(os.path.isfile(os.path.expanduser(d.decontaminate_questions)), "data.decontaminate_questions",
                  d.decontaminate_questions, "an existing file of questions")
+    if d.strategy == "prebinarized":
+        _require(d.source != "world", "data.source", d.source,
+                 "a file, datasets dir or hub id of prompt/chosen/rejected pairs with data=prebinarized")
     if d.source == "world":
         w = d.world
         _require(w.rows >= 10, "data.world.rows", w.rows, "an integer >= 10")
@@ -251,6 +263,13 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
     else:
         _require(re.fullmatch(r"[\w.-]+/[\w.-]+", d.source) is not None, "data.source", d.source,
                  "world, an existing jsonl/json/parquet file or datasets directory, or a hub id (org/name)")
+
+
+def validate(cfg: DictConfig | NotusConfig) -> None:
+    """Raise ConfigError (one line) for any setting that cannot work."""
+    _no_missing(cfg)
+    validate_data(cfg.data)
+    m, hw, tr, opt = cfg.model, cfg.hardware, cfg.train, cfg.optimizer
 
     _positive("beta", cfg.beta)
     _one_of("loss_type", cfg.loss_type, LOSS_TYPES)
