@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from notus_lab.config import CONF_DIR, ConfigError, DataConfig, validate_data
+from notus_lab.config import CONF_DIR, ConfigError, DataConfig, preflight, validate_data
 from notus_lab.tracking import write_json
 
 log = logging.getLogger("notus_lab")
@@ -111,4 +111,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    try:
+        preflight(sys.argv[1:], config_name="binarize")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     main()

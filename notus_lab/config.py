@@ -339,3 +339,60 @@ def gradient_accumulation_steps(cfg) -> int:
     """Derived so that the global batch (a science knob) is the same on every hardware profile."""
     hw = cfg.hardware
     return cfg.train.global_batch_size // (hw.per_device_batch_size * hw.num_processes * hw.num_nodes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preflight: compose the command's overrides once, and turn Hydra's multi-line errors into one line.
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _one_line(exc: BaseException, overrides: list[str]) -> str:
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = exc  # Hydra wraps the OmegaConf error that knows the key
+    while (cause.__cause__ or cause.__context__) is not None and not getattr(cause, "full_key", None):
+        cause = cause.__cause__ or cause.__context__
+    given = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    found = re.search(r"Could not (?:find|load) '([\w/]+)/([^']+)'", str(exc))
+    if found:
+        group, option = found.groups()
+        return f"{group}={option!r} is invalid: allowed one of {', '.join(group_options(group))}"
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.select(OmegaConf.structured(NotusConfig), parent) if parent else OmegaConf.structured(NotusConfig)
+        keys = ", ".join(node.keys()) if isinstance(node, DictConfig) else "none"
+        return f"{key}={given.get(key, '?')!r} is invalid: unknown key; allowed keys{' of ' + parent if parent else ''}: {keys}"
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        reason = str(cause).splitlines()[0]
+        return f"{key}={given.get(key, '?')!r} is invalid: {reason}"
+    return f"{str(exc).strip().splitlines()[0]}"
+
+
+def preflight(argv: list[str], config_name: str = "config") -> None:
+    """Raise ConfigError (one line) if `python -m notus_lab ARGV` cannot run. Sweeps are checked per value."""
+    from hydra import compose, initialize_config_dir
+
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg") or a.startswith("--info") for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))]
+    sweeps = [o for o in overrides if "," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[")]
+    variants = [overrides]
+    for s in sweeps:  # each swept value must be valid on its own (cheap: no cartesian product)
+        key, values = s.split("=", 1)
+        base = [o for o in overrides if o != s]
+        variants += [base + [f"{key}={v}"] for v in values.split(",")]
+    variants = [v for v in variants if not any(o in sweeps for o in v)]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            for v in variants:
+                cfg = compose(config_name, overrides=v)
+                validate(cfg) if config_name == "config" else validate_data(cfg.data)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf composition errors
+        raise ConfigError(_one_line(exc, overrides)) from None

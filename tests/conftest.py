@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_cache(tmp_path_factory):
+    """One tiny-model build for the whole session, never the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("notus_cache")
+    os.environ["NOTUS_LAB_CACHE"] = str(cache)
+    return cache
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from notus_lab.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def cli(*args: str, env=None, timeout=600):
+    """Run `python -m ...` as a user would; returns CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+# small and fast: a few hundred rows, one epoch
+QUICK = ("data.world.rows=300", "train.epochs=1", "train.logging_steps=2", "hardware.eval_batch_size=128")

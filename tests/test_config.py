@@ -1,0 +1,89 @@
+"""Composition of every group option; bad input fails fast, in one line, before anything loads."""
+
+import time
+
+import pytest
+
+from notus_lab.config import ConfigError, gradient_accumulation_steps, group_options, preflight, validate
+
+from conftest import cli, compose
+
+GROUPS = ("data", "model", "optimizer", "hardware", "base")
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])
+def test_every_group_option_composes_and_validates(group, option):
+    extra = ["data.source=tests/rows.py"] if option == "prebinarized" else []
+    cfg = compose(f"{group}={option}", *extra)
+    if group != "data":
+        validate(cfg)
+    assert cfg[group] is not None
+
+
+def test_recipe_values_of_the_groups():
+    lora = compose("model=lora").model
+    assert (lora.adapter, lora.lora_r, lora.lora_alpha, lora.lora_dropout) == ("lora", 64, 16, 0.1)
+    assert list(lora.lora_target_modules) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    qlora = compose("model=qlora").model
+    assert (qlora.quantization, qlora.bnb_4bit_quant_type, qlora.lora_r, len(qlora.lora_target_modules)) == ("4bit", "nf4", 128, 7)
+    rms = compose("optimizer=rmsprop", "base=zephyr_sft_full").optimizer
+    assert (rms.name, rms.lr, rms.scheduler, rms.warmup_ratio) == ("rmsprop", 5e-7, "linear", 0.1)
+    assert compose("optimizer=rmsprop").optimizer.lr == 3e-3  # base=tiny rescales the 7B learning rate
+    assert compose("optimizer=rmsprop", "optimizer.lr=1e-4").optimizer.lr == 1e-4  # the user still wins
+
+
+def test_hardware_never_changes_the_global_batch():
+    cpu, gpu = compose("hardware=cpu"), compose("hardware=gpu", "hardware.per_device_batch_size=16")
+    assert cpu.train.global_batch_size == gpu.train.global_batch_size == 32
+    assert gradient_accumulation_steps(cpu) * cpu.hardware.per_device_batch_size == 32
+    assert gradient_accumulation_steps(gpu) == 2
+    with pytest.raises(ConfigError, match=r"train.global_batch_size=20 .*multiple of .* 8 x 1 = 8"):
+        validate(compose("train.global_batch_size=20"))
+
+
+BAD = [  # (overrides, text the one-line error must contain)
+    (["model=nope"], "model='nope' is invalid: allowed one of full, lora, qlora"),
+    (["data=nope"], "data='nope' is invalid: allowed one of aspect, critique"),
+    (["beta=0"], "beta=0.0 is invalid: allowed a number > 0"),
+    (["beta=-0.1"], "beta=-0.1 is invalid"),
+    (["beta=abc"], "beta='abc' is invalid"),
+    (["model=lora", "model.lora_r=0"], "model.lora_r=0 is invalid: allowed an integer > 0"),
+    (["train.global_batch_size=30"], "train.global_batch_size=30 is invalid: allowed a multiple"),
+    (["train.max_length=0"], "train.max_length=0 is invalid"),
+    (["train.max_prompt_length=300"], "train.max_prompt_length=300 is invalid"),
+    (["data.source=/no/such/file.jsonl"], "data.source='/no/such/file.jsonl' is invalid"),
+    (["train.foo=1"], "train.foo='1' is invalid: unknown key; allowed keys of train:"),
+    (["bogus=1"], "bogus='1' is invalid: unknown key"),
+    (["train.epochs=many"], "train.epochs='many' is invalid"),
+    (["loss_type=dpo"], "loss_type='dpo' is invalid: allowed one of sigmoid"),
+    (["data=aspect", "data.aspect=tone"], "data.aspect='tone' is invalid: allowed one of helpfulness"),
+    (["model=full", "model.quantization=4bit"], "model.quantization='4bit' is invalid"),
+    (["hardware.precision=bf16"], "hardware.precision='bf16' is invalid: allowed fp32 on hardware.device=cpu"),
+    (["hardware.num_processes=2"], "hardware.distributed='none' is invalid"),
+    (["optimizer.name=lion"], "optimizer.name='lion' is invalid"),
+    (["optimizer.lr=0"], "optimizer.lr=0.0 is invalid"),
+    (["data.test_size=0"], "data.test_size=0.0 is invalid"),
+    (["data.world.critique_bug_rate=2"], "data.world.critique_bug_rate=2.0 is invalid"),
+    (["wandb.mode=maybe"], "wandb.mode='maybe' is invalid"),
+    (["export.merge=true"], "export.merge=True is invalid"),
+    (["data=prebinarized"], "data.source='world' is invalid"),
+    (["data.decontaminate=everything"], "data.decontaminate='everything' is invalid"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_override_is_one_clear_line(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        preflight(overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_overrides_fail_fast_from_the_command_line():
+    """The real CLI: exit 2, one line on stderr, no model or data loaded, well under 10 s."""
+    for overrides, message in (BAD[0], BAD[2], BAD[10]):
+        start = time.time()
+        proc = cli("notus_lab", *overrides)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"error: {message}"] or message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert time.time() - start < 10

@@ -1,0 +1,124 @@
+"""Short real DPO runs (TRL DPOTrainer on the tiny model) that assert on what a run leaves behind."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from notus_lab.train import run
+
+from conftest import QUICK, cli, compose
+
+FAKE_WANDB_KEY = "wandbkey_0123456789abcdef0123456789abcdef0123"
+FAKE_HF_TOKEN = "hf_FAKEFAKEFAKEFAKEFAKEFAKEFAKE123456"
+
+
+def text_artefacts(run_dir: Path):
+    for p in run_dir.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".yaml", ".md", ".log", ".txt", ".jinja", ".wandb", ""):
+            yield p
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    import os
+
+    os.environ["WANDB_API_KEY"], os.environ["HF_TOKEN"] = FAKE_WANDB_KEY, FAKE_HF_TOKEN
+    run_dir = tmp_path_factory.mktemp("full")
+    try:
+        metrics = run(compose("model=full", *QUICK), run_dir)
+    finally:
+        os.environ.pop("WANDB_API_KEY"), os.environ.pop("HF_TOKEN")
+    return run_dir, metrics
+
+
+def test_full_run_leaves_every_artefact(full_run):
+    run_dir, metrics = full_run
+    assert (run_dir / "model" / "model.safetensors").stat().st_size > 10_000
+    assert not (run_dir / "model" / "pytorch_model.bin").exists()  # weights are safetensors only
+    report = json.loads((run_dir / "data_report.json").read_text())
+    assert report["rows_in"] + report["held_out"]["prompts_rows"] == 300
+    assert report["pairs_out"] == report["rows_in"] - sum(report["rows_dropped"].values()) > 200
+    assert 0.3 < report["chosen_differs_critique_vs_mean_rating"] < 0.7
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    for signal in ("critique", "mean_rating", "truth"):
+        assert set(on_disk["eval"][signal]) >= {"loss", "rewards/accuracies", "rewards/margins"}
+    assert on_disk["truth_accuracy"] == on_disk["eval"]["truth"]["rewards/accuracies"]
+    assert on_disk["train"]["steps"] > 0 and "rewards/accuracies" in on_disk["train"]
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["packages"]["trl"] and len(prov["data_fingerprint"]) == 16 and len(prov["base_fingerprint"]) == 16
+    card = (run_dir / "README.md").read_text()
+    assert "mean_rating" in card and f"{on_disk['eval']['truth']['rewards/accuracies']:.4f}" in card
+    assert "beta: 0.1" in (run_dir / "config.yaml").read_text()
+
+
+def test_wandb_offline_run_files_are_written(full_run):
+    run_dir, _ = full_run
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+
+
+def test_secrets_never_land_in_artefacts(full_run):
+    run_dir, _ = full_run
+    for p in text_artefacts(run_dir):
+        data = p.read_bytes()
+        assert FAKE_WANDB_KEY.encode() not in data and FAKE_HF_TOKEN.encode() not in data, p
+
+
+def test_lora_run_saves_an_adapter_and_merges_on_request(tmp_path):
+    metrics = run(compose("model=lora", "export.merge=true", *QUICK), tmp_path)
+    assert (tmp_path / "model" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+    assert (tmp_path / "merged" / "model.safetensors").exists()
+    assert metrics["eval"]["truth"]["loss"] > 0
+
+
+def test_qlora_quantizes_the_base_to_4bit_nf4_on_cpu(tmp_path):
+    import bitsandbytes as bnb
+
+    from notus_lab.model import base_path, load_models
+
+    cfg = compose("model=qlora", *QUICK)
+    policy, reference, peft_config = load_models(cfg, base_path(cfg.base))
+    assert reference is None and peft_config.r == 128
+    assert policy.is_loaded_in_4bit and any(isinstance(m, bnb.nn.Linear4bit) for m in policy.modules())
+    metrics = run(cfg, tmp_path)
+    assert (tmp_path / "model" / "adapter_model.safetensors").exists() and metrics["train"]["steps"] > 0
+
+
+def test_full_fine_tuning_gets_an_explicit_frozen_reference():
+    from notus_lab.model import base_path, load_models
+
+    cfg = compose("model=full")
+    policy, reference, peft_config = load_models(cfg, base_path(cfg.base))
+    assert peft_config is None and reference is not None and reference is not policy
+    assert not any(p.requires_grad for p in reference.parameters())
+
+
+def test_same_command_twice_gives_identical_metrics(tmp_path):
+    a = run(compose("model=lora", *QUICK), tmp_path / "a")
+    b = run(compose("model=lora", *QUICK), tmp_path / "b")
+    a["train"].pop("runtime_s"), b["train"].pop("runtime_s")
+    assert a == b
+
+
+def test_default_run_learns_the_worlds_true_preferences(tmp_path):
+    """The embedded default (3,000 rows, 3 epochs): held-out accuracy against the truth clearly > 0.5."""
+    metrics = run(compose(), tmp_path)
+    assert metrics["truth_accuracy"] > 0.7, metrics["eval"]
+    assert metrics["eval"]["mean_rating"]["rewards/accuracies"] > 0.7
+
+
+def test_cli_runs_end_to_end_and_a_finished_run_is_not_retrained(tmp_path):
+    out = tmp_path / "run"
+    proc = cli("notus_lab", "data=critique", "model=lora", "beta=0.05", "optimizer=adamw", *QUICK,
+               f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "critique" in (out / "README.md").read_text() and metrics["train"]["steps"] > 0
+    before = (out / "metrics.json").stat().st_mtime_ns
+    again = cli("notus_lab", "data=critique", "model=lora", "beta=0.05", "optimizer=adamw", *QUICK,
+                f"hydra.run.dir={out}")
+    assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
+    assert (out / "metrics.json").stat().st_mtime_ns == before
