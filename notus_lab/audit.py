@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_summary(report: dict, rows: list, d, out: Path) -> None:
+def write_summary(report: dict, points: list, d, out: Path) -> None:
     lines = [f"# Data audit: {report['strategy']} on {d.source}", "",
              f"- rows in: {report['rows_in']} (+{report['held_out']['rows_in'] if 'held_out' in report and 'rows_in' in report['held_out'] else 0} held out)",
              f"- pairs out: {report['pairs_out']} (tie pairs: {report.get('tie_pairs', 0)})",
@@ -23,35 +23,24 @@ def write_summary(report: dict, rows: list, d, out: Path) -> None:
         lines += [f"| {s} | {c['rows_in']} | {c['pairs_out']} |" for s, c in report["per_source"].items()]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     if "na_ratings" in report:
-        plot_scores(rows, out / "scores.png")
+        plot_scores(points, out / "scores.png")
 
 
-def plot_scores(rows: list, path: Path) -> None:
+def plot_scores(points: list, path: Path) -> None:
     """2-D histogram of critique overall_score vs mean aspect rating: the 10-score bug is the top-left blob."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from notus_lab.data import critique_score, mean_rating
-
-    xs, ys = [], []
-    for row in rows:
-        comps = row.get("completions") if isinstance(row, dict) else None
-        for c in comps if isinstance(comps, list) else []:
-            if isinstance(c, dict):
-                m, _ = mean_rating(c)
-                s, _ = critique_score(c)
-                if m is not None and s is not None:
-                    xs.append(m)
-                    ys.append(s)
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    if xs:
+    if points:
+        xs, ys = zip(*points)
         h = ax.hist2d(xs, ys, bins=[16, 19], range=[[1, 5], [1, 10]], cmap="viridis", cmin=1)
         fig.colorbar(h[3], ax=ax, label="completions")
     ax.set_xlabel("mean aspect rating (N/A skipped)")
     ax.set_ylabel("critique overall_score")
-    ax.set_title(f"{len(xs)} completions")
+    ax.set_title(f"{len(points)} completions")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

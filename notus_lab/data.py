@@ -340,8 +340,11 @@ def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
 # The audit
 
 
-def audit(rows: list, d: DataConfig, indices: Iterable[int]) -> dict:
-    """Signal-level facts about the raw rows, whatever strategy trains on them."""
+def audit(rows: list, d: DataConfig, indices: Iterable[int], points: Optional[list] = None) -> dict:
+    """Signal-level facts about the raw rows as stored, whatever strategy trains on them.
+
+    Each completion is parsed once; `points` (if given) collects (mean rating, critique) for the plot.
+    """
     na = Counter()
     bugs = 0
     chosen_by_signal = {s: {} for s in COMPARED_SIGNALS}
@@ -349,16 +352,29 @@ def audit(rows: list, d: DataConfig, indices: Iterable[int]) -> dict:
         row = rows[i]
         if not isinstance(row, dict) or not isinstance(row.get("completions"), list):
             continue
-        comps = [c for c in row["completions"] if isinstance(c, dict)]
+        comps = row["completions"]
+        per_signal = {s: [] for s in COMPARED_SIGNALS}
         for c in comps:
-            for a in ASPECTS:
-                na[a] += aspect_rating(c, a) == "N/A"
-            bugs += bug_signature(c, d.curate_threshold)
-        if len(comps) < 2 or len(comps) != len(row["completions"]):
+            if not isinstance(c, dict):
+                for s in COMPARED_SIGNALS:
+                    per_signal[s].append(None)
+                continue
+            ratings = [aspect_rating(c, a) for a in ASPECTS]
+            numeric = [r for r in ratings if r is not None and r != "N/A"]
+            mean = sum(numeric) / len(numeric) if numeric and None not in ratings else None
+            critique, _ = critique_score(c)
+            for a, r in zip(ASPECTS, ratings):
+                na[a] += r == "N/A"
+                per_signal[a].append(r if r != "N/A" else None)
+            per_signal["mean_rating"].append(mean)
+            per_signal["critique"].append(critique)
+            bugs += critique == 10 and mean is not None and mean <= d.curate_threshold
+            if points is not None and mean is not None and critique is not None:
+                points.append((mean, critique))
+        if len(comps) < 2:
             continue
-        for signal in COMPARED_SIGNALS:
-            scores = [signal_score(c, d, signal)[0] for c in comps]
-            if all(s is not None for s in scores):
+        for signal, scores in per_signal.items():
+            if None not in scores:
                 chosen_by_signal[signal][i] = max(range(len(scores)), key=lambda k: (scores[k], -k))
     differs = {}
     for a, b in combinations(COMPARED_SIGNALS, 2):
