@@ -74,3 +74,22 @@ def test_binarize_cli_writes_pairs_report_summary_and_plot(world_files, tmp_path
     assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"
     trl = datasets.load_dataset("parquet", data_files=str(tmp_path / "pairs.parquet"), split="train")
     assert trl[0]["chosen"][0]["role"] == "assistant" and len(trl) == len(pairs)
+
+
+def test_binarize_cli_decontaminates_and_saves_a_datasets_dir(world_files, tmp_path):
+    d, rows = world_files
+    questions = tmp_path / "truthfulqa_questions.txt"
+    target = next(r["instruction"] for r in rows if r["source"] != "truthful_qa")
+    questions.write_text(target.upper() + "\n")  # matched after normalization
+    n_tqa = sum(r["source"] == "truthful_qa" for r in rows)
+    n_match = sum(r["instruction"] == target and r["source"] != "truthful_qa" for r in rows)
+    out = tmp_path / "out"
+    proc = cli("notus_lab.binarize", f"data.source={d / 'uf.json'}", "data.decontaminate=truthful_qa",
+               f"data.decontaminate_questions={questions}", f"out={out}", "format=datasets")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "data_report.json").read_text())
+    dropped = report["rows_dropped"].get("decontaminated", 0) + report["held_out"]["rows_dropped"].get("decontaminated", 0)
+    assert n_tqa > 0 and dropped == n_tqa + n_match
+    saved = datasets.load_from_disk(str(out / "pairs_dataset"))
+    assert len(saved) == report["pairs_out"] + report["held_out"]["pairs_out"]
+    assert target not in {p[0]["content"] for p in saved["prompt"]}
