@@ -57,45 +57,25 @@ def write_pairs(pairs: list[dict], out: Path, fmt: str) -> None:
 
 
 def binarize_to(cfg, out: Path) -> dict:
+    """The data stage of a training run (same split, same pairs), written out instead of trained on."""
     from notus_lab import data as D
+    from notus_lab.audit import write_summary
 
     if cfg.format not in ("jsonl", "parquet", "datasets"):
         raise ConfigError(f"format={cfg.format!r} is invalid: allowed one of jsonl, parquet, datasets")
     validate_data(cfg.data)
     d = D.as_data_config(cfg.data)
-    timings = {}
-    t = time.perf_counter()
-    rows, unreadable = D.load_rows(d)
-    timings["load_s"] = time.perf_counter() - t
-    if d.strategy != "prebinarized":
-        D.check_shape(rows, d.source)
-    t = time.perf_counter()
-    questions = D.load_questions(d.decontaminate_questions)
-    train_idx, test_idx = D.split_rows(rows, d.test_size, d.split_seed) if d.strategy != "prebinarized" \
-        else (list(range(len(rows))), [])
-    train_pairs, report = D.binarize(rows, d, train_idx, questions)
-    test_pairs, test_report = D.binarize(rows, d, test_idx, questions)
-    timings["binarize_s"] = time.perf_counter() - t
-    t = time.perf_counter()
     points = []
-    if d.strategy != "prebinarized":
-        report.update(D.audit(rows, d, range(len(rows)), points))
-    timings["audit_s"] = time.perf_counter() - t
-    report["rows_unreadable"] = dict(unreadable)
-    report["held_out"] = {"rows_in": test_report["rows_in"], "pairs_out": test_report["pairs_out"],
-                          "rows_dropped": test_report["rows_dropped"]}
-    for p in train_pairs:
+    prepared = D.prepare(d, eval_signals=False, points=points)
+    report = prepared["report"]
+    for p in prepared["train_pairs"]:
         p["split"] = "train"
-    for p in test_pairs:
+    for p in prepared["test_pairs"]:
         p["split"] = "test"
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    write_pairs(train_pairs + test_pairs, out, cfg.format)
-    timings["write_s"] = time.perf_counter() - t
-    report["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    write_json(out / "data_report.json", report)
-    from notus_lab.audit import write_summary
-
+    write_pairs(prepared["train_pairs"] + prepared["test_pairs"], out, cfg.format)
+    report["timings"]["write_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     write_summary(report, points, d, out)
     report["timings"]["summary_s"] = round(time.perf_counter() - t, 3)

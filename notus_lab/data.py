@@ -11,6 +11,7 @@ import math
 import os
 import random
 import re
+import time
 from collections import Counter
 from dataclasses import replace
 from itertools import combinations
@@ -436,12 +437,17 @@ def as_data_config(d) -> DataConfig:
     return OmegaConf.to_object(d)
 
 
-def prepare(d: DataConfig) -> dict:
-    """Raw rows -> train pairs, held-out pairs under every eval signal (+ truth), and the report."""
+def prepare(d: DataConfig, eval_signals: bool = True, points: Optional[list] = None) -> dict:
+    """Raw rows -> train pairs, held-out pairs (own strategy, and with `eval_signals` every eval
+    signal + truth), and the report with per-stage timings. `points` collects the audit's plot data."""
     d = as_data_config(d)
+    timings = {}
+    t = time.perf_counter()
     rows, unreadable = load_rows(d)
+    timings["load_s"] = time.perf_counter() - t
     if d.strategy != "prebinarized":
         check_shape(rows, d.source)
+    t = time.perf_counter()
     questions = load_questions(d.decontaminate_questions)
     if d.strategy == "prebinarized":
         train_idx, test_idx = split_rows([{"instruction": _messages_text(r.get("prompt")) or ""}
@@ -449,22 +455,32 @@ def prepare(d: DataConfig) -> dict:
     else:
         train_idx, test_idx = split_rows(rows, d.test_size, d.split_seed)
     train_pairs, report = binarize(rows, d, train_idx, questions)
+    test_pairs, test_report = binarize(rows, d, test_idx, questions)
     # held-out: every model is scored under each signal (ties carry no preference, so dropped)
     eval_pairs = {}
-    if d.strategy not in EVAL_STRATEGIES:
-        eval_pairs[d.strategy] = binarize(rows, d, test_idx, questions)[0]
+    if eval_signals:
+        if d.strategy not in EVAL_STRATEGIES:
+            eval_pairs[d.strategy] = test_pairs
+        if d.strategy != "prebinarized":
+            for s in EVAL_STRATEGIES:
+                eval_pairs[s] = binarize(rows, replace(d, strategy=s, tie_policy="drop", min_margin=0.0,
+                                                       rejected="random", vintage="as_is"), test_idx, questions)[0]
+            truth = truth_pairs(rows, test_idx)
+            if truth:
+                eval_pairs["truth"] = truth
+    timings["binarize_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     if d.strategy != "prebinarized":
-        for s in EVAL_STRATEGIES:
-            eval_pairs[s] = binarize(rows, replace(d, strategy=s, tie_policy="drop", min_margin=0.0,
-                                                   rejected="random", vintage="as_is"), test_idx, questions)[0]
-        truth = truth_pairs(rows, test_idx)
-        if truth:
-            eval_pairs["truth"] = truth
-        report.update(audit(rows, d, range(len(rows))))
+        report.update(audit(rows, d, range(len(rows)), points))
+    timings["audit_s"] = time.perf_counter() - t
     report["rows_unreadable"] = dict(unreadable)
     report["held_out"] = {"prompts_rows": len(test_idx), "train_rows": len(train_idx),
+                          "rows_in": test_report["rows_in"], "pairs_out": test_report["pairs_out"],
+                          "rows_dropped": test_report["rows_dropped"],
                           "pairs": {k: len(v) for k, v in eval_pairs.items()}}
-    return {"rows": rows, "train_pairs": train_pairs, "eval_pairs": eval_pairs, "report": report}
+    report["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    return {"rows": rows, "train_pairs": train_pairs, "test_pairs": test_pairs, "eval_pairs": eval_pairs,
+            "report": report}
 
 
 def fingerprint_rows(rows: list) -> str:
