@@ -147,16 +147,17 @@ def aspect_rating(completion: dict, aspect: str):
     return v if v is not None and 1 <= v <= 5 else None
 
 
+def mean_of(ratings: list):
+    """Notus's rule on parsed ratings: mean with N/A skipped; any malformed one spoils it."""
+    if None in ratings:
+        return None, "malformed_rating"
+    vals = [r for r in ratings if r != "N/A"]
+    return (sum(vals) / len(vals), None) if vals else (None, "no_ratings")
+
+
 def mean_rating(completion: dict):
     """Notus: mean of the four aspect ratings, N/A skipped. (score, None) or (None, reason)."""
-    vals = []
-    for a in ASPECTS:
-        r = aspect_rating(completion, a)
-        if r is None:
-            return None, "malformed_rating"
-        if r != "N/A":
-            vals.append(r)
-    return (sum(vals) / len(vals), None) if vals else (None, "no_ratings")
+    return mean_of([aspect_rating(completion, a) for a in ASPECTS])
 
 
 def critique_score(completion: dict):
@@ -164,13 +165,13 @@ def critique_score(completion: dict):
     return (v, None) if v is not None and 1 <= v <= 10 else (None, "malformed_score")
 
 
-def bug_signature(completion: dict, threshold: float) -> bool:
+def is_bug_signature(critique, mean, threshold: float) -> bool:
     """UltraFeedback's critique bug: overall_score 10 while the aspect ratings say it is bad."""
-    score, _ = critique_score(completion)
-    if score != 10:
-        return False
-    mean, _ = mean_rating(completion)
-    return mean is not None and mean <= threshold
+    return critique == 10 and mean is not None and mean <= threshold
+
+
+def bug_signature(completion: dict, threshold: float) -> bool:
+    return is_bug_signature(critique_score(completion)[0], mean_rating(completion)[0], threshold)
 
 
 def signal_score(completion: dict, d: DataConfig, signal: str):
@@ -361,15 +362,14 @@ def audit(rows: list, d: DataConfig, indices: Iterable[int], points: Optional[li
                     per_signal[s].append(None)
                 continue
             ratings = [aspect_rating(c, a) for a in ASPECTS]
-            numeric = [r for r in ratings if r is not None and r != "N/A"]
-            mean = sum(numeric) / len(numeric) if numeric and None not in ratings else None
+            mean, _ = mean_of(ratings)
             critique, _ = critique_score(c)
             for a, r in zip(ASPECTS, ratings):
                 na[a] += r == "N/A"
                 per_signal[a].append(r if r != "N/A" else None)
             per_signal["mean_rating"].append(mean)
             per_signal["critique"].append(critique)
-            bugs += critique == 10 and mean is not None and mean <= d.curate_threshold
+            bugs += is_bug_signature(critique, mean, d.curate_threshold)
             if points is not None and mean is not None and critique is not None:
                 points.append((mean, critique))
         if len(comps) < 2:
