@@ -1,13 +1,12 @@
 """`python -m notus_lab [overrides]`: compose conf/ with Hydra and train one DPO arm (or a sweep)."""
 
 import logging
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from notus_lab.config import CONF_DIR, ConfigError, preflight
+from notus_lab.config import CONF_DIR, ConfigError, fail, launch
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -20,18 +19,8 @@ def main(cfg: DictConfig) -> None:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as exc:
         logging.getLogger("notus_lab").error("config error: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-def cli() -> None:
-    try:  # fail in one line, before Hydra starts a job or anything heavy loads
-        preflight(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    main()
+        fail(exc)
 
 
 if __name__ == "__main__":
-    cli()
+    launch(main)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def write_summary(report: dict, points: list, d, out: Path) -> None:
     lines = [f"# Data audit: {report['strategy']} on {d.source}", "",
-             f"- rows in: {report['rows_in']} (+{report['held_out']['rows_in'] if 'held_out' in report and 'rows_in' in report['held_out'] else 0} held out)",
+             f"- rows in: {report['rows_in']} (+{report['held_out']['rows_in']} held out)",
              f"- pairs out: {report['pairs_out']} (tie pairs: {report.get('tie_pairs', 0)})",
              f"- rows dropped: {report['rows_dropped'] or 'none'}",
              f"- completions dropped: {report.get('completions_dropped') or 'none'}",

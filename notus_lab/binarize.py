@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +17,10 @@ from typing import Optional
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from notus_lab.config import CONF_DIR, ConfigError, DataConfig, preflight, validate_data
+from notus_lab.config import CONF_DIR, ConfigError, DataConfig, fail, launch, validate_data
 from notus_lab.tracking import write_json
-
-log = logging.getLogger("notus_lab")
 
 
 @dataclass
@@ -91,16 +87,10 @@ def main(cfg: DictConfig) -> None:
     try:
         report = binarize_to(cfg, out)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        fail(exc)
     print(f"{report['rows_in']} rows -> {report['pairs_out']} train pairs + {report['held_out']['pairs_out']} "
           f"held-out pairs; dropped {report['rows_dropped']}; written to {out}")
 
 
 if __name__ == "__main__":
-    try:
-        preflight(sys.argv[1:], config_name="binarize")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    launch(main, "binarize", check=lambda cfg: validate_data(cfg.data))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, NoReturn, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -218,19 +219,17 @@ def looks_like_local_path(source: str) -> bool:
         or os.path.exists(os.path.expanduser(source))
 
 
-def _no_missing(cfg) -> None:
+def _no_missing(cfg, prefix: str = "") -> None:
     if isinstance(cfg, DictConfig):
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
-            raise ConfigError(f"{missing[0]}=??? is invalid: allowed a value (it is required; set {missing[0]}=...)")
+            key = prefix + missing[0]
+            raise ConfigError(f"{key}=??? is invalid: allowed a value (it is required; set {key}=...)")
 
 
 def validate_data(d) -> None:
     """The data keys alone (all that `python -m notus_lab.binarize` needs)."""
-    if isinstance(d, DictConfig):
-        missing = sorted(OmegaConf.missing_keys(d))
-        if missing:
-            raise ConfigError(f"data.{missing[0]}=??? is invalid: allowed a value (it is required; set data.{missing[0]}=...)")
+    _no_missing(d, prefix="data.")
     _one_of("data.strategy", d.strategy, STRATEGIES)
     _one_of("data.rejected", d.rejected, ("random", "lowest"))
     _one_of("data.tie_policy", d.tie_policy, ("drop", "keep"))
@@ -373,26 +372,43 @@ def _one_line(exc: BaseException, overrides: list[str]) -> str:
     return f"{str(exc).strip().splitlines()[0]}"
 
 
-def preflight(argv: list[str], config_name: str = "config") -> None:
-    """Raise ConfigError (one line) if `python -m notus_lab ARGV` cannot run. Sweeps are checked per value."""
+def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
+    """Raise ConfigError (one line) if the command cannot run. `check(cfg)` defaults to `validate`.
+
+    A sweep (`key=a,b`) is checked one value at a time, the other sweeps held at their first value:
+    every value is tried without composing the cartesian product."""
     from hydra import compose, initialize_config_dir
 
-    if any(a in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg") or a.startswith("--info") for a in argv):
+    if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg") or a.startswith("--info") for a in argv):
         return
+    check = check or validate
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))]
-    sweeps = [o for o in overrides if "," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[")]
-    variants = [overrides]
-    for s in sweeps:  # each swept value must be valid on its own (cheap: no cartesian product)
-        key, values = s.split("=", 1)
-        base = [o for o in overrides if o != s]
-        variants += [base + [f"{key}={v}"] for v in values.split(",")]
-    variants = [v for v in variants if not any(o in sweeps for o in v)]
+    swept = {o.split("=", 1)[0]: o.split("=", 1)[1].split(",") for o in overrides
+             if "," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[")}
+    fixed = [o for o in overrides if o.split("=", 1)[0] not in swept]
+    first = [f"{k}={vs[0]}" for k, vs in swept.items()]
+    variants = [fixed + [f"{k}={v}" if o.startswith(k + "=") else o for o in first]
+                for k, vs in swept.items() for v in vs] or [overrides]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             for v in variants:
-                cfg = compose(config_name, overrides=v)
-                validate(cfg) if config_name == "config" else validate_data(cfg.data)
+                check(compose(config_name, overrides=v))
     except ConfigError:
         raise
     except Exception as exc:  # Hydra/OmegaConf composition errors
         raise ConfigError(_one_line(exc, overrides)) from None
+
+
+def fail(exc: ConfigError) -> NoReturn:
+    """How every entrypoint reports bad input: one line on stderr, exit code 2."""
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+
+def launch(hydra_main, config_name: str = "config", check=None) -> None:
+    """Preflight the command line (one-line errors, nothing loaded), then hand it to Hydra."""
+    try:
+        preflight(sys.argv[1:], config_name, check)
+    except ConfigError as exc:
+        fail(exc)
+    hydra_main()
