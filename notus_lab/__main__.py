@@ -1,25 +1,44 @@
-"""`python -m notus_lab [overrides]`: compose conf/ with Hydra and train one DPO arm (or a sweep)."""
+"""`python -m notus_lab [overrides]`: compose conf/ with Hydra and train one DPO arm (or a sweep).
+
+A sweep (`--multirun`) writes every arm to outputs/sweeps/<sweep_name>/<overrides> and logs it to the
+W&B group <sweep_name>. An arm that fails leaves failed.json and the sweep goes on with the others.
+"""
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from notus_lab.config import CONF_DIR, ConfigError, fail, launch
+
+log = logging.getLogger("notus_lab")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     from pathlib import Path
 
-    from notus_lab.train import run
+    from notus_lab.distributed import relaunch_if_needed
+    from notus_lab.train import Interrupted, RunDirBusy, run
 
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    if relaunch_if_needed(cfg, run_dir, list(hc.overrides.task)):
+        return  # the processes it started did the run
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except ConfigError as exc:
-        logging.getLogger("notus_lab").error("config error: %s", exc)
-        fail(exc)
+        run(cfg, run_dir, overrides=list(hc.overrides.task), group=cfg.sweep_name if multirun else None)
+    except (ConfigError, RunDirBusy, Interrupted) as exc:
+        log.error("%s", exc)
+        if multirun:
+            raise  # Hydra marks this arm failed and goes on with the others
+        if isinstance(exc, ConfigError):
+            fail(exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(130 if isinstance(exc, Interrupted) else 3)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def binarize_to(cfg, out: Path) -> dict:
     validate_data(cfg.data)
     d = D.as_data_config(cfg.data)
     points = []
-    prepared = D.prepare(d, eval_signals=False, points=points)
+    prepared = D.prepare(d, points=points)
     report = prepared["report"]
     for p in prepared["train_pairs"]:
         p["split"] = "train"

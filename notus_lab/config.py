@@ -162,6 +162,15 @@ class WandbConfig:
 
 
 @dataclass
+class EvalConfig:
+    # The held-out prompts are labelled by each of these data options (conf/data/<name>.yaml, applied
+    # to the run's source with ties dropped) and by the truth in the bundled world; every model is
+    # scored under all of them, so all arms of a sweep share one cross-eval matrix.
+    signals: List[str] = field(
+        default_factory=lambda: ["critique", "critique_fixed", "critique_curated", "mean_rating"])
+
+
+@dataclass
 class ExportConfig:
     merge: bool = False  # LoRA/QLoRA: also save the merged full model
 
@@ -176,9 +185,11 @@ class NotusConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     beta: float = 0.1
     loss_type: str = "sigmoid"
     run_name: Optional[str] = None  # default: derived from the command's overrides
+    sweep_name: str = "adhoc"  # names a study: its sweep dir and its W&B group
 
 
 def register_configs() -> None:
@@ -329,9 +340,25 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
     _require(tr.logging_steps > 0, "train.logging_steps", tr.logging_steps, "an integer > 0")
     _require(tr.save_steps > 0, "train.save_steps", tr.save_steps, "an integer > 0")
 
+    for s in cfg.eval.signals:
+        _one_of("eval.signals", s, [o for o in group_options("data") if o != "prebinarized"])
+    _require(re.fullmatch(r"[\w.-]+", cfg.sweep_name) is not None, "sweep_name", cfg.sweep_name,
+             "letters, digits, '_', '-' and '.' (it names a directory and a W&B group)")
+
     _one_of("wandb.mode", cfg.wandb.mode, ("offline", "online", "disabled"))
     if cfg.export.merge:
         _require(m.adapter == "lora", "export.merge", True, "false with model.adapter=full (nothing to merge)")
+
+
+def eval_data_configs(cfg) -> dict:
+    """{name: DataConfig} labelling the held-out prompts: each `eval.signals` data option's rule on the
+    run's own source and split, ties dropped and rejected random (a tie is no preference to score)."""
+    out = {}
+    for name in cfg.eval.signals:
+        option = OmegaConf.load(CONF_DIR / "data" / f"{name}.yaml")
+        merged = OmegaConf.merge(cfg.data, option, {"tie_policy": "drop", "min_margin": 0.0, "rejected": "random"})
+        out[name] = OmegaConf.to_object(merged)
+    return out
 
 
 def gradient_accumulation_steps(cfg) -> int:

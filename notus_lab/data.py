@@ -425,9 +425,6 @@ def load_questions(path: Optional[str]) -> frozenset:
 # The whole stage
 
 
-EVAL_STRATEGIES = ("critique", "mean_rating")
-
-
 def as_data_config(d) -> DataConfig:
     """A plain dataclass (fast attribute access in the per-row loops) from Hydra's DictConfig."""
     if isinstance(d, DataConfig):
@@ -437,9 +434,12 @@ def as_data_config(d) -> DataConfig:
     return OmegaConf.to_object(d)
 
 
-def prepare(d: DataConfig, eval_signals: bool = True, points: Optional[list] = None) -> dict:
-    """Raw rows -> train pairs, held-out pairs (own strategy, and with `eval_signals` every eval
-    signal + truth), and the report with per-stage timings. `points` collects the audit's plot data."""
+def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None) -> dict:
+    """Raw rows -> train pairs, held-out pairs, and the report with per-stage timings.
+
+    The held-out prompts are labelled by the run's own rule and by every binarization in `eval_sets`
+    ({name: DataConfig}, see config.eval_data_configs), plus the world's truth where it is known.
+    `points` collects the audit's plot data."""
     d = as_data_config(d)
     timings = {}
     t = time.perf_counter()
@@ -456,18 +456,15 @@ def prepare(d: DataConfig, eval_signals: bool = True, points: Optional[list] = N
         train_idx, test_idx = split_rows(rows, d.test_size, d.split_seed)
     train_pairs, report = binarize(rows, d, train_idx, questions)
     test_pairs, test_report = binarize(rows, d, test_idx, questions)
-    # held-out: every model is scored under each signal (ties carry no preference, so dropped)
+    # held-out: every model is scored on the same prompts under each binarization (the cross-eval matrix)
     eval_pairs = {}
-    if eval_signals:
-        if d.strategy not in EVAL_STRATEGIES:
-            eval_pairs[d.strategy] = test_pairs
-        if d.strategy != "prebinarized":
-            for s in EVAL_STRATEGIES:
-                eval_pairs[s] = binarize(rows, replace(d, strategy=s, tie_policy="drop", min_margin=0.0,
-                                                       rejected="random", vintage="as_is"), test_idx, questions)[0]
-            truth = truth_pairs(rows, test_idx)
-            if truth:
-                eval_pairs["truth"] = truth
+    if d.strategy != "prebinarized" and eval_sets:
+        for name, e in eval_sets.items():
+            eval_pairs[name] = test_pairs if e == d else binarize(rows, e, test_idx, questions)[0]
+        if truth := truth_pairs(rows, test_idx):
+            eval_pairs["truth"] = truth
+    if d.strategy not in eval_pairs:  # the run's own rule, as trained on (ties and all)
+        eval_pairs[d.strategy] = test_pairs
     timings["binarize_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if d.strategy != "prebinarized":

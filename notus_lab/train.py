@@ -2,15 +2,21 @@
 
 Everything a run leaves behind lives in its run dir:
   config.yaml, provenance.json, data_report.json, model/ (safetensors), metrics.json, README.md,
-  checkpoints/ (for resume), wandb/ (offline W&B run files).
+  checkpoints/ (for resume), wandb/ (offline W&B run files), failed.json (if it crashed).
+metrics.json is written last: it means "finished". A run dir is held by one process at a time (.lock).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import shutil
+import signal
 import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,9 +27,87 @@ from notus_lab.tracking import provenance, redact, start_wandb, write_json
 log = logging.getLogger("notus_lab")
 
 
-def run_tags(cfg) -> list[str]:
-    return [f"data:{cfg.data.strategy}", f"model:{cfg.model.adapter}{'-' + cfg.model.quantization if cfg.model.quantization != 'none' else ''}",
-            f"beta:{cfg.beta}", f"loss:{cfg.loss_type}", f"optim:{cfg.optimizer.name}", f"base:{cfg.base.name}"]
+class Interrupted(RuntimeError):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint; the same command resumes it."""
+
+
+class RunDirBusy(RuntimeError):
+    """Another process holds this run dir."""
+
+
+def run_tags(cfg, overrides=()) -> list[str]:
+    """W&B tags: the science knobs, plus the command's own overrides (what a sweep varied)."""
+    adapter = cfg.model.adapter + (f"-{cfg.model.quantization}" if cfg.model.quantization != "none" else "")
+    tags = [f"data:{cfg.data.strategy}", f"model:{adapter}", f"beta:{cfg.beta}", f"loss:{cfg.loss_type}",
+            f"optim:{cfg.optimizer.name}", f"base:{cfg.base.name}"]
+    tags += [o.lstrip("+~") for o in overrides if not o.startswith(("hydra", "wandb.", "sweep_name"))]
+    return list(dict.fromkeys(t[:64] for t in tags + list(cfg.wandb.tags)))  # W&B caps a tag at 64 chars
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path):
+    """Two processes never write into the same run dir (the OS drops the lock if the holder dies)."""
+    if int(os.environ.get("RANK", "0")) != 0:  # ranks of one distributed run share their dir
+        yield
+        return
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirBusy(f"another process is training in {run_dir}; wait for it or pick another "
+                             f"hydra.run.dir") from None
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def stop_on_signal_callback():
+    """A TrainerCallback that turns SIGTERM/SIGINT (and submitit's preemption signal) into: finish the
+    current step, save a checkpoint, stop. A second signal falls back to the previous handler."""
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def __init__(self):
+            self.received = None
+            self.previous = {}
+
+        def install(self):
+            signals = [signal.SIGTERM, signal.SIGINT]
+            preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+            if os.environ.get("SLURM_JOB_ID") and preempt is not None:
+                signals.append(preempt)
+            for sig in signals:
+                try:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread: leave signals to whoever owns them
+                    pass
+
+        def restore(self):
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
+        def _handle(self, signum, frame):
+            if self.received is not None:  # asked twice: stop now
+                self.restore()
+                signal.raise_signal(signum)
+                return
+            self.received = signum
+            log.warning("caught %s: saving a checkpoint at the end of this step", signal.Signals(signum).name)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.received is not None:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopOnSignal()
+
+
+def record_failure(run_dir: Path, exc: BaseException) -> None:
+    """failed.json names what went wrong, so a sweep report can list the arm with its error."""
+    write_json(run_dir / "failed.json", {
+        "error": type(exc).__name__, "message": str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
+        "traceback": traceback.format_exception(exc)[-3:], "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def latest_checkpoint(ckpt_dir: Path) -> str | None:
@@ -54,24 +138,39 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
     )
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train one arm. Returns metrics (also written to run_dir/metrics.json)."""
+def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) -> dict:
+    """Train one arm. Returns metrics (also written to run_dir/metrics.json).
+
+    The same command finds the same run dir: a finished run is returned as it is, an unfinished or
+    failed one resumes from its newest complete checkpoint; `train.resume=false` starts over."""
     C.validate(cfg)  # one line per problem, before anything heavy loads
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "metrics.json").exists():
-        if cfg.train.resume:
+    with run_dir_lock(run_dir):
+        if (run_dir / "metrics.json").exists() and cfg.train.resume:
             log.info("run already finished: %s (train.resume=false starts over)", run_dir)
-            import json
-
             return json.loads((run_dir / "metrics.json").read_text())
-        for stale in ("checkpoints", "model", "metrics.json", "README.md"):
-            p = run_dir / stale
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    if cfg.hardware.threads:
+        if not cfg.train.resume:
+            for stale in ("checkpoints", "model", "merged", "metrics.json", "README.md", "failed.json"):
+                p = run_dir / stale
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        try:
+            metrics = _train(cfg, run_dir, overrides, group)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            record_failure(run_dir, exc)
+            raise
+        (run_dir / "failed.json").unlink(missing_ok=True)
+        return metrics
+
+
+def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict:
+    threads = cfg.hardware.threads or int(os.environ.get("OMP_NUM_THREADS", "0")) or None
+    if threads:  # a parallel sweep gives each job its share of the cores (hydra/launcher=parallel)
         import torch
 
-        torch.set_num_threads(cfg.hardware.threads)
+        torch.set_num_threads(threads)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
 
@@ -79,7 +178,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from notus_lab import data as D
 
     t0 = time.time()
-    prepared = D.prepare(cfg.data)
+    prepared = D.prepare(cfg.data, eval_sets=C.eval_data_configs(cfg))
     report = prepared["report"]
     write_json(run_dir / "data_report.json", report)
     if not prepared["train_pairs"]:
@@ -106,14 +205,28 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from trl import DPOTrainer
 
     is_main = int(os.environ.get("RANK", "0")) == 0
-    wb = start_wandb(cfg, run_dir, resolved, run_tags(cfg) + list(cfg.wandb.tags),
-                     cfg.wandb.group, job_type="train") if is_main else None
+    wb = start_wandb(cfg, run_dir, resolved, run_tags(cfg, overrides), cfg.wandb.group or group,
+                     job_type="train") if is_main else None
+    stop = stop_on_signal_callback()
     trainer = DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, run_dir, ["wandb"] if wb else []),
-                         train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config)
+                         train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[stop])
     resume_from = latest_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
     if resume_from:
         log.info("resuming from %s", resume_from)
-    train_out = trainer.train(resume_from_checkpoint=resume_from)
+    stop.install()
+    try:
+        train_out = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        stop.restore()
+    if stop.received is not None:
+        if wb is not None:
+            wb.finish(exit_code=1)
+        step = trainer.state.global_step
+        if stop.previous.get(stop.received) not in (None, signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler):
+            stop.previous[stop.received](stop.received, None)  # submitit: requeue this arm, then exit
+        raise Interrupted(f"stopped by {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
+                          f"{run_dir / 'checkpoints'}; run the same command again to resume")
 
     # 4. evaluate: the held-out prompts under every signal, and the truth where the world knows it
     from notus_lab.evaluate import summarize
@@ -124,6 +237,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     metrics["global_batch_size"] = cfg.train.global_batch_size
     metrics["world_size"] = trainer.args.world_size
     metrics["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
+    metrics["torch_threads"] = __import__("torch").get_num_threads()
 
     # 5. artefacts (rank 0)
     if trainer.is_world_process_zero():

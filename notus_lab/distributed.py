@@ -1,0 +1,75 @@
+"""Launch stage: a hardware profile with more than one process makes the entrypoint start itself again
+under `accelerate launch`, one process per device (or CPU rank), so the user types one command.
+
+Under SLURM each node's task launches the processes of its node; node rank and master address come
+from the SLURM environment. DeepSpeed and FSDP settings travel as data in the profile and reach the
+Trainer through its arguments (see train.dpo_config), never as hand-written launcher flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("notus_lab")
+
+
+def world_size(hw) -> int:
+    return hw.num_processes * hw.num_nodes
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slurm_master_address() -> str:
+    """First host of the SLURM allocation (`scontrol show hostnames` expands compressed node lists)."""
+    nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST") or "127.0.0.1"
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, timeout=30)
+        first = out.stdout.split()
+        return first[0] if out.returncode == 0 and first else nodes.split(",")[0]
+    except OSError:
+        return nodes.split(",")[0]
+
+
+def accelerate_command(cfg, run_dir: Path, overrides: list[str]) -> list[str]:
+    """`accelerate launch` of this same entrypoint for the profile in `cfg.hardware`."""
+    hw = cfg.hardware
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(world_size(hw)),
+           "--num_machines", str(hw.num_nodes), "--dynamo_backend", "no", "--mixed_precision", "no"]
+    # --multi_gpu starts the processes for DDP, DeepSpeed and FSDP alike (the Trainer sets the engine
+    # up from its own arguments); on CPU it is also the only flag that really starts N ranks: `--cpu`
+    # silently starts one. The ranks then join with gloo because the Trainer gets use_cpu=True.
+    cmd.append("--multi_gpu")
+    if hw.num_nodes > 1:
+        cmd += ["--machine_rank", os.environ.get("SLURM_NODEID", "0"),
+                "--main_process_ip", slurm_master_address(),
+                "--main_process_port", os.environ.get("MASTER_PORT", "29500")]
+    else:
+        cmd += ["--main_process_port", os.environ.get("MASTER_PORT") or str(free_port())]
+    child_overrides = [o for o in overrides if not o.startswith(("hydra.run.dir", "hydra/"))]
+    return cmd + ["-m", "notus_lab", *child_overrides, f"hydra.run.dir={run_dir}"]
+
+
+def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
+    """Start the run's processes when the profile needs more than this one. True when it did."""
+    if world_size(cfg.hardware) == 1 or "LOCAL_RANK" in os.environ:
+        return False
+    cmd = accelerate_command(cfg, run_dir, overrides)
+    log.info("launching %d processes: %s", world_size(cfg.hardware), " ".join(cmd))
+    env = dict(os.environ)
+    if cfg.hardware.device == "cpu":  # ranks share the cores: one thread pool slice each
+        threads = cfg.hardware.threads or max(1, (os.cpu_count() or 1) // cfg.hardware.num_processes)
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"distributed run exited with code {proc.returncode}; its log is in {run_dir}")
+    return True
