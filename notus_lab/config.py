@@ -159,6 +159,7 @@ class WandbConfig:
     entity: Optional[str] = None
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
+    init_timeout: float = 30.0  # seconds to reach the server before falling back to offline
 
 
 @dataclass
@@ -323,6 +324,18 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
                  hw.attn_implementation, "eager or sdpa on hardware.device=cpu")
         _require(hw.distributed in ("none", "ddp"), "hardware.distributed", hw.distributed,
                  "none or ddp on hardware.device=cpu")
+    if hw.distributed == "deepspeed":
+        _require(isinstance(hw.deepspeed, DictConfig) and "zero_optimization" in hw.deepspeed, "hardware.deepspeed",
+                 hw.deepspeed, "a DeepSpeed config with zero_optimization (see conf/hardware/a100_40gb_x8.yaml)")
+        try:
+            import deepspeed  # noqa: F401
+        except Exception as exc:
+            raise ConfigError(f"hardware.distributed='deepspeed' is invalid: deepspeed is not usable here "
+                              f"({type(exc).__name__}; pip install deepspeed on the GPU machines); "
+                              f"allowed none, ddp or fsdp") from None
+    if hw.distributed == "fsdp":
+        _require(isinstance(hw.fsdp, DictConfig) and "fsdp" in hw.fsdp, "hardware.fsdp", hw.fsdp,
+                 "the Trainer's fsdp and fsdp_config as data (see conf/hardware/fsdp_x8.yaml)")
     world_size = hw.num_processes * hw.num_nodes
     _require(world_size == 1 or hw.distributed != "none", "hardware.distributed", hw.distributed,
              f"ddp, deepspeed or fsdp when {world_size} processes run")

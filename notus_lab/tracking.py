@@ -81,7 +81,7 @@ def start_wandb(cfg, run_dir: Path, config: dict, tags: list[str], group: str | 
                   job_type=job_type, tags=tags, config=redact(config), dir=str(run_dir),
                   id=wandb_run_id(run_dir), resume="allow")
     try:
-        return wandb.init(mode=cfg.wandb.mode, settings=wandb.Settings(init_timeout=30, silent=True), **kwargs)
+        return wandb.init(mode=cfg.wandb.mode, settings=wandb.Settings(init_timeout=cfg.wandb.init_timeout, silent=True), **kwargs)
     except Exception as exc:  # no network, bad key, server down: tracking must not cost the run
         if cfg.wandb.mode != "online":
             warnings.warn(f"W&B could not start ({type(exc).__name__}); training continues untracked")
@@ -89,6 +89,7 @@ def start_wandb(cfg, run_dir: Path, config: dict, tags: list[str], group: str | 
         warnings.warn(f"W&B online failed ({type(exc).__name__}: {redact(str(exc))[:200]}); logging offline "
                       f"instead, upload later with `wandb sync {run_dir}/wandb`")
         try:
+            wandb.teardown()  # the failed online attempt leaves wandb's service unusable until reset
             return wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
         except Exception as exc2:
             warnings.warn(f"W&B offline also failed ({type(exc2).__name__}); training continues untracked")

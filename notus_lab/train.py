@@ -116,6 +116,21 @@ def latest_checkpoint(ckpt_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+def _without_nulls(x):
+    if isinstance(x, dict):
+        return {k: _without_nulls(v) for k, v in x.items() if v is not None}
+    return x
+
+
+def engine_arguments(hw) -> dict:
+    """The distributed engine's settings, from the hardware profile's data, as Trainer arguments."""
+    if hw.distributed == "deepspeed":
+        return {"deepspeed": _without_nulls(OmegaConf.to_container(hw.deepspeed, resolve=True))}
+    if hw.distributed == "fsdp":
+        return _without_nulls(OmegaConf.to_container(hw.fsdp, resolve=True))
+    return {}
+
+
 def dpo_config(cfg, run_dir: Path, report_to: list[str]):
     from trl import DPOConfig
 
@@ -131,7 +146,7 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
         gradient_accumulation_steps=C.gradient_accumulation_steps(cfg),
         use_cpu=hw.device == "cpu", bf16=hw.precision == "bf16", fp16=hw.precision == "fp16",
         gradient_checkpointing=hw.gradient_checkpointing,
-        deepspeed=OmegaConf.to_container(hw.deepspeed) if hw.deepspeed is not None and hw.distributed == "deepspeed" else None,
+        **engine_arguments(hw),
         # bookkeeping
         logging_steps=tr.logging_steps, save_strategy="steps", save_steps=tr.save_steps, save_total_limit=2,
         eval_strategy="no", dataloader_num_workers=0, disable_tqdm=False,
@@ -143,7 +158,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) 
 
     The same command finds the same run dir: a finished run is returned as it is, an unfinished or
     failed one resumes from its newest complete checkpoint; `train.resume=false` starts over."""
-    C.validate(cfg)  # one line per problem, before anything heavy loads
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
@@ -155,6 +169,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) 
                 p = run_dir / stale
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         try:
+            C.validate(cfg)  # one line per problem, before anything heavy loads
             metrics = _train(cfg, run_dir, overrides, group)
         except Interrupted:
             raise
@@ -166,8 +181,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) 
 
 
 def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict:
-    threads = cfg.hardware.threads or int(os.environ.get("OMP_NUM_THREADS", "0")) or None
-    if threads:  # a parallel sweep gives each job its share of the cores (hydra/launcher=parallel)
+    threads = cfg.hardware.threads or int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)
+    if threads:  # a parallel or SLURM sweep gives each job its share of the cores, never all of them
         import torch
 
         torch.set_num_threads(threads)

@@ -1,5 +1,6 @@
 """Composition of every group option; bad input fails fast, in one line, before anything loads."""
 
+import importlib.util
 import time
 
 import pytest
@@ -14,8 +15,13 @@ GROUPS = ("data", "model", "optimizer", "hardware", "base")
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])
 def test_every_group_option_composes_and_validates(group, option):
     extra = ["data.source=tests/rows.py"] if option == "prebinarized" else []
+    if group == "hardware":  # 8-GPU profiles need a global batch of at least 8 x 8
+        extra = ["train.global_batch_size=128"]
     cfg = compose(f"{group}={option}", *extra)
-    if group != "data":
+    if group == "hardware" and cfg.hardware.distributed == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(ConfigError, match=r"^hardware.distributed='deepspeed' is invalid: deepspeed is not usable"):
+            validate(cfg)  # the profile is fine; this machine cannot run it, and says so in one line
+    elif group != "data":
         validate(cfg)
     assert cfg[group] is not None
 

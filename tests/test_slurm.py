@@ -1,0 +1,103 @@
+"""A real single-node SLURM cluster (scripts/slurm_local.sh: munge, MariaDB, slurmdbd, slurmctld,
+slurmd), a sweep submitted through sweep.sh and hydra-submitit-launcher, and a preempted arm that
+submitit requeues and that resumes from the checkpoint it wrote when the signal came."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from notus_lab import report as R
+
+from conftest import ROOT
+from wandb_records import run_record
+
+pytestmark = pytest.mark.slurm
+TINY = ("data.world.rows=200", "train.logging_steps=2", "hardware.eval_batch_size=128",
+        "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=15")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("the local SLURM cluster needs root and Debian packages (scripts/slurm_local.sh)")
+    state = Path(os.environ.get("NOTUS_SLURM_DIR", "/tmp/notus_slurm"))
+    was_up = subprocess.run([ROOT / "scripts" / "slurm_local.sh", "status"], capture_output=True, text=True)
+    started_here = "slurmctld: up" not in was_up.stdout
+    up = subprocess.run([ROOT / "scripts" / "slurm_local.sh", "start"], capture_output=True, text=True, timeout=900)
+    assert up.returncode == 0, up.stderr[-3000:]
+    env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"), "PYTHON": sys.executable}
+    yield env
+    if started_here:  # leave a cluster the user started running; stop ours by PID
+        subprocess.run([ROOT / "scripts" / "slurm_local.sh", "stop"], capture_output=True, timeout=120)
+
+
+def sweep_sh(env, *args, timeout=600, background=False):
+    cmd = [str(ROOT / "sweep.sh"), *args]
+    if background:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def scontrol_job(env, job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], env=env, capture_output=True, text=True).stdout
+
+
+def test_a_sweep_runs_as_slurm_jobs_and_every_arm_leaves_its_artefacts(slurm, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = sweep_sh(slurm, "critique_vs_rating", "data=critique,mean_rating", "train.seed=1,2", "beta=0.1",
+                    "train.max_steps=4", *TINY, "sweep_name=slurm_ci", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = R.read_runs(sweep_dir)
+    assert len(runs) == 4 and all(r["status"] == "finished" for r in runs)
+    job_ids = {p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()}
+    assert len(job_ids) == 4 and all("_" in j for j in job_ids)  # one SLURM array, one task per arm
+    accounted = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", next(iter(job_ids)).split("_")[0]],
+                               env=slurm, capture_output=True, text=True).stdout.split()
+    assert len(accounted) == 4 and all(line.endswith("|COMPLETED") for line in accounted), accounted
+    for r in runs:
+        assert (r["dir"] / "model" / "model.safetensors").exists() and (r["dir"] / "README.md").exists()
+        (wb,) = (r["dir"] / "wandb").glob("offline-run-*/run-*.wandb")
+        assert run_record(wb).run_group == "slurm_ci"
+    assert "finished" in (sweep_dir / "report.md").read_text()
+
+
+def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_path):
+    sweep_dir = tmp_path / "preempt"
+    proc = sweep_sh(slurm, "critique_vs_rating", "data=mean_rating", "train.seed=1", "beta=0.1",
+                    "train.max_steps=60", "train.save_steps=10", *TINY, "sweep_name=slurm_preempt",
+                    f"hydra.sweep.dir={sweep_dir}", background=True)
+    try:
+        deadline = time.time() + 300
+        while not list(sweep_dir.glob("*/checkpoints/checkpoint-10/trainer_state.json")):
+            assert time.time() < deadline and proc.poll() is None, "no checkpoint-10 appeared"
+            time.sleep(0.5)
+        (job_id,) = [p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()]
+        # what SLURM does to a preempted job under submitit: the preemption signal (USR2) to its steps
+        subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
+        # submitit requeues it; SLURM then holds a requeued job for ~2 minutes: release it now
+        while "Restarts=0" in (job := scontrol_job(slurm, job_id)) or "JobState=PENDING" not in job:
+            assert time.time() < deadline and proc.poll() is None, job
+            time.sleep(0.5)
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=slurm, check=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    (run_dir,) = [r["dir"] for r in R.read_runs(sweep_dir)]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 60
+    logs = "".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit" / job_id).glob("*.out"))
+    assert "caught SIGUSR2: saving a checkpoint" in logs and "this job is preempted" in logs
+    resumed = [line for line in logs.splitlines() if "resuming from" in line]
+    assert resumed and int(resumed[0].rsplit("checkpoint-", 1)[1]) > 10  # the checkpoint written at the signal
+    assert "Restarts=1" in scontrol_job(slurm, job_id)
+    # both attempts logged into ONE W&B run (same id), not two
+    files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and len({run_record(f).run_id for f in files}) == 1
