@@ -5,6 +5,18 @@ from __future__ import annotations
 HEADLINE = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
 
+def mean_logged_loss(log_history: list[dict], fallback):
+    """Training loss averaged over every logged step, weighted by the steps each log covers. Unlike the
+    Trainer's `train_loss` (this session's steps only), a resumed run reports the same as an unbroken one."""
+    total, steps, last = 0.0, 0, 0
+    for h in log_history:
+        if "loss" in h and "step" in h and h["step"] > last:
+            total += h["loss"] * (h["step"] - last)
+            steps += h["step"] - last
+            last = h["step"]
+    return total / steps if steps else fallback
+
+
 def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str]) -> dict:
     """Final train metrics (last logged step) and held-out metrics per eval signal.
 
@@ -13,7 +25,7 @@ def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str
     """
     last_train = next((h for h in reversed(log_history) if "rewards/accuracies" in h), {})
     train = {k: last_train[k] for k in HEADLINE if k in last_train}
-    train["mean_loss"] = train_metrics.get("train_loss")
+    train["mean_loss"] = mean_logged_loss(log_history, train_metrics.get("train_loss"))
     train["runtime_s"] = train_metrics.get("train_runtime")
     train["steps"] = max((h.get("step", 0) for h in log_history), default=0)
     evals = {}
