@@ -201,7 +201,13 @@ def _slug(override_dirname: str) -> str:
     """A run-dir name from Hydra's override_dirname: same command, same directory."""
     if not override_dirname:
         return "default"
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", override_dirname)[:200]
+    name = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", override_dirname)
+    if len(name) <= 200:
+        return name
+    # too long for a file name: keep a readable head, and a hash of the whole so arms never collide
+    import hashlib
+
+    return f"{name[:180]}...{hashlib.sha256(override_dirname.encode()).hexdigest()[:12]}"
 
 
 if not OmegaConf.has_resolver("slug"):

@@ -93,3 +93,13 @@ def test_bad_overrides_fail_fast_from_the_command_line():
         assert proc.stderr.strip().splitlines() == [f"error: {message}"] or message in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert time.time() - start < 10
+
+
+def test_run_dirs_of_different_commands_never_collide():
+    from notus_lab.config import _slug
+
+    assert _slug("beta=0.1,data=critique") == "beta=0.1,data=critique" and _slug("") == "default"
+    long_a = "data.source=/some/very/long/path/" + "x" * 200 + ",train.seed=1"
+    long_b = long_a.replace("train.seed=1", "train.seed=2")
+    assert _slug(long_a) != _slug(long_b) and len(_slug(long_a)) <= 200
+    assert _slug(long_a) == _slug(long_a)  # the same command finds the same dir

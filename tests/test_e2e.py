@@ -123,3 +123,27 @@ def test_cli_runs_end_to_end_and_a_finished_run_is_not_retrained(tmp_path):
                 f"hydra.run.dir={out}")
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
     assert (out / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_generate_exports_alpaca_eval_and_multi_turn_mt_bench(full_run, tmp_path):
+    run_dir, _ = full_run
+    questions = tmp_path / "question.jsonl"
+    questions.write_text(json.dumps({"question_id": 81, "category": "writing", "turns": ["plan the river", "now shorter"]})
+                         + "\n" + json.dumps({"question_id": 82, "category": "roleplay", "turns": ["review the violin"]}) + "\n")
+    proc = cli("notus_lab.generate", str(run_dir), "--mt-bench", str(questions), "--max-new-tokens", "8", "--limit", "6",
+               "--model-id", "tiny-dpo")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    alpaca = json.loads((run_dir / "generations" / "alpaca_eval.json").read_text())
+    held_out = json.loads((run_dir / "data_report.json").read_text())["held_out"]["prompts_rows"]
+    assert len(alpaca) == min(6, held_out)
+    assert all(set(a) == {"instruction", "output", "generator", "dataset"} and a["generator"] == "tiny-dpo" for a in alpaca)
+    assert all(isinstance(a["output"], str) for a in alpaca)
+    answers = [json.loads(line) for line in (run_dir / "generations" / "mt_bench_answers.jsonl").read_text().splitlines()]
+    assert [a["question_id"] for a in answers] == [81, 82] and all(a["model_id"] == "tiny-dpo" for a in answers)
+    assert [len(a["choices"][0]["turns"]) for a in answers] == [2, 1]  # one answer per turn
+
+
+def test_generate_rejects_a_dir_without_a_model(tmp_path):
+    proc = cli("notus_lab.generate", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: run_dir={str(tmp_path)!r} is invalid: allowed a finished run dir containing model/")

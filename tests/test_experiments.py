@@ -35,3 +35,24 @@ def test_recipe_matches_the_field_notes(name):
 def test_hardware_override_keeps_the_recipe_science():
     gpu, cpu = compose("+experiment=notus_7b_v1"), compose("+experiment=notus_7b_v1", "hardware=cpu")
     assert cpu.hardware.device == "cpu" and cpu.train == gpu.train and cpu.optimizer == gpu.optimizer
+
+
+def test_critique_vs_rating_is_one_study_on_one_held_out_set_and_one_budget():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = compose("+experiment=critique_vs_rating", return_hydra=True)
+    params = {k: [str(v) for v in OverridesParser.create().parse_override(f"{k}={v}").sweep_iterator()]
+              for k, v in cfg.hydra.sweeper.params.items()}
+    assert params == {"data": ["critique_fixed", "critique_curated", "mean_rating"], "beta": ["0.01", "0.1"],
+                      "train.seed": ["1", "2", "3"]}
+    arms = [compose("+experiment=critique_vs_rating", f"data={d}", f"beta={b}", f"train.seed={s}")
+            for d in params["data"] for b in params["beta"] for s in params["train.seed"]]
+    for arm in arms:
+        validate(arm)
+        assert (arm.data.test_size, arm.data.split_seed) == (arms[0].data.test_size, arms[0].data.split_seed)
+        assert arm.train.max_steps == 250 and arm.train.global_batch_size == 32  # the shared budget
+        assert arm.data.seed == arm.train.seed and arm.sweep_name == "critique_vs_rating"
+        assert list(arm.eval.signals) == ["critique", "critique_fixed", "critique_curated", "mean_rating"]
+    fixed = next(a for a in arms if a.data.strategy == "critique" and a.data.vintage == "fixed")
+    assert fixed.data.tie_policy == "keep"  # Zephyr's rule on the repaired scores
+    assert {a.base.name for a in arms} == {"tiny"} and {a.hardware.name for a in arms} == {"cpu"}
