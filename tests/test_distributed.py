@@ -24,7 +24,8 @@ def test_two_process_ddp_trains_one_model_with_the_same_global_batch(tmp_path):
     assert (m2["world_size"], m2["gradient_accumulation_steps"]) == (2, 2)  # 32 = 8 x 2 x 2
     assert m2["global_batch_size"] == m1["global_batch_size"] == 32
     assert m2["train"]["steps"] == m1["train"]["steps"] > 0  # same pairs per optimizer step
-    assert "accelerate.commands.launch" in two.stderr and "--num_processes 2" in two.stderr
+    log = two.stdout + two.stderr
+    assert "accelerate.commands.launch" in log and "--num_processes 2" in log
     assert len(list((tmp_path / "two" / "wandb").glob("offline-run-*"))) == 1  # rank 0 only
 
 
