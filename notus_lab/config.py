@@ -150,6 +150,9 @@ class TrainConfig:
     logging_steps: int = 10
     save_steps: int = 200
     resume: bool = True  # pick up the newest complete checkpoint in the run dir
+    # Compute the reference model's log-probs once, before training, and cache them (with the tokenized
+    # pairs) under a content key: arms of a sweep that differ only in beta, loss, seed or optimizer reuse them.
+    precompute_reference: bool = False
 
 
 @dataclass

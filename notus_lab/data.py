@@ -434,6 +434,21 @@ def as_data_config(d) -> DataConfig:
     return OmegaConf.to_object(d)
 
 
+def prompt_text(row, d: DataConfig) -> Optional[str]:
+    """A row's prompt as text: the instruction, or a prebinarized pair's prompt (text or chat messages)."""
+    if not isinstance(row, dict):
+        return None
+    text = _messages_text(row.get("prompt")) if d.strategy == "prebinarized" else row.get("instruction")
+    return text if isinstance(text, str) and text.strip() else None
+
+
+def split_for(rows: list, d: DataConfig) -> tuple[list[int], list[int]]:
+    """The run's held-out split (prebinarized pairs are split by their prompt text, like raw rows)."""
+    if d.strategy == "prebinarized":
+        rows = [{"instruction": prompt_text(r, d) or ""} if isinstance(r, dict) else None for r in rows]
+    return split_rows(rows, d.test_size, d.split_seed)
+
+
 def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None) -> dict:
     """Raw rows -> train pairs, held-out pairs, and the report with per-stage timings.
 
@@ -449,11 +464,7 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
         check_shape(rows, d.source)
     t = time.perf_counter()
     questions = load_questions(d.decontaminate_questions)
-    if d.strategy == "prebinarized":
-        train_idx, test_idx = split_rows([{"instruction": _messages_text(r.get("prompt")) or ""}
-                                          if isinstance(r, dict) else None for r in rows], d.test_size, d.split_seed)
-    else:
-        train_idx, test_idx = split_rows(rows, d.test_size, d.split_seed)
+    train_idx, test_idx = split_for(rows, d)
     train_pairs, report = binarize(rows, d, train_idx, questions)
     test_pairs, test_report = binarize(rows, d, test_idx, questions)
     # held-out: every model is scored on the same prompts under each binarization (the cross-eval matrix)
@@ -503,3 +514,33 @@ def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int):
         "chosen": [[{"role": "assistant", "content": p["chosen"]}] for p in pairs],
         "rejected": [[{"role": "assistant", "content": p["rejected"]}] for p in pairs],
     })
+
+
+def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, cache_dir: Path, salt: str):
+    """`to_preference_dataset`, saved once under a key of its content (the pairs, the tokenizer, the prompt
+    truncation, and `salt`: everything else that changes what TRL computes from it, such as max_length,
+    precision and the base model). Loaded from disk, the dataset has cache files and a stable fingerprint,
+    so TRL's tokenization and its precomputed reference log-probs are computed once and reused by every arm
+    that shares the key (a beta, loss, seed or optimizer sweep) and never by one that does not."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    import datasets
+
+    h = hashlib.sha256()
+    h.update(tokenizer.backend_tokenizer.to_str().encode() if hasattr(tokenizer, "backend_tokenizer") else b"")
+    h.update(str(getattr(tokenizer, "chat_template", "")).encode())
+    h.update(f"{max_prompt_length}|{salt}".encode())
+    for p in pairs:
+        h.update(json.dumps([p["prompt"], p["chosen"], p["rejected"]]).encode())
+    target = Path(cache_dir) / "datasets" / h.hexdigest()[:20]
+    if not (target / "dataset_info.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+        to_preference_dataset(pairs, tokenizer, max_prompt_length).save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, target)  # atomic: a reader never sees half a dataset
+        except OSError:  # another arm saved the same content first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(target))

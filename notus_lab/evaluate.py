@@ -28,6 +28,7 @@ def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str
     train["mean_loss"] = mean_logged_loss(log_history, train_metrics.get("train_loss"))
     train["runtime_s"] = train_metrics.get("train_runtime")
     train["steps"] = max((h.get("step", 0) for h in log_history), default=0)
+    train["num_tokens"] = max((h.get("num_tokens", 0) for h in log_history), default=0)  # chosen + rejected
     evals = {}
     for name in eval_names:
         entry = next((h for h in reversed(log_history) if f"eval_{name}_loss" in h), {})

@@ -67,8 +67,8 @@ def held_out_prompts(run_dir: Path) -> list[str]:
     cfg = OmegaConf.merge(OmegaConf.structured(NotusConfig), OmegaConf.load(run_dir / "config.yaml"))
     d = D.as_data_config(cfg.data)
     rows, _ = D.load_rows(d)
-    _, test_idx = D.split_rows(rows, d.test_size, d.split_seed)
-    return list(dict.fromkeys(rows[i]["instruction"] for i in test_idx if isinstance(rows[i], dict)))
+    _, test_idx = D.split_for(rows, d)
+    return list(dict.fromkeys(p for i in test_idx if (p := D.prompt_text(rows[i], d))))
 
 
 def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, model_id: str | None,

@@ -89,7 +89,10 @@ def start_wandb(cfg, run_dir: Path, config: dict, tags: list[str], group: str | 
         warnings.warn(f"W&B online failed ({type(exc).__name__}: {redact(str(exc))[:200]}); logging offline "
                       f"instead, upload later with `wandb sync {run_dir}/wandb`")
         try:
-            wandb.teardown()  # the failed online attempt leaves wandb's service unusable until reset
+            # the failed online attempt leaves wandb's service unusable: reset it, and start our own
+            # instead of reconnecting to one inherited from a parent process (WANDB_SERVICE)
+            wandb.teardown()
+            os.environ.pop("WANDB_SERVICE", None)
             return wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
         except Exception as exc2:
             warnings.warn(f"W&B offline also failed ({type(exc2).__name__}); training continues untracked")

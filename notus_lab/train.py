@@ -150,6 +150,7 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
         # bookkeeping
         logging_steps=tr.logging_steps, save_strategy="steps", save_steps=tr.save_steps, save_total_limit=2,
         eval_strategy="no", dataloader_num_workers=0, disable_tqdm=False,
+        precompute_ref_log_probs=tr.precompute_reference,
     )
 
 
@@ -212,9 +213,15 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     tokenizer = M.load_tokenizer(cfg, base)
     write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), M.fingerprint_base(base)))
     policy, reference, peft_config = M.load_models(cfg, base)
-    train_ds = D.to_preference_dataset(prepared["train_pairs"], tokenizer, cfg.train.max_prompt_length)
-    eval_ds = {name: D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)
-               for name, pairs in prepared["eval_pairs"].items() if pairs}
+    if cfg.train.precompute_reference:  # reusable across arms: keyed by everything the log-probs depend on
+        salt = "|".join(map(str, (M.fingerprint_base(base), cfg.train.max_length, cfg.hardware.precision,
+                                  cfg.hardware.attn_implementation, cfg.model.quantization)))
+        as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
+            pairs, tokenizer, cfg.train.max_prompt_length, M.cache_root(cfg.base), salt)
+    else:
+        as_dataset = lambda pairs: D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)  # noqa: E731
+    train_ds = as_dataset(prepared["train_pairs"])
+    eval_ds = {name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs}
 
     # 3. train
     from trl import DPOTrainer

@@ -29,7 +29,8 @@ def compose(*overrides: str, return_hydra: bool = False):
 
 def cli(*args: str, env=None, timeout=600):
     """Run `python -m ...` as a user would; returns CompletedProcess."""
-    full_env = {**os.environ, **(env or {})}
+    # a child gets its own W&B service, never the one an in-process test run left in WANDB_SERVICE
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "WANDB_SERVICE"}
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 
