@@ -103,6 +103,27 @@ def stop_on_signal_callback():
     return StopOnSignal()
 
 
+def dpo_trainer_class():
+    """TRL's DPOTrainer, with its precomputed reference log-probs keyed by content.
+
+    TRL caches them next to the dataset under (dataset fingerprint, model hash), but the fingerprint of
+    the dataset it passes includes in-memory transforms hashed with the run's arguments (beta among them),
+    so no other arm ever finds the file. Our datasets are saved under a content key that includes max_length
+    (data.cached_preference_dataset), and TRL's tokenization of them is the first cache file: that file, the
+    row count left after truncation and the columns identify the tokens; TRL still adds the model hash."""
+    from datasets.fingerprint import Hasher
+    from trl import DPOTrainer
+
+    class ContentKeyedDPOTrainer(DPOTrainer):
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            files = getattr(dataset, "cache_files", None)
+            if files:  # a saved dataset: a stable identity of exactly these tokens
+                dataset._fingerprint = Hasher.hash((files[0]["filename"], len(dataset), dataset.column_names))
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+
+    return ContentKeyedDPOTrainer
+
+
 def record_failure(run_dir: Path, exc: BaseException) -> None:
     """failed.json names what went wrong, so a sweep report can list the arm with its error."""
     write_json(run_dir / "failed.json", {
@@ -214,8 +235,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), M.fingerprint_base(base)))
     policy, reference, peft_config = M.load_models(cfg, base)
     if cfg.train.precompute_reference:  # reusable across arms: keyed by everything the log-probs depend on
+        from importlib.metadata import version
+
         salt = "|".join(map(str, (M.fingerprint_base(base), cfg.train.max_length, cfg.hardware.precision,
-                                  cfg.hardware.attn_implementation, cfg.model.quantization)))
+                                  cfg.hardware.attn_implementation, cfg.model.quantization, version("trl"))))
         as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
             pairs, tokenizer, cfg.train.max_prompt_length, M.cache_root(cfg.base), salt)
     else:
@@ -224,7 +247,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     eval_ds = {name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs}
 
     # 3. train
-    from trl import DPOTrainer
+    DPOTrainer = dpo_trainer_class() if cfg.train.precompute_reference else __import__("trl").DPOTrainer
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     wb = start_wandb(cfg, run_dir, resolved, run_tags(cfg, overrides), cfg.wandb.group or group,

@@ -1,0 +1,51 @@
+"""Reference log-probs computed once per (base, data, tokenizer, max_length, precision) and reused by the
+arms of a sweep that differ only in beta / loss / seed / optimizer; never across anything else."""
+
+import pytest
+
+from notus_lab.train import run
+
+from conftest import QUICK, compose
+
+
+@pytest.fixture
+def reference_forwards(monkeypatch):
+    """Counts the reference model's forward passes (TRL's compute_ref_log_probs)."""
+    from trl import DPOTrainer
+
+    calls = []
+    original = DPOTrainer.compute_ref_log_probs
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "compute_ref_log_probs", counted)
+    return calls
+
+
+def arm(tmp_path, name, *overrides):
+    cfg = compose("model=full", "train.precompute_reference=true", "wandb.mode=disabled", "eval.signals=[]",
+                  f"base.cache_dir={tmp_path / 'cache'}", *QUICK, *overrides)
+    metrics = run(cfg, tmp_path / name)
+    metrics["train"].pop("runtime_s")
+    return metrics
+
+
+def test_a_beta_sweep_computes_the_reference_once_and_gets_the_same_numbers(tmp_path, reference_forwards):
+    arm(tmp_path, "a", "beta=0.1")
+    first = len(reference_forwards)
+    assert first > 0
+    reused = arm(tmp_path, "b", "beta=0.05", "loss_type=ipo", "train.seed=7", "optimizer=rmsprop")
+    assert len(reference_forwards) == first  # not one reference forward for the second arm
+    fresh = arm(tmp_path / "fresh", "b", "beta=0.05", "loss_type=ipo", "train.seed=7", "optimizer=rmsprop")
+    assert len(reference_forwards) == 2 * first
+    assert reused == fresh  # reuse changes nothing in what the arm learns or reports
+
+
+@pytest.mark.parametrize("change", ["base.tiny.seed=1", "train.max_length=200", "data.world.seed=1"])
+def test_a_different_model_length_or_data_never_reuses_the_cache(tmp_path, reference_forwards, change):
+    arm(tmp_path, "a")
+    first = len(reference_forwards)
+    arm(tmp_path, "b", change)
+    assert len(reference_forwards) > first
