@@ -17,6 +17,18 @@ def mean_logged_loss(log_history: list[dict], fallback):
     return total / steps if steps else fallback
 
 
+def trained_tokens(log_history: list[dict]) -> int:
+    """Tokens trained on (TRL's cumulative `num_tokens`). TRL's counter starts again from zero when a run
+    resumes, while the restored log keeps the earlier values: add up each stretch."""
+    total, last = 0, 0
+    for h in log_history:
+        if "num_tokens" in h:
+            if h["num_tokens"] < last:
+                total += last
+            last = h["num_tokens"]
+    return int(total + last)
+
+
 def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str]) -> dict:
     """Final train metrics (last logged step) and held-out metrics per eval signal.
 
@@ -28,7 +40,7 @@ def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str
     train["mean_loss"] = mean_logged_loss(log_history, train_metrics.get("train_loss"))
     train["runtime_s"] = train_metrics.get("train_runtime")
     train["steps"] = max((h.get("step", 0) for h in log_history), default=0)
-    train["num_tokens"] = max((h.get("num_tokens", 0) for h in log_history), default=0)  # chosen + rejected
+    train["num_tokens"] = trained_tokens(log_history)
     evals = {}
     for name in eval_names:
         entry = next((h for h in reversed(log_history) if f"eval_{name}_loss" in h), {})

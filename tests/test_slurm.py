@@ -101,3 +101,17 @@ def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
     # both attempts logged into ONE W&B run (same id), not two
     files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 2 and len({run_record(f).run_id for f in files}) == 1
+
+
+def test_a_slurm_job_runs_two_ddp_ranks_through_the_same_entrypoint(slurm, tmp_path):
+    """One SLURM task, one accelerate launch inside it, two gloo ranks training one model."""
+    sweep_dir = tmp_path / "ddp"
+    proc = sweep_sh(slurm, "critique_vs_rating", "data=mean_rating", "train.seed=1", "beta=0.1", "train.max_steps=4",
+                    "hardware=ddp_cpu_x2", *[o for o in TINY if "cpus_per_task" not in o],
+                    "hydra.launcher.cpus_per_task=2", "sweep_name=slurm_ddp",
+                    f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = R.read_runs(sweep_dir)
+    assert run["status"] == "finished"
+    assert (run["metrics"]["world_size"], run["metrics"]["gradient_accumulation_steps"]) == (2, 2)
+    assert run["metrics"]["train/steps"] == 4

@@ -1,0 +1,19 @@
+"""The speed scripts run here on CPU (tiny shapes) and print what benchmarks/README.md reports.
+They are smoke tests of the scripts, not speed assertions: the numbers live in benchmarks/."""
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_mfu_benchmark_measures_every_mode_with_and_without_precomputed_reference():
+    out = subprocess.run([sys.executable, "benchmarks/dpo_mfu.py", "--shape", "tiny", "--length", "32",
+                          "--steps", "1", "--modes", "full,lora"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = re.findall(r"^\| (full|lora) \| (no|yes) \| [\d.]+ M \| (\d+) \| [\d.]+ \| ([\d.]+)% \| ([\d.]+) \|$",
+                      out.stdout, re.M)
+    assert {(mode, pre) for mode, pre, *_ in rows} == {("full", "no"), ("full", "yes"), ("lora", "no"), ("lora", "yes")}
+    assert all(int(tps) > 0 and 0 < float(mfu) <= 100 and float(mem) > 0 for *_, tps, mfu, mem in rows)
+    assert "matmul peak" in out.stdout and "Projection: one Notus epoch" in out.stdout
