@@ -56,7 +56,8 @@ def accelerate_command(cfg, run_dir: Path, overrides: list[str]) -> list[str]:
     else:
         cmd += ["--main_process_port", os.environ.get("MASTER_PORT") or str(free_port())]
     child_overrides = [o for o in overrides if not o.startswith(("hydra.run.dir", "hydra/"))]
-    return cmd + ["-m", "notus_lab", *child_overrides, f"hydra.run.dir={run_dir}"]
+    quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")  # a sweep's dir names hold '=' and ','
+    return cmd + ["-m", "notus_lab", *child_overrides, f"hydra.run.dir='{quoted}'"]
 
 
 def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:

@@ -64,7 +64,16 @@ def test_multi_node_launch_takes_rank_and_master_from_slurm(monkeypatch, tmp_pat
     cmd = " ".join(accelerate_command(cfg, tmp_path, ["hardware=h100_x8", "hardware.num_nodes=2"]))
     assert "--num_processes 16 --num_machines 2" in cmd
     assert "--machine_rank 1 --main_process_ip gpu-a --main_process_port 29511" in cmd
-    assert cmd.endswith(f"-m notus_lab hardware=h100_x8 hardware.num_nodes=2 hydra.run.dir={tmp_path}")
+    assert cmd.endswith(f"-m notus_lab hardware=h100_x8 hardware.num_nodes=2 hydra.run.dir='{tmp_path}'")
+
+
+def test_the_ranks_find_a_sweep_arms_dir_whatever_its_name(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arm = tmp_path / "+experiment=x,beta=0.1,data=it's"
+    cmd = accelerate_command(compose("hardware=ddp_cpu_x2"), arm, ["hardware=ddp_cpu_x2"])
+    parsed = OverridesParser.create().parse_override(cmd[-1])
+    assert parsed.key_or_group == "hydra.run.dir" and parsed.value() == str(arm)
 
 
 def test_the_multinode_slurm_preset_follows_the_hardware_profile():
