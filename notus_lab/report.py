@@ -158,21 +158,21 @@ def plot(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def others(row):  # the arm's swept keys other than the strategy: one x position per combination
+        return tuple((k, row["arm"][k]) for k in arm_keys if k != STRATEGY_KEY)
+
     strategies = sorted({r["arm"].get(STRATEGY_KEY) for r in rows}, key=str)
-    groups = sorted({tuple((k, r["arm"][k]) for k in arm_keys if k != STRATEGY_KEY) for r in rows}, key=str)
-    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(groups) * max(1, len(strategies)) / 2), 3.6))
+    groups = sorted({others(r) for r in rows}, key=str)
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(groups) * max(1, len(strategies))), 3.6))
     width = 0.8 / max(1, len(strategies))
     for i, s in enumerate(strategies):
         xs, ys, errs = [], [], []
-        for j, g in enumerate(groups):
-            match = [r for r in rows if r["arm"].get(STRATEGY_KEY) == s and tuple((k, r["arm"][k]) for k, _ in g) == g]
-            if not match:
-                continue
-            vals = [m["metrics"][metric] for m in match[0]["members"] if metric in m["metrics"]]
-            if not vals:
+        for r in rows:
+            vals = [m["metrics"][metric] for m in r["members"] if metric in m["metrics"]]
+            if r["arm"].get(STRATEGY_KEY) != s or not vals:
                 continue
             mean, lo, hi = t_interval(vals)
-            xs.append(j + (i - (len(strategies) - 1) / 2) * width)
+            xs.append(groups.index(others(r)) + (i - (len(strategies) - 1) / 2) * width)
             ys.append(mean)
             errs.append(0 if math.isnan(lo) else (hi - lo) / 2)
         ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=4, label=str(s))  # points: no bar hides a small gap
