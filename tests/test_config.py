@@ -74,6 +74,9 @@ BAD = [  # (overrides, text the one-line error must contain)
     (["export.merge=true"], "export.merge=True is invalid"),
     (["data=prebinarized"], "data.source='world' is invalid"),
     (["data.decontaminate=everything"], "data.decontaminate='everything' is invalid"),
+    (["eval.signals=[nope]"], "eval.signals='nope' is invalid: allowed one of aspect, critique"),
+    (["sweep_name=a/b"], "sweep_name='a/b' is invalid: allowed letters, digits"),
+    (["hardware=fsdp_x8", "train.global_batch_size=128", "hardware.fsdp=null"], "hardware.fsdp=None is invalid"),
 ]
 
 
@@ -103,3 +106,13 @@ def test_run_dirs_of_different_commands_never_collide():
     long_b = long_a.replace("train.seed=1", "train.seed=2")
     assert _slug(long_a) != _slug(long_b) and len(_slug(long_a)) <= 200
     assert _slug(long_a) == _slug(long_a)  # the same command finds the same dir
+
+
+def test_qlora_without_a_usable_bitsandbytes_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` now fails, as on a bare box
+    with pytest.raises(ConfigError, match=r"^model.quantization='4bit' is invalid: bitsandbytes is not usable here "
+                                          r"\((ImportError|ModuleNotFoundError)\); allowed none$"):
+        preflight(["model=qlora"])
+
