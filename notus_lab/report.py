@@ -144,6 +144,12 @@ def _fmt(mean: float, ci) -> str:
     return f"{mean:.4f} ± {(ci[1] - ci[0]) / 2:.4f}"
 
 
+def cross_eval_mean(row: dict, signal: str, key: str):
+    """Mean over an arm's seeds of one held-out metric under one eval signal (None if no run has it)."""
+    vals = [v for m in row["members"] if (v := m["metrics"].get(f"eval/{signal}/{key}")) is not None]
+    return statistics.fmean(vals) if vals else None
+
+
 def default_metric(runs: list[dict]) -> str:
     finished = [r for r in runs if r["status"] == "finished"]
     if finished and all("truth_accuracy" in r["metrics"] for r in finished):
@@ -215,15 +221,20 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
            "| " + " | ".join(arm_keys) + " | n | " + metric + " | " + " | ".join(f"eval {s} acc" for s in signals) + " |",
            "|" + "---|" * (len(arm_keys) + 2 + len(signals))]
     for r in rows:
-        cells = []
-        for s in signals:
-            vals = [m["metrics"].get(f"eval/{s}/rewards/accuracies") for m in r["members"]]
-            vals = [v for v in vals if v is not None]
-            cells.append(f"{statistics.fmean(vals):.3f}" if vals else "")
+        cells = ["" if (m := cross_eval_mean(r, s, "rewards/accuracies")) is None else f"{m:.3f}" for s in signals]
         md.append("| " + " | ".join(str(r["arm"][k]) for k in arm_keys) + f" | {r['n']} | {_fmt(r['mean'], r['ci'])} | "
                   + " | ".join(cells) + " |")
     md += ["", "The `eval <signal> acc` columns are the cross-eval matrix: every model scored on the same held-out "
            "prompts labelled by each binarization (mean over seeds).", ""]
+    if rows and signals:
+        md += ["### Cross-eval reward margins (mean over seeds)", "",
+               "| " + " | ".join(arm_keys) + " | " + " | ".join(f"{s} margin" for s in signals) + " |",
+               "|" + "---|" * (len(arm_keys) + len(signals))]
+        for r in rows:
+            means = [cross_eval_mean(r, s, "rewards/margins") for s in signals]
+            md.append("| " + " | ".join(str(r["arm"][k]) for k in arm_keys) + " | "
+                      + " | ".join("" if m is None else f"{m:.3f}" for m in means) + " |")
+        md.append("")
     if diffs:
         md += ["## Paired differences (B − A, paired by every other swept key)", "",
                "| A | B | scope | n | mean diff | 95 % CI | adjusted CI | excludes 0 |", "|---|---|---|---|---|---|---|---|"]

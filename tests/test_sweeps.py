@@ -80,6 +80,9 @@ def test_report_lists_arms_failures_and_plots(sweep):
     assert out.returncode == 0, out.stderr[-2000:]
     text = (sweep_dir / "report.md").read_text()
     assert "4 finished, 4 failed" in text and text.count("no training pairs survived") == 4
+    margins = text.split("### Cross-eval reward margins")[1].split("\n\n")[1].splitlines()
+    assert margins[0].endswith("| critique margin | critique_curated margin | critique_fixed margin | mean_rating margin "
+                               "| truth margin |") and len(margins) == 2 + 2  # header, rule, one row per finished arm
     assert (sweep_dir / "accuracy.png").stat().st_size > 5000 and (sweep_dir / "margins.png").exists()
     data = json.loads((sweep_dir / "report.json").read_text())
     assert data["metric"] == "truth_accuracy" and {tuple(sorted(a["arm"].items())) for a in data["arms"]} == {
