@@ -13,7 +13,6 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Iterable, Optional

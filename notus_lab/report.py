@@ -46,10 +46,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 def read_runs(sweep_dir: Path) -> list[dict]:
     """Every job dir of the sweep with its status: finished, failed (with the error) or unfinished."""
     runs = []
-    for cfg_path in sorted(sweep_dir.glob("*/.hydra/config.yaml")) + sorted(sweep_dir.glob("*/config.yaml")):
-        run_dir = cfg_path.parent.parent if cfg_path.parent.name == ".hydra" else cfg_path.parent
-        if any(r["dir"] == run_dir for r in runs):
-            continue
+    for run_dir in sorted(p for p in sweep_dir.iterdir()
+                          if (p / "config.yaml").is_file() or (p / ".hydra" / "config.yaml").is_file()):
         run = {"dir": run_dir, "name": run_dir.name, "overrides": _overrides(run_dir), "status": "unfinished"}
         if (run_dir / "metrics.json").exists():
             run["status"], run["metrics"] = "finished", flatten(json.loads((run_dir / "metrics.json").read_text()))
@@ -203,7 +201,8 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     arm_keys = [k for k in keys if k not in SEED_KEYS]
     rows = arm_table(runs, metric, arm_keys)
     n_strategies = len({r["overrides"].get(STRATEGY_KEY) for r in runs})
-    diffs = paired_differences(runs, metric, keys, comparisons=n_strategies * (n_strategies - 1) // 2)
+    comparisons = max(1, n_strategies * (n_strategies - 1) // 2)
+    diffs = paired_differences(runs, metric, keys, comparisons)
     found = verdicts(diffs, metric)
     finished = [r for r in runs if r["status"] == "finished"]
     signals = sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")})
@@ -242,7 +241,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
             md.append(f"| {d['a']} | {d['b']} | {d['scope']} | {d['n']} | {d['mean']:+.4f} | "
                       f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] | [{d['adjusted_ci'][0]:+.4f}, {d['adjusted_ci'][1]:+.4f}] | "
                       f"{'yes' if d['excludes_zero'] else 'no'} |")
-        md += ["", f"Adjusted CIs are Bonferroni-widened for {max(1, n_strategies * (n_strategies - 1) // 2)} "
+        md += ["", f"Adjusted CIs are Bonferroni-widened for {comparisons} "
                "strategy comparisons; verdicts use the pooled (`all`) rows only.", ""]
     problems = [r for r in runs if r["status"] != "finished"]
     if problems:

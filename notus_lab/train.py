@@ -203,10 +203,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) 
 
 
 def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict:
+    import torch
+
     threads = cfg.hardware.threads or int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)
     if threads:  # a parallel or SLURM sweep gives each job its share of the cores, never all of them
-        import torch
-
         torch.set_num_threads(threads)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
@@ -232,12 +232,13 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     set_seed(cfg.train.seed)
     base = M.base_path(cfg.base)
     tokenizer = M.load_tokenizer(cfg, base)
-    write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), M.fingerprint_base(base)))
+    base_fingerprint = M.fingerprint_base(base)  # reads every weight file once: reused below
+    write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), base_fingerprint))
     policy, reference, peft_config = M.load_models(cfg, base)
     if cfg.train.precompute_reference:  # reusable across arms: keyed by everything the log-probs depend on
         from importlib.metadata import version
 
-        salt = "|".join(map(str, (M.fingerprint_base(base), cfg.train.max_length, cfg.hardware.precision,
+        salt = "|".join(map(str, (base_fingerprint, cfg.train.max_length, cfg.hardware.precision,
                                   cfg.hardware.attn_implementation, cfg.model.quantization, version("trl"))))
         as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
             pairs, tokenizer, cfg.train.max_prompt_length, M.cache_root(cfg.base), salt)
@@ -246,8 +247,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     train_ds = as_dataset(prepared["train_pairs"])
     eval_ds = {name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs}
 
-    # 3. train
-    DPOTrainer = dpo_trainer_class() if cfg.train.precompute_reference else __import__("trl").DPOTrainer
+    # 3. train (the subclass only changes how precomputed reference log-probs are keyed)
+    DPOTrainer = dpo_trainer_class()
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     wb = start_wandb(cfg, run_dir, resolved, run_tags(cfg, overrides), cfg.wandb.group or group,
@@ -282,7 +283,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["global_batch_size"] = cfg.train.global_batch_size
     metrics["world_size"] = trainer.args.world_size
     metrics["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
-    metrics["torch_threads"] = __import__("torch").get_num_threads()
+    metrics["torch_threads"] = torch.get_num_threads()
 
     # 5. artefacts (rank 0)
     if trainer.is_world_process_zero():
