@@ -331,8 +331,9 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
         _require(hw.precision == "fp32", "hardware.precision", hw.precision, "fp32 on hardware.device=cpu")
         _require(hw.attn_implementation != "flash_attention_2", "hardware.attn_implementation",
                  hw.attn_implementation, "eager or sdpa on hardware.device=cpu")
-        _require(hw.distributed in ("none", "ddp"), "hardware.distributed", hw.distributed,
-                 "none or ddp on hardware.device=cpu")
+        # accelerate shards with FSDP on accelerators only: on CPU ranks it silently trains DDP instead
+        _require(hw.distributed != "fsdp", "hardware.distributed", hw.distributed,
+                 "none, ddp or deepspeed on hardware.device=cpu (accelerate runs FSDP on GPUs only)")
     if hw.distributed == "deepspeed":
         _require(isinstance(hw.deepspeed, DictConfig) and "zero_optimization" in hw.deepspeed, "hardware.deepspeed",
                  hw.deepspeed, "a DeepSpeed config with zero_optimization (see conf/hardware/a100_40gb_x8.yaml)")
@@ -340,7 +341,7 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
             import deepspeed  # noqa: F401
         except Exception as exc:
             raise ConfigError(f"hardware.distributed='deepspeed' is invalid: deepspeed is not usable here "
-                              f"({type(exc).__name__}; pip install deepspeed on the GPU machines); "
+                              f"({type(exc).__name__}; pip install -e '.[deepspeed]'); "
                               f"allowed none, ddp or fsdp") from None
     if hw.distributed == "fsdp":
         _require(isinstance(hw.fsdp, DictConfig) and "fsdp" in hw.fsdp, "hardware.fsdp", hw.fsdp,

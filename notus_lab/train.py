@@ -257,6 +257,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     trainer = DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, run_dir, ["wandb"] if wb else []),
                          train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[stop])
+    check_engine(cfg.hardware, trainer.accelerator.distributed_type.value.lower(), trainer.args.world_size)
     resume_from = latest_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
     if resume_from:
         log.info("resuming from %s", resume_from)
@@ -284,14 +285,18 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["world_size"] = trainer.args.world_size
     metrics["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     metrics["torch_threads"] = torch.get_num_threads()
+    metrics["engine"] = trainer.accelerator.distributed_type.value.lower()
+    metrics["rank0_parameter_share"] = local_parameter_share(trainer.model)  # 1/world_size when really sharded
 
-    # 5. artefacts (rank 0)
+    # 5. artefacts: every rank joins save_model (ZeRO-3 / FSDP gather the sharded weights), rank 0 writes
+    trainer.save_model(str(run_dir / "model"))
     if trainer.is_world_process_zero():
-        trainer.save_model(str(run_dir / "model"))
         tokenizer.save_pretrained(str(run_dir / "model"))
-        if cfg.export.merge:
-            merged = trainer.model.merge_and_unload()
-            merged.save_pretrained(str(run_dir / "merged"))
+        if cfg.export.merge:  # from the saved adapter: under ZeRO-3 / FSDP the live weights are shards
+            from peft import AutoPeftModelForCausalLM
+
+            merged = AutoPeftModelForCausalLM.from_pretrained(str(run_dir / "model"), use_safetensors=True)
+            merged.merge_and_unload().save_pretrained(str(run_dir / "merged"))
             tokenizer.save_pretrained(str(run_dir / "merged"))
         (run_dir / "README.md").write_text(redact(model_card(cfg, metrics, report)))
         write_json(run_dir / "metrics.json", metrics)  # last: its presence means "finished"
@@ -300,6 +305,35 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     if wb is not None:
         wb.finish()  # the HF callback never does; a multirun needs one run per job
     return metrics
+
+
+ENGINES = {"none": ("no",), "ddp": ("multi_cpu", "multi_gpu"), "deepspeed": ("deepspeed",), "fsdp": ("fsdp",)}
+
+
+def check_engine(hw, engine: str, processes: int) -> None:
+    """Refuse to train on another setup than the profile asks for: accelerate falls back silently (FSDP on
+    CPU ranks becomes DDP, `--cpu` starts one process), and the run would answer a different question."""
+    from notus_lab.distributed import world_size
+
+    if engine not in ENGINES[hw.distributed] or processes != world_size(hw):
+        raise RuntimeError(f"hardware.distributed={hw.distributed!r} asks for {'/'.join(ENGINES[hw.distributed])} "
+                           f"over {world_size(hw)} processes, but accelerate set up {engine} over {processes}")
+
+
+def local_parameter_share(model) -> float:
+    """The fraction of the policy's parameters this process holds: 1 under DDP, about 1/N when ZeRO-3 or
+    FSDP really shard over N ranks (an engine that silently fell back to replication shows up here)."""
+    from torch.distributed.tensor import DTensor
+
+    local = total = 0
+    for p in model.parameters():
+        if hasattr(p, "ds_numel"):  # a DeepSpeed ZeRO-3 parameter: ds_tensor is this rank's partition
+            total, local = total + p.ds_numel, local + p.ds_tensor.numel()
+        elif isinstance(p, DTensor):  # FSDP2
+            total, local = total + p.numel(), local + p.to_local().numel()
+        else:
+            total, local = total + p.numel(), local + p.numel()
+    return round(local / max(total, 1), 4)
 
 
 def flat(d: dict, prefix: str = "") -> dict:

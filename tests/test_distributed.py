@@ -1,5 +1,6 @@
 """Scale-out: a real 2-process DDP run through the entrypoint, and the distributed profiles as data."""
 
+import importlib.util
 import json
 
 import pytest
@@ -12,21 +13,61 @@ from notus_lab.train import engine_arguments
 from conftest import QUICK, cli, compose
 
 
-def test_two_process_ddp_trains_one_model_with_the_same_global_batch(tmp_path):
+# A GPU profile rehearsed on this CPU box: its engine settings untouched, only where it runs changed
+ON_TWO_CPU_RANKS = ("hardware.device=cpu", "hardware.num_processes=2", "hardware.precision=fp32",
+                    "hardware.attn_implementation=sdpa")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    proc = cli("notus_lab", "hardware=ddp_cpu_x2", *QUICK, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_two_process_ddp_trains_one_model_with_the_same_global_batch(tmp_path, ddp_run):
     """The silent failures: `accelerate launch --cpu` starting one process, and ranks that each train
     their own copy (no use_cpu): both show up as world_size 1 or a different number of steps."""
     one = cli("notus_lab", *QUICK, "wandb.mode=disabled", f"hydra.run.dir={tmp_path / 'one'}")
-    two = cli("notus_lab", "hardware=ddp_cpu_x2", *QUICK, f"hydra.run.dir={tmp_path / 'two'}")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert one.returncode == 0, one.stderr[-3000:]
+    two_dir, two = ddp_run
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    assert (m1["world_size"], m1["gradient_accumulation_steps"]) == (1, 4)  # 32 = 8 x 4 x 1
-    assert (m2["world_size"], m2["gradient_accumulation_steps"]) == (2, 2)  # 32 = 8 x 2 x 2
+    m2 = json.loads((two_dir / "metrics.json").read_text())
+    assert (m1["world_size"], m1["gradient_accumulation_steps"], m1["engine"]) == (1, 4, "no")  # 32 = 8 x 4 x 1
+    assert (m2["world_size"], m2["gradient_accumulation_steps"], m2["engine"]) == (2, 2, "multi_cpu")  # 8 x 2 x 2
+    assert m1["rank0_parameter_share"] == m2["rank0_parameter_share"] == 1.0  # DDP replicates
     assert m2["global_batch_size"] == m1["global_batch_size"] == 32
     assert m2["train"]["steps"] == m1["train"]["steps"] > 0  # same pairs per optimizer step
     log = two.stdout + two.stderr
     assert "accelerate.commands.launch" in log and "--num_processes 2" in log
-    assert len(list((tmp_path / "two" / "wandb").glob("offline-run-*"))) == 1  # rank 0 only
+    assert len(list((two_dir / "wandb").glob("offline-run-*"))) == 1  # rank 0 only
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install -e '.[test]' brings deepspeed")
+@pytest.mark.parametrize("profile", [
+    "a100_40gb_x8",  # the Notus recipe: ZeRO-3, parameters and optimizer offloaded to CPU
+    "h100_x8",  # ZeRO-3 without offload
+])
+def test_zero3_profiles_shard_for_real_and_train_what_ddp_trains(tmp_path, ddp_run, profile):
+    """The 8-GPU profiles' DeepSpeed settings, run for real on 2 gloo ranks: the model is really sharded
+    (rank 0 holds half of it), every rank joins the gathered save, and the run learns what DDP learns."""
+    from safetensors.torch import load_file
+
+    proc = cli("notus_lab", f"hardware={profile}", *ON_TWO_CPU_RANKS, *QUICK, "wandb.mode=disabled",
+               f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp_dir, _ = ddp_run
+    sharded, ddp = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path, ddp_dir))
+    assert (sharded["engine"], sharded["world_size"], sharded["gradient_accumulation_steps"]) == ("deepspeed", 2, 2)
+    assert 0.45 < sharded["rank0_parameter_share"] < 0.55
+    assert sharded["train"]["steps"] == ddp["train"]["steps"]
+    assert sharded["train"]["mean_loss"] == pytest.approx(ddp["train"]["mean_loss"], rel=1e-4)
+    for name, m in ddp["eval"].items():
+        assert sharded["eval"][name]["loss"] == pytest.approx(m["loss"], rel=1e-4), name
+    saved, reference = (load_file(d / "model" / "model.safetensors") for d in (tmp_path, ddp_dir))
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in reference.items()}  # whole, not a shard
+    assert max((saved[k] - reference[k]).abs().max().item() for k in saved) < 1e-5
 
 
 def test_zero3_profiles_offload_only_where_memory_needs_it():
@@ -37,7 +78,8 @@ def test_zero3_profiles_offload_only_where_memory_needs_it():
         zero = engine_arguments(compose(f"hardware={profile}").hardware)["deepspeed"]["zero_optimization"]
         assert zero["stage"] == 3 and "offload_param" not in zero and "offload_optimizer" not in zero
     fsdp = engine_arguments(compose("hardware=fsdp_x8").hardware)
-    assert fsdp["fsdp"] == "full_shard auto_wrap"
+    assert fsdp["fsdp"] is True and fsdp["fsdp_config"]["version"] == 2
+    assert fsdp["fsdp_config"]["reshard_after_forward"] is True  # full shard
     assert fsdp["fsdp_config"]["transformer_layer_cls_to_wrap"] == ["MistralDecoderLayer"]
     assert engine_arguments(compose("hardware=ddp_cpu_x2").hardware) == {}
 
@@ -54,6 +96,18 @@ def test_profiles_keep_the_recipes_global_batch(experiment, hardware, accumulati
     assert gradient_accumulation_steps(cfg) == accumulation
     assert hw.per_device_batch_size * accumulation * hw.num_processes == cfg.train.global_batch_size
     assert cfg.train == compose(f"+experiment={experiment}").train and cfg.beta == compose(f"+experiment={experiment}").beta
+
+
+def test_a_run_refuses_an_engine_other_than_the_profiles():
+    from notus_lab.train import check_engine
+
+    check_engine(compose("hardware=ddp_cpu_x2").hardware, "multi_cpu", 2)
+    check_engine(compose("hardware=a100_40gb_x8").hardware, "deepspeed", 8)
+    with pytest.raises(RuntimeError, match="^hardware.distributed='fsdp' asks for fsdp over 8 processes, but "
+                                           "accelerate set up multi_gpu over 8"):
+        check_engine(compose("hardware=fsdp_x8").hardware, "multi_gpu", 8)
+    with pytest.raises(RuntimeError, match="over 2 processes, but accelerate set up no over 1"):
+        check_engine(compose("hardware=ddp_cpu_x2").hardware, "no", 1)  # `accelerate launch --cpu`
 
 
 def test_multi_node_launch_takes_rank_and_master_from_slurm(monkeypatch, tmp_path):

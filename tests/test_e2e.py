@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from notus_lab.model import base_path
 from notus_lab.train import run
 
 from conftest import QUICK, cli, compose
@@ -71,14 +72,25 @@ def test_lora_run_saves_an_adapter_and_merges_on_request(tmp_path):
     metrics = run(compose("model=lora", "export.merge=true", *QUICK), tmp_path)
     assert (tmp_path / "model" / "adapter_model.safetensors").exists()
     assert not (tmp_path / "model" / "model.safetensors").exists()
-    assert (tmp_path / "merged" / "model.safetensors").exists()
     assert metrics["eval"]["truth"]["loss"] > 0
+    # the merged export computes what base + adapter computes, and is not just the base
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        adapted = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "model")(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(base_path(compose().base))(ids).logits
+    assert torch.allclose(merged, adapted, atol=1e-5)
+    assert (merged - base).abs().max() > 1e-6
 
 
 def test_qlora_quantizes_the_base_to_4bit_nf4_on_cpu(tmp_path):
     import bitsandbytes as bnb
 
-    from notus_lab.model import base_path, load_models
+    from notus_lab.model import load_models
 
     cfg = compose("model=qlora", *QUICK)
     policy, reference, peft_config = load_models(cfg, base_path(cfg.base))
@@ -89,7 +101,7 @@ def test_qlora_quantizes_the_base_to_4bit_nf4_on_cpu(tmp_path):
 
 
 def test_full_fine_tuning_gets_an_explicit_frozen_reference():
-    from notus_lab.model import base_path, load_models
+    from notus_lab.model import load_models
 
     cfg = compose("model=full")
     policy, reference, peft_config = load_models(cfg, base_path(cfg.base))
