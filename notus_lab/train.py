@@ -115,11 +115,16 @@ def dpo_trainer_class():
     from trl import DPOTrainer
 
     class ContentKeyedDPOTrainer(DPOTrainer):
+        reference_s = 0.0  # wall time spent computing (or loading cached) reference log-probs
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
             files = getattr(dataset, "cache_files", None)
             if files:  # a saved dataset: a stable identity of exactly these tokens
                 dataset._fingerprint = Hasher.hash((files[0]["filename"], len(dataset), dataset.column_names))
-            return super()._precompute_ref_logps(dataset, name, batch_size)
+            t = time.perf_counter()
+            out = super()._precompute_ref_logps(dataset, name, batch_size)
+            self.reference_s += time.perf_counter() - t
+            return out
 
     return ContentKeyedDPOTrainer
 
@@ -214,7 +219,13 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     # 1. data
     from notus_lab import data as D
 
-    t0 = time.time()
+    timings, laps = {}, [time.perf_counter()]
+
+    def lap(stage: str) -> float:  # wall seconds of each stage, reported in metrics["timings_s"]
+        laps.append(time.perf_counter())
+        timings[stage] = round(laps[-1] - laps[-2], 2)
+        return timings[stage]
+
     prepared = D.prepare(cfg.data, eval_sets=C.eval_data_configs(cfg))
     report = prepared["report"]
     write_json(run_dir / "data_report.json", report)
@@ -222,7 +233,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         raise C.ConfigError(f"data.source={cfg.data.source!r} is invalid: no training pairs survived "
                             f"(dropped: {report['rows_dropped']})")
     log.info("data: %d rows -> %d train pairs (%.1fs); dropped %s", report["rows_in"], report["pairs_out"],
-             time.time() - t0, report["rows_dropped"])
+             lap("data"), report["rows_dropped"])
 
     # 2. model
     from transformers import set_seed
@@ -247,6 +258,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     train_ds = as_dataset(prepared["train_pairs"])
     eval_ds = {name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs}
 
+    lap("model")  # load, tokenize (or load the cached tokenized pairs)
+
     # 3. train (the subclass only changes how precomputed reference log-probs are keyed)
     DPOTrainer = dpo_trainer_class()
 
@@ -266,6 +279,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         train_out = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         stop.restore()
+    lap("train")
     if stop.received is not None:
         if wb is not None:
             wb.finish(exit_code=1)
@@ -280,6 +294,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
 
     if eval_ds:
         trainer.evaluate(eval_dataset=eval_ds)
+    lap("evaluate")
     metrics = summarize(trainer.state.log_history, train_out.metrics, list(eval_ds))
     metrics["global_batch_size"] = cfg.train.global_batch_size
     metrics["world_size"] = trainer.args.world_size
@@ -298,6 +313,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
             merged = AutoPeftModelForCausalLM.from_pretrained(str(run_dir / "model"), use_safetensors=True)
             merged.merge_and_unload().save_pretrained(str(run_dir / "merged"))
             tokenizer.save_pretrained(str(run_dir / "merged"))
+        lap("save")
+        metrics["timings_s"] = {**timings, "reference": round(trainer.reference_s, 2)}  # in train and evaluate
         (run_dir / "README.md").write_text(redact(model_card(cfg, metrics, report)))
         write_json(run_dir / "metrics.json", metrics)  # last: its presence means "finished"
         if wb is not None:

@@ -5,7 +5,7 @@ import pytest
 
 from notus_lab.train import run
 
-from conftest import QUICK, compose
+from conftest import QUICK, compose, without_timings
 
 
 @pytest.fixture
@@ -27,9 +27,7 @@ def reference_forwards(monkeypatch):
 def arm(tmp_path, name, *overrides):
     cfg = compose("model=full", "train.precompute_reference=true", "wandb.mode=disabled", "eval.signals=[]",
                   f"base.cache_dir={tmp_path / 'cache'}", *QUICK, *overrides)
-    metrics = run(cfg, tmp_path / name)
-    metrics["train"].pop("runtime_s")
-    return metrics
+    return without_timings(run(cfg, tmp_path / name))
 
 
 def test_a_beta_sweep_computes_the_reference_once_and_gets_the_same_numbers(tmp_path, reference_forwards):
