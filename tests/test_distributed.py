@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -96,6 +97,20 @@ def test_profiles_keep_the_recipes_global_batch(experiment, hardware, accumulati
     assert gradient_accumulation_steps(cfg) == accumulation
     assert hw.per_device_batch_size * accumulation * hw.num_processes == cfg.train.global_batch_size
     assert cfg.train == compose(f"+experiment={experiment}").train and cfg.beta == compose(f"+experiment={experiment}").beta
+
+
+def test_the_fsdp_profile_becomes_accelerates_fsdp2_plugin():
+    """FSDP runs on GPUs only (accelerate), so here the profile goes as far as CPU allows: through the
+    Trainer's arguments into accelerate's own plugin, which rejects unknown or FSDP1-only settings."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from notus_lab.train import dpo_config
+
+    cfg = compose("hardware=fsdp_x8", "train.global_batch_size=128", "hardware.device=cpu", "hardware.precision=fp32")
+    plugin = FullyShardedDataParallelPlugin(**dpo_config(cfg, Path("unused"), []).fsdp_plugin_args)
+    assert (plugin.fsdp_version, plugin.reshard_after_forward, plugin.activation_checkpointing) == (2, True, True)
+    assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
+    assert plugin.state_dict_type.name == "FULL_STATE_DICT" and plugin.cpu_ram_efficient_loading
 
 
 def test_a_run_refuses_an_engine_other_than_the_profiles():
