@@ -171,7 +171,7 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
         per_device_train_batch_size=hw.per_device_batch_size, per_device_eval_batch_size=hw.eval_batch_size,
         gradient_accumulation_steps=C.gradient_accumulation_steps(cfg),
         use_cpu=hw.device == "cpu", bf16=hw.precision == "bf16", fp16=hw.precision == "fp16",
-        gradient_checkpointing=hw.gradient_checkpointing,
+        activation_checkpointing=hw.gradient_checkpointing,  # transformers 5 renamed gradient_checkpointing
         **engine_arguments(hw),
         # bookkeeping
         logging_steps=tr.logging_steps, save_strategy="steps", save_steps=tr.save_steps, save_total_limit=2,
