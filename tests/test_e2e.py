@@ -49,8 +49,8 @@ def test_full_run_leaves_every_artefact(full_run):
     assert on_disk["truth_accuracy"] == on_disk["eval"]["truth"]["rewards/accuracies"]
     assert on_disk["train"]["steps"] > 0 and "rewards/accuracies" in on_disk["train"]
     timings = on_disk["timings_s"]  # where the wall time went, stage by stage
-    assert set(timings) == {"data", "model", "train", "evaluate", "save", "reference"}
-    assert timings["train"] > 0 and timings["evaluate"] > 0 and timings["reference"] == 0  # reference not precomputed
+    assert set(timings) == {"data", "model", "train", "evaluate", "save", "reference_precompute"}
+    assert timings["train"] > 0 and timings["evaluate"] > 0 and timings["reference_precompute"] == 0  # not asked for
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert prov["packages"]["trl"] and len(prov["data_fingerprint"]) == 16 and len(prov["base_fingerprint"]) == 16
     card = (run_dir / "README.md").read_text()
