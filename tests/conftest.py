@@ -35,7 +35,6 @@ def cli(*args: str, env=None, timeout=600):
                           timeout=timeout, env=full_env)
 
 
-# small and fast: a few hundred rows, one epoch
 def without_timings(metrics: dict) -> dict:
     """Metrics as two runs of the same command must reproduce them: everything but wall times."""
     metrics["train"].pop("runtime_s")
@@ -43,4 +42,5 @@ def without_timings(metrics: dict) -> dict:
     return metrics
 
 
+# small and fast: a few hundred rows, one epoch
 QUICK = ("data.world.rows=300", "train.epochs=1", "train.logging_steps=2", "hardware.eval_batch_size=128")

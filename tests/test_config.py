@@ -115,7 +115,6 @@ def test_qlora_without_a_usable_bitsandbytes_is_one_line(monkeypatch):
         preflight(["model=qlora"])
 
 
-
 def test_deepspeed_profiles_without_a_usable_deepspeed_are_one_line(monkeypatch):
     import sys
 

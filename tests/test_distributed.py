@@ -1,4 +1,4 @@
-"""Scale-out: a real 2-process DDP run through the entrypoint, and the distributed profiles as data."""
+"""Scale-out: real 2-process DDP and DeepSpeed ZeRO-3 runs through the entrypoint, and the profiles as data."""
 
 import importlib.util
 import json
