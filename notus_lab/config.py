@@ -215,6 +215,8 @@ def _slug(override_dirname: str) -> str:
 
 if not OmegaConf.has_resolver("slug"):
     OmegaConf.register_new_resolver("slug", _slug)
+if not OmegaConf.has_resolver("gpus_on_cuda"):  # a SLURM request for GPUs only when the profile runs on them
+    OmegaConf.register_new_resolver("gpus_on_cuda", lambda device, n: n if device == "cuda" else None)
 register_configs()
 
 

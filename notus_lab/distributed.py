@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,12 +31,15 @@ def free_port() -> int:
 
 
 def slurm_master_address() -> str:
-    """First host of the SLURM allocation (`scontrol show hostnames` expands compressed node lists)."""
+    """The address of the allocation's first node: its NodeAddr, the address SLURM itself reaches it at
+    (node names need not resolve), found with `scontrol show hostnames` (which expands n[1-4])."""
     nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST") or "127.0.0.1"
     try:
         out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, timeout=30)
-        first = out.stdout.split()
-        return first[0] if out.returncode == 0 and first else nodes.split(",")[0]
+        first = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else nodes.split(",")[0]
+        node = subprocess.run(["scontrol", "show", "node", "-o", first], capture_output=True, text=True, timeout=30)
+        addr = re.search(r"\bNodeAddr=(\S+)", node.stdout) if node.returncode == 0 else None
+        return addr.group(1) if addr else first
     except OSError:
         return nodes.split(",")[0]
 
@@ -49,10 +53,10 @@ def accelerate_command(cfg, run_dir: Path, overrides: list[str]) -> list[str]:
     # up from its own arguments); on CPU it is also the only flag that really starts N ranks: `--cpu`
     # silently starts one. The ranks then join with gloo because the Trainer gets use_cpu=True.
     cmd.append("--multi_gpu")
-    if hw.num_nodes > 1:
+    if hw.num_nodes > 1:  # every node's task computes the same port: two jobs sharing a node never collide
+        port = os.environ.get("MASTER_PORT") or str(20000 + int(os.environ.get("SLURM_JOB_ID", "9500")) % 20000)
         cmd += ["--machine_rank", os.environ.get("SLURM_NODEID", "0"),
-                "--main_process_ip", slurm_master_address(),
-                "--main_process_port", os.environ.get("MASTER_PORT", "29500")]
+                "--main_process_ip", slurm_master_address(), "--main_process_port", port]
     else:
         cmd += ["--main_process_port", os.environ.get("MASTER_PORT") or str(free_port())]
     child_overrides = [o for o in overrides if not o.startswith(("hydra.run.dir", "hydra/"))]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine, for trying notus_lab's SLURM sweeps (and for CI):
 # munge + MariaDB + slurmdbd (accounting: submitit needs sacct to see jobs that died) + slurmctld + slurmd.
+# Partition `debug` is this machine as one node; partition `multinode` is two more slurmd daemons on the
+# same machine (vnode1, vnode2, one core each), so multi-node jobs run for real: SLURM_NODEID, NodeAddr.
 # No systemd or cgroups needed. Everything lives in $NOTUS_SLURM_DIR (default /tmp/notus_slurm); daemons
 # are stopped by PID. Needs root (Debian packages, daemons); installs the packages if they are missing.
 #
@@ -55,11 +57,11 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 ReturnToService=2
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+SlurmdSpoolDir=$DIR/spool-%n
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
+SlurmdPidFile=$DIR/slurmd-%n.pid
 SlurmctldLogFile=$DIR/slurmctld.log
-SlurmdLogFile=$DIR/slurmd.log
+SlurmdLogFile=$DIR/slurmd-%n.log
 SlurmctldPort=${NOTUS_SLURMCTLD_PORT:-6817}
 SlurmdPort=${NOTUS_SLURMD_PORT:-6818}
 AccountingStorageType=accounting_storage/slurmdbd
@@ -70,7 +72,10 @@ JobCompType=jobcomp/none
 KillWait=10
 MinJobAge=600
 $node State=UNKNOWN
+NodeName=vnode1 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=${NOTUS_VNODE_PORT:-6821} CPUs=1 State=UNKNOWN
+NodeName=vnode2 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((${NOTUS_VNODE_PORT:-6821} + 1)) CPUs=1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=multinode Nodes=vnode1,vnode2 MaxTime=INFINITE State=UP
 EOF
   cat >"$DIR/slurmdbd.conf" <<EOF
 AuthType=auth/munge
@@ -90,7 +95,7 @@ EOF
 }
 
 start() {
-  mkdir -p "$DIR/state" "$DIR/spool"
+  mkdir -p "$DIR/state" "$DIR/spool-$HOST" "$DIR/spool-vnode1" "$DIR/spool-vnode2"
   if [ -f "$(pidfile slurmctld)" ] && kill -0 "$(cat "$(pidfile slurmctld)")" 2>/dev/null; then
     log "already running"; echo "export SLURM_CONF=$CONF"; return 0
   fi
@@ -124,16 +129,16 @@ start() {
 
   /usr/sbin/slurmctld -f "$CONF"
   wait_for 30 slurmctld scontrol ping
-  /usr/sbin/slurmd -f "$CONF"
-  wait_for 60 "node $HOST idle" bash -c "sinfo -h -N -o %T | grep -qx idle"
-  log "cluster up (partition debug, node $HOST); state and logs in $DIR"
+  for node in "$HOST" vnode1 vnode2; do /usr/sbin/slurmd -f "$CONF" -N "$node"; done
+  wait_for 60 "nodes $HOST vnode1 vnode2 idle" bash -c '[ "$(sinfo -h -N -o %T | grep -cx idle)" -eq 3 ]'
+  log "cluster up (partition debug: node $HOST; partition multinode: vnode1, vnode2); state and logs in $DIR"
   echo "export SLURM_CONF=$CONF"
 }
 
 stop() {
   export SLURM_CONF="$CONF"
   [ -f "$CONF" ] && scancel --user="$(id -un)" >/dev/null 2>&1 || true
-  for name in slurmd slurmctld slurmdbd mariadb munged; do
+  for name in "slurmd-$HOST" slurmd-vnode1 slurmd-vnode2 slurmctld slurmdbd mariadb munged; do
     local pidfile; pidfile="$(pidfile "$name")"
     [ -f "$pidfile" ] || continue
     local pid; pid="$(cat "$pidfile")"
@@ -147,7 +152,7 @@ stop() {
 
 status() {
   export SLURM_CONF="$CONF"
-  for name in munged mariadb slurmdbd slurmctld slurmd; do
+  for name in munged mariadb slurmdbd slurmctld "slurmd-$HOST" slurmd-vnode1 slurmd-vnode2; do
     local pidfile state="down"; pidfile="$(pidfile "$name")"
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && state="up (pid $(cat "$pidfile"))"
     echo "$name: $state"

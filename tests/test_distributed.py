@@ -134,6 +134,9 @@ def test_multi_node_launch_takes_rank_and_master_from_slurm(monkeypatch, tmp_pat
     assert "--num_processes 16 --num_machines 2" in cmd
     assert "--machine_rank 1 --main_process_ip gpu-a --main_process_port 29511" in cmd
     assert cmd.endswith(f"-m notus_lab hardware=h100_x8 hardware.num_nodes=2 hydra.run.dir='{tmp_path}'")
+    monkeypatch.delenv("MASTER_PORT")  # then the port comes from the job id: every node of a job agrees,
+    monkeypatch.setenv("SLURM_JOB_ID", "123456")  # and two jobs sharing a node differ
+    assert "--main_process_port 23456" in " ".join(accelerate_command(cfg, tmp_path, []))
 
 
 def test_the_ranks_find_a_sweep_arms_dir_whatever_its_name(tmp_path):
@@ -149,3 +152,5 @@ def test_the_multinode_slurm_preset_follows_the_hardware_profile():
     cfg = compose("hardware=h100_x8", "hardware.num_nodes=4", "hydra/launcher=slurm_multinode", return_hydra=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (4, 1, 8)
+    cpu = compose("hardware=ddp_cpu_x2", "hardware.num_nodes=2", "hydra/launcher=slurm_multinode", return_hydra=True)
+    assert OmegaConf.to_container(cpu.hydra.launcher, resolve=True)["gpus_per_node"] is None  # CPU ranks ask for none

@@ -1,9 +1,11 @@
-"""A real single-node SLURM cluster (scripts/slurm_local.sh: munge, MariaDB, slurmdbd, slurmctld,
-slurmd), a sweep submitted through sweep.sh and hydra-submitit-launcher, and a preempted arm that
-submitit requeues and that resumes from the checkpoint it wrote when the signal came."""
+"""A real SLURM cluster on this machine (scripts/slurm_local.sh: munge, MariaDB, slurmdbd, slurmctld, and
+slurmd for this node plus two virtual ones), a sweep submitted through sweep.sh and hydra-submitit-launcher,
+a preempted arm that submitit requeues and that resumes from the checkpoint it wrote when the signal came,
+and DDP within one node and across two."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import pytest
 
 from notus_lab import report as R
 
-from conftest import ROOT
+from conftest import ROOT, cli
 from wandb_records import run_record
 
 pytestmark = pytest.mark.slurm
@@ -115,3 +117,27 @@ def test_a_slurm_job_runs_two_ddp_ranks_through_the_same_entrypoint(slurm, tmp_p
     assert run["status"] == "finished"
     assert (run["metrics"]["world_size"], run["metrics"]["gradient_accumulation_steps"]) == (2, 2)
     assert run["metrics"]["train/steps"] == 4
+
+
+def test_a_two_node_slurm_job_trains_one_model_across_both_nodes(slurm, tmp_path):
+    """The multi-node preset on partition `multinode` (two slurmd daemons on this machine): one task per
+    node, each starts `accelerate launch` with its node rank from SLURM_NODEID and the first node's
+    NodeAddr as master; the two ranks train one model and only rank 0 writes."""
+    sweep_dir = tmp_path / "two_nodes"
+    proc = cli("notus_lab", "--multirun", "hydra/launcher=slurm_multinode", "hydra.launcher.partition=multinode",
+               "hardware=ddp_cpu_x2", "hardware.num_processes=1", "hardware.num_nodes=2", "train.max_steps=4",
+               *[o for o in TINY if "cpus_per_task" not in o], "hydra.launcher.cpus_per_task=1",
+               "sweep_name=slurm_two_nodes", f"hydra.sweep.dir={sweep_dir}", env=slurm)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = R.read_runs(sweep_dir)
+    assert run["status"] == "finished"
+    assert (run["metrics"]["world_size"], run["metrics"]["gradient_accumulation_steps"]) == (2, 2)
+    assert run["metrics"]["train/steps"] == 4
+    (job,) = [p for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()]
+    logs = ["".join(p.read_text(errors="replace") for p in job.glob(f"*_{task}_log.*")) for task in (0, 1)]  # a task per node
+    ranks = sorted(re.search(r"--machine_rank (\d) --main_process_ip (\S+)", log).groups() for log in logs)
+    assert ranks == [("0", "127.0.0.1"), ("1", "127.0.0.1")]  # node ranks from SLURM; master = vnode1's NodeAddr
+    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job.name], env=slurm,
+                           capture_output=True, text=True).stdout.split()
+    assert nodes == ["vnode[1-2]"]
+    assert len(list((Path(run["dir"]) / "wandb").glob("offline-run-*"))) == 1  # rank 0 only
