@@ -36,7 +36,8 @@ def slurm_master_address() -> str:
     nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST") or "127.0.0.1"
     try:
         out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, timeout=30)
-        first = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else nodes.split(",")[0]
+        hosts = out.stdout.split() if out.returncode == 0 else []
+        first = hosts[0] if hosts else nodes.split(",")[0]
         node = subprocess.run(["scontrol", "show", "node", "-o", first], capture_output=True, text=True, timeout=30)
         addr = re.search(r"\bNodeAddr=(\S+)", node.stdout) if node.returncode == 0 else None
         return addr.group(1) if addr else first

@@ -270,7 +270,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     trainer = DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, run_dir, ["wandb"] if wb else []),
                          train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[stop])
-    check_engine(cfg.hardware, trainer.accelerator.distributed_type.value.lower(), trainer.args.world_size)
+    engine = trainer.accelerator.distributed_type.value.lower()  # multi_cpu, multi_gpu, deepspeed, fsdp, no
+    check_engine(cfg.hardware, engine, trainer.args.world_size)
     resume_from = latest_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
     if resume_from:
         log.info("resuming from %s", resume_from)
@@ -300,7 +301,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["world_size"] = trainer.args.world_size
     metrics["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     metrics["torch_threads"] = torch.get_num_threads()
-    metrics["engine"] = trainer.accelerator.distributed_type.value.lower()
+    metrics["engine"] = engine
     metrics["rank0_parameter_share"] = local_parameter_share(trainer.model)  # 1/world_size when really sharded
 
     # 5. artefacts: every rank joins save_model (ZeRO-3 / FSDP gather the sharded weights), rank 0 writes

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node SLURM cluster on this machine, for trying notus_lab's SLURM sweeps (and for CI):
+# A real SLURM cluster on this machine, for trying notus_lab's SLURM sweeps (and for CI):
 # munge + MariaDB + slurmdbd (accounting: submitit needs sacct to see jobs that died) + slurmctld + slurmd.
 # Partition `debug` is this machine as one node; partition `multinode` is two more slurmd daemons on the
 # same machine (vnode1, vnode2, one core each), so multi-node jobs run for real: SLURM_NODEID, NodeAddr.
@@ -15,6 +15,7 @@ CONF="$DIR/slurm.conf"
 HOST="$(hostname -s)"
 DB_PASS="notus_lab_local"   # a throwaway local database on loopback, not a secret
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
+NODES=("$HOST" vnode1 vnode2)   # one slurmd each (slurm.conf below names the two virtual ones)
 
 log() { echo "slurm_local: $*" >&2; }
 
@@ -95,7 +96,7 @@ EOF
 }
 
 start() {
-  mkdir -p "$DIR/state" "$DIR/spool-$HOST" "$DIR/spool-vnode1" "$DIR/spool-vnode2"
+  mkdir -p "$DIR/state" "${NODES[@]/#/$DIR/spool-}"
   if [ -f "$(pidfile slurmctld)" ] && kill -0 "$(cat "$(pidfile slurmctld)")" 2>/dev/null; then
     log "already running"; echo "export SLURM_CONF=$CONF"; return 0
   fi
@@ -129,8 +130,8 @@ start() {
 
   /usr/sbin/slurmctld -f "$CONF"
   wait_for 30 slurmctld scontrol ping
-  for node in "$HOST" vnode1 vnode2; do /usr/sbin/slurmd -f "$CONF" -N "$node"; done
-  wait_for 60 "nodes $HOST vnode1 vnode2 idle" bash -c '[ "$(sinfo -h -N -o %T | grep -cx idle)" -eq 3 ]'
+  for node in "${NODES[@]}"; do /usr/sbin/slurmd -f "$CONF" -N "$node"; done
+  wait_for 60 "nodes ${NODES[*]} idle" bash -c "[ \"\$(sinfo -h -N -o %T | grep -cx idle)\" -eq ${#NODES[@]} ]"
   log "cluster up (partition debug: node $HOST; partition multinode: vnode1, vnode2); state and logs in $DIR"
   echo "export SLURM_CONF=$CONF"
 }
@@ -138,7 +139,7 @@ start() {
 stop() {
   export SLURM_CONF="$CONF"
   [ -f "$CONF" ] && scancel --user="$(id -un)" >/dev/null 2>&1 || true
-  for name in "slurmd-$HOST" slurmd-vnode1 slurmd-vnode2 slurmctld slurmdbd mariadb munged; do
+  for name in "${NODES[@]/#/slurmd-}" slurmctld slurmdbd mariadb munged; do
     local pidfile; pidfile="$(pidfile "$name")"
     [ -f "$pidfile" ] || continue
     local pid; pid="$(cat "$pidfile")"
@@ -152,7 +153,7 @@ stop() {
 
 status() {
   export SLURM_CONF="$CONF"
-  for name in munged mariadb slurmdbd slurmctld "slurmd-$HOST" slurmd-vnode1 slurmd-vnode2; do
+  for name in munged mariadb slurmdbd slurmctld "${NODES[@]/#/slurmd-}"; do
     local pidfile state="down"; pidfile="$(pidfile "$name")"
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && state="up (pid $(cat "$pidfile"))"
     echo "$name: $state"

@@ -126,8 +126,7 @@ def test_a_two_node_slurm_job_trains_one_model_across_both_nodes(slurm, tmp_path
     sweep_dir = tmp_path / "two_nodes"
     proc = cli("notus_lab", "--multirun", "hydra/launcher=slurm_multinode", "hydra.launcher.partition=multinode",
                "hardware=ddp_cpu_x2", "hardware.num_processes=1", "hardware.num_nodes=2", "train.max_steps=4",
-               *[o for o in TINY if "cpus_per_task" not in o], "hydra.launcher.cpus_per_task=1",
-               "sweep_name=slurm_two_nodes", f"hydra.sweep.dir={sweep_dir}", env=slurm)
+               *TINY, "sweep_name=slurm_two_nodes", f"hydra.sweep.dir={sweep_dir}", env=slurm)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = R.read_runs(sweep_dir)
     assert run["status"] == "finished"
