@@ -13,10 +13,10 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 from notus_lab.config import DataConfig, WorldConfig
-from notus_lab.data import audit, binarize
+from notus_lab.audit import audit
+from notus_lab.data import binarize
 from notus_lab.world import generate_rows
 
 STRATEGIES = {
@@ -37,7 +37,7 @@ def main():
     if not os.path.exists(args.file):
         t = time.perf_counter()
         with open(args.file, "w") as f:
-            for r in generate_rows(WorldConfig(rows=args.rows, seed=1), response_words=args.words):
+            for r in generate_rows(WorldConfig(rows=args.rows, seed=1), sentences=args.words // 2):
                 f.write(json.dumps(r) + "\n")
         print(f"generated {args.rows} rows in {time.perf_counter() - t:.1f}s")
     size_mb = os.path.getsize(args.file) / 1e6

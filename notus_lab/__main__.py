@@ -12,7 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from notus_lab.config import CONF_DIR, ConfigError, fail, launch
+from notus_lab.config import CONF_DIR, ConfigError
+from notus_lab.preflight import fail, launch
 
 log = logging.getLogger("notus_lab")
 
@@ -22,7 +23,8 @@ def main(cfg: DictConfig) -> None:
     from pathlib import Path
 
     from notus_lab.distributed import relaunch_if_needed
-    from notus_lab.train import Interrupted, RunDirBusy, run
+    from notus_lab.run_dir import Interrupted, RunDirBusy
+    from notus_lab.train import run
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

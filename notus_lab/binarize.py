@@ -19,7 +19,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from notus_lab.config import CONF_DIR, ConfigError, DataConfig, fail, launch, validate_data
+from notus_lab.config import CONF_DIR, ConfigError, DataConfig
+from notus_lab.preflight import fail, launch, validate_data
 from notus_lab.tracking import write_json
 
 

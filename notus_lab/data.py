@@ -13,14 +13,10 @@ import random
 import re
 import time
 from collections import Counter
-from itertools import combinations
 from pathlib import Path
 from typing import Iterable, Optional
 
 from notus_lab.config import ASPECTS, ConfigError, DataConfig, looks_like_local_path
-
-COMPARED_SIGNALS = ("critique", "mean_rating") + ASPECTS  # for the "chosen differs" matrix
-
 
 # ---------------------------------------------------------------------------------------------
 # Loading
@@ -337,71 +333,6 @@ def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
                    "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {}, "tie_pairs": 0}
 
 
-# ---------------------------------------------------------------------------------------------
-# The audit
-
-
-def audit(rows: list, d: DataConfig, indices: Iterable[int], points: Optional[list] = None) -> dict:
-    """Signal-level facts about the raw rows as stored, whatever strategy trains on them.
-
-    Each completion is parsed once; `points` (if given) collects (mean rating, critique) for the plot.
-    """
-    na = Counter()
-    bugs = 0
-    chosen_by_signal = {s: {} for s in COMPARED_SIGNALS}
-    for i in indices:
-        row = rows[i]
-        if not isinstance(row, dict) or not isinstance(row.get("completions"), list):
-            continue
-        comps = row["completions"]
-        per_signal = {s: [] for s in COMPARED_SIGNALS}
-        for c in comps:
-            if not isinstance(c, dict):
-                for s in COMPARED_SIGNALS:
-                    per_signal[s].append(None)
-                continue
-            ratings = [aspect_rating(c, a) for a in ASPECTS]
-            mean, _ = mean_of(ratings)
-            critique, _ = critique_score(c)
-            for a, r in zip(ASPECTS, ratings):
-                na[a] += r == "N/A"
-                per_signal[a].append(r if r != "N/A" else None)
-            per_signal["mean_rating"].append(mean)
-            per_signal["critique"].append(critique)
-            bugs += is_bug_signature(critique, mean, d.curate_threshold)
-            if points is not None and mean is not None and critique is not None:
-                points.append((mean, critique))
-        if len(comps) < 2:
-            continue
-        for signal, scores in per_signal.items():
-            if None not in scores:
-                chosen_by_signal[signal][i] = max(range(len(scores)), key=lambda k: (scores[k], -k))
-    differs = {}
-    for a, b in combinations(COMPARED_SIGNALS, 2):
-        both = chosen_by_signal[a].keys() & chosen_by_signal[b].keys()
-        if both:
-            differs[f"{a}~{b}"] = round(sum(chosen_by_signal[a][i] != chosen_by_signal[b][i] for i in both)
-                                        / len(both), 4)
-    return {"na_ratings": dict(na), "bug_signature_completions": bugs,
-            "chosen_differs": differs, "chosen_differs_critique_vs_mean_rating": differs.get("critique~mean_rating")}
-
-
-def truth_pairs(rows: list, indices: Iterable[int]) -> list[dict]:
-    """Held-out pairs labelled by the world's true quality: every pair whose qualities differ."""
-    pairs = []
-    for i in indices:
-        comps = rows[i].get("completions", []) if isinstance(rows[i], dict) else []
-        q = [c.get("true_quality") if isinstance(c, dict) else None for c in comps]
-        valid = [k for k, v in enumerate(q) if isinstance(v, (int, float))]
-        for a, b in combinations(valid, 2):
-            if q[a] != q[b]:
-                hi, lo = (a, b) if q[a] > q[b] else (b, a)
-                pairs.append({"prompt": rows[i]["instruction"], "chosen": comps[hi]["response"],
-                              "rejected": comps[lo]["response"], "score_chosen": q[hi],
-                              "score_rejected": q[lo], "row_index": i})
-    return pairs
-
-
 def load_questions(path: Optional[str]) -> frozenset:
     """Questions to decontaminate against: one per line, or jsonl with a `question` field."""
     if not path:
@@ -448,6 +379,11 @@ def split_for(rows: list, d: DataConfig) -> tuple[list[int], list[int]]:
     return split_rows(rows, d.test_size, d.split_seed)
 
 
+def held_out_prompts(rows: list, test_idx: list[int], d: DataConfig) -> list[str]:
+    """The held-out prompts as text, each once, in split order: what judged generations answer."""
+    return list(dict.fromkeys(p for i in test_idx if (p := prompt_text(rows[i], d))))
+
+
 def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None) -> dict:
     """Raw rows -> train pairs, held-out pairs, and the report with per-stage timings.
 
@@ -467,6 +403,8 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
     train_pairs, report = binarize(rows, d, train_idx, questions)
     test_pairs, test_report = binarize(rows, d, test_idx, questions)
     # held-out: every model is scored on the same prompts under each binarization (the cross-eval matrix)
+    from notus_lab.audit import audit, has_truth, truth_agreement, truth_pairs
+
     eval_pairs = {}
     if d.strategy != "prebinarized" and eval_sets:
         for name, e in eval_sets.items():
@@ -485,9 +423,14 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
                           "rows_in": test_report["rows_in"], "pairs_out": test_report["pairs_out"],
                           "rows_dropped": test_report["rows_dropped"],
                           "pairs": {k: len(v) for k, v in eval_pairs.items()}}
+    if has_truth(rows):  # the bundled world
+        # how often each signal's held-out pairs prefer the truly better completion: the data-level answer
+        report["truth_agreement"] = {"train": truth_agreement(rows, train_pairs),
+                                     **{name: truth_agreement(rows, pairs) for name, pairs in eval_pairs.items()
+                                        if name != "truth"}}
     report["timings"] = {k: round(v, 3) for k, v in timings.items()}
     return {"rows": rows, "train_pairs": train_pairs, "test_pairs": test_pairs, "eval_pairs": eval_pairs,
-            "report": report}
+            "held_out_prompts": held_out_prompts(rows, test_idx, d), "report": report}
 
 
 def fingerprint_rows(rows: list) -> str:

@@ -50,3 +50,60 @@ def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str
     if "truth" in evals:  # the bundled world knows which completion is really better
         out["truth_accuracy"] = evals["truth"].get("rewards/accuracies")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Judged generations: the policy and its reference answer the held-out prompts; a judge compares them
+
+
+def text_stats(answers: list[str], tokenizer) -> dict:
+    """Degeneration diagnostics of a set of answers: distinct-2 (unique word bigrams over bigrams, per answer,
+    averaged; an answer of fewer than two words counts 0), mean length in model tokens, and the share of all
+    words taken by the most frequent one."""
+    from collections import Counter
+
+    distinct, words = [], Counter()
+    for a in answers:
+        w = a.split()
+        words.update(w)
+        bigrams = list(zip(w, w[1:]))
+        distinct.append(len(set(bigrams)) / len(bigrams) if bigrams else 0.0)
+    lengths = [len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]] if answers else [0]
+    total = sum(words.values())
+    return {"distinct_2": round(sum(distinct) / max(len(distinct), 1), 4),
+            "mean_tokens": round(sum(lengths) / len(lengths), 2),
+            "top_word_share": round(words.most_common(1)[0][1] / total, 4) if total else 1.0}
+
+
+def judged_generations(cfg, model_dir, base: str, prompts: list[str], truth_pairs: list[dict] | None = None):
+    """(summary for metrics.json["generation"], one record per prompt x sample for generations.jsonl)."""
+    from notus_lab.generate import answer_prompts, device_for
+    from notus_lab.judge import agreement_with_truth, make_judge, win_rate, winner
+    from notus_lab.model import torch_dtype
+
+    g = cfg.generation
+    prompts = prompts[: g.max_prompts] if g.max_prompts else prompts
+    policy_answers, reference_answers, tokenizer = answer_prompts(cfg, model_dir, base, prompts)
+    judge = make_judge(cfg, device_for(cfg), torch_dtype(cfg.hardware.precision))
+    flat = [(p, k, pa, ra) for p, pas, ras in zip(prompts, policy_answers, reference_answers)
+            for k, (pa, ra) in enumerate(zip(pas, ras))]
+    flat_prompts = [p for p, *_ in flat]
+    policy_scores = judge.score(flat_prompts, [pa for _, _, pa, _ in flat])
+    reference_scores = judge.score(flat_prompts, [ra for *_, ra in flat])
+    records = [{"prompt": p, "sample": k, "reference": ra, "policy": pa, "reference_score": rs, "policy_score": ps,
+                "winner": winner(ps, rs)} for (p, k, pa, ra), ps, rs in zip(flat, policy_scores, reference_scores)]
+    winners = [r["winner"] for r in records]
+    policy_stats = text_stats([r["policy"] for r in records], tokenizer)
+    reference_stats = text_stats([r["reference"] for r in records], tokenizer)
+    mean = lambda xs: round(sum(xs) / max(len(xs), 1), 4)  # noqa: E731
+    summary = {
+        "judge": judge.name, "n_prompts": len(prompts), "samples_per_prompt": len(policy_answers[0]) if prompts else 0,
+        "win_rate_vs_reference": round(win_rate(winners), 4),
+        "wins": winners.count("policy"), "losses": winners.count("reference"), "ties": winners.count("tie"),
+        "policy_score": mean(policy_scores), "reference_score": mean(reference_scores),
+        **{f"policy_{k}": v for k, v in policy_stats.items()}, **{f"reference_{k}": v for k, v in reference_stats.items()},
+        "decoding": {k: g[k] for k in ("do_sample", "temperature", "top_p", "max_new_tokens", "seed")},
+    }
+    if truth_pairs:  # how far to trust this judge: its own agreement with the world's truth
+        summary["judge_truth_agreement"] = agreement_with_truth(judge, truth_pairs)
+    return summary, records

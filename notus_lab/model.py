@@ -1,4 +1,4 @@
-"""Model stage: the base checkpoint (built locally for base=tiny), policy, reference, adapters.
+"""Model stage: the base checkpoint (base=tiny is built by notus_lab/tiny_base.py), policy, reference, adapters.
 
 The same loaders serve the tiny CPU model and zephyr-7b-sft-full; only the path differs.
 """
@@ -6,81 +6,19 @@ The same loaders serve the tiny CPU model and zephyr-7b-sft-full; only the path 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-# Zephyr's template: "<|system|>\n</s>\n<|user|>\n{instruction}</s>\n<|assistant|>\n" + "{response}</s>\n"
-ZEPHYR_CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
-TINY_BUILDER_VERSION = 1  # bump when the tiny model or tokenizer recipe changes
-
-
-def cache_root(base_cfg) -> Path:
-    root = base_cfg.cache_dir or os.environ.get("NOTUS_LAB_CACHE") or "~/.cache/notus_lab"
-    return Path(os.path.expanduser(root))
-
-
-def tiny_path(base_cfg) -> Path:
-    """Content-addressed: a different shape or vocabulary never reuses an old build."""
-    from notus_lab.world import vocabulary_text
-
-    spec = json.dumps({"shape": dict(base_cfg.tiny), "text": vocabulary_text(), "v": TINY_BUILDER_VERSION},
-                      sort_keys=True)
-    return cache_root(base_cfg) / f"tiny-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
-
-
-def build_tiny(base_cfg) -> Path:
-    """Build (once) a small Mistral-architecture model and a BPE tokenizer trained on the world's text."""
-    target = tiny_path(base_cfg)
-    if (target / "model.safetensors").exists():
-        return target
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
-
-    from notus_lab.world import vocabulary_text
-
-    shape = base_cfg.tiny
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=shape.vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([vocabulary_text()] * 4, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>", pad_token="<pad>")
-    tokenizer.chat_template = ZEPHYR_CHAT_TEMPLATE
-
-    torch.manual_seed(shape.seed)
-    config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = MistralForCausalLM(config)
-    # build beside the target and rename: concurrent sweep jobs never see a half-written model
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another process won the race; its build is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
 
 def base_path(base_cfg) -> str:
-    return str(build_tiny(base_cfg)) if base_cfg.name == "tiny" else base_cfg.name
+    """A local dir or hub id to load the base from; base=tiny is built here on first use."""
+    if base_cfg.name != "tiny":
+        return base_cfg.name
+    from notus_lab.tiny_base import build_tiny
+
+    return str(build_tiny(base_cfg))
 
 
 def fingerprint_base(path: str) -> str:
@@ -104,6 +42,8 @@ def load_tokenizer(cfg, path: str):
     tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.base.revision,
                                               trust_remote_code=cfg.base.trust_remote_code)
     if tokenizer.chat_template is None:
+        from notus_lab.tiny_base import ZEPHYR_CHAT_TEMPLATE
+
         tokenizer.chat_template = ZEPHYR_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -255,7 +255,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     if rows:
         plot(rows, arm_keys, metric, out_dir / "accuracy.png", metric)
         plots.append("accuracy.png")
-        margin = next((k for k in (f"eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
+        margin = next((k for k in ("eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
                        if all(k in m["metrics"] for r in rows for m in r["members"])), None)
         if margin:
             plot(rows, arm_keys, margin, out_dir / "margins.png", margin)

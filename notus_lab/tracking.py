@@ -43,6 +43,23 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """One JSON object per line, atomic and redacted like write_json."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(redact(r), ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def log_generations(wb, records: list[dict], n: int = 64) -> None:
+    """A sample of judged generations as a W&B table (the first `n` prompt x sample records)."""
+    import wandb
+
+    columns = ["prompt", "sample", "reference", "policy", "reference_score", "policy_score", "winner"]
+    wb.log({"generations": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in records[:n]])})
+
+
 def provenance(data_fingerprint: str, base_fingerprint: str) -> dict:
     def git(*args):
         try:

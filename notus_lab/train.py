@@ -8,31 +8,23 @@ metrics.json is written last: it means "finished". A run dir is held by one proc
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
 import time
-import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from notus_lab import config as C
-from notus_lab.tracking import provenance, redact, start_wandb, write_json
+from notus_lab.model_card import model_card
+from notus_lab.preflight import validate
+from notus_lab.run_dir import Interrupted, latest_checkpoint, record_failure, run_dir_lock, stop_on_signal_callback
+from notus_lab.tracking import log_generations, provenance, redact, start_wandb, write_json, write_jsonl
 
 log = logging.getLogger("notus_lab")
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on SIGTERM/SIGINT after saving a checkpoint; the same command resumes it."""
-
-
-class RunDirBusy(RuntimeError):
-    """Another process holds this run dir."""
 
 
 def run_tags(cfg, overrides=()) -> list[str]:
@@ -42,65 +34,6 @@ def run_tags(cfg, overrides=()) -> list[str]:
             f"optim:{cfg.optimizer.name}", f"base:{cfg.base.name}"]
     tags += [o.lstrip("+~") for o in overrides if not o.startswith(("hydra", "wandb.", "sweep_name"))]
     return list(dict.fromkeys(t[:64] for t in tags + list(cfg.wandb.tags)))  # W&B caps a tag at 64 chars
-
-
-@contextmanager
-def run_dir_lock(run_dir: Path):
-    """Two processes never write into the same run dir (the OS drops the lock if the holder dies)."""
-    if int(os.environ.get("RANK", "0")) != 0:  # ranks of one distributed run share their dir
-        yield
-        return
-    with open(run_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirBusy(f"another process is training in {run_dir}; wait for it or pick another "
-                             f"hydra.run.dir") from None
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-
-
-def stop_on_signal_callback():
-    """A TrainerCallback that turns SIGTERM/SIGINT (and submitit's preemption signal) into: finish the
-    current step, save a checkpoint, stop. A second signal falls back to the previous handler."""
-    from transformers import TrainerCallback
-
-    class StopOnSignal(TrainerCallback):
-        def __init__(self):
-            self.received = None
-            self.previous = {}
-
-        def install(self):
-            signals = [signal.SIGTERM, signal.SIGINT]
-            preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
-            if os.environ.get("SLURM_JOB_ID") and preempt is not None:
-                signals.append(preempt)
-            for sig in signals:
-                try:
-                    self.previous[sig] = signal.signal(sig, self._handle)
-                except ValueError:  # not the main thread: leave signals to whoever owns them
-                    pass
-
-        def restore(self):
-            for sig, handler in self.previous.items():
-                signal.signal(sig, handler)
-
-        def _handle(self, signum, frame):
-            if self.received is not None:  # asked twice: stop now
-                self.restore()
-                signal.raise_signal(signum)
-                return
-            self.received = signum
-            log.warning("caught %s: saving a checkpoint at the end of this step", signal.Signals(signum).name)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.received is not None:
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
-    return StopOnSignal()
 
 
 def dpo_trainer_class():
@@ -129,19 +62,6 @@ def dpo_trainer_class():
     return ContentKeyedDPOTrainer
 
 
-def record_failure(run_dir: Path, exc: BaseException) -> None:
-    """failed.json names what went wrong, so a sweep report can list the arm with its error."""
-    write_json(run_dir / "failed.json", {
-        "error": type(exc).__name__, "message": str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
-        "traceback": traceback.format_exception(exc)[-3:], "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-
-
-def latest_checkpoint(ckpt_dir: Path) -> str | None:
-    """Newest checkpoint whose save completed (the Trainer writes trainer_state.json last)."""
-    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
-
-
 def _without_nulls(x):
     if isinstance(x, dict):
         return {k: _without_nulls(v) for k, v in x.items() if v is not None}
@@ -164,7 +84,8 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
     return DPOConfig(
         output_dir=str(run_dir / "checkpoints"), run_name=run_dir.name, report_to=report_to,
         # science
-        beta=cfg.beta, loss_type=[cfg.loss_type], max_length=tr.max_length, num_train_epochs=tr.epochs,
+        beta=cfg.beta, loss_type=[cfg.loss_type] + (["sft"] if cfg.rpo_alpha else []),
+        loss_weights=[1.0, cfg.rpo_alpha] if cfg.rpo_alpha else None, max_length=tr.max_length, num_train_epochs=tr.epochs,
         max_steps=tr.max_steps, optim=opt.name, learning_rate=opt.lr, lr_scheduler_type=opt.scheduler,
         warmup_steps=opt.warmup_ratio, weight_decay=opt.weight_decay, seed=tr.seed, data_seed=tr.seed,
         # execution: the global batch is fixed, accumulation absorbs the hardware
@@ -196,7 +117,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) 
                 p = run_dir / stale
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         try:
-            C.validate(cfg)  # one line per problem, before anything heavy loads
+            validate(cfg)  # one line per problem, before anything heavy loads
             metrics = _train(cfg, run_dir, overrides, group)
         except Interrupted:
             raise
@@ -239,6 +160,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     from transformers import set_seed
 
     from notus_lab import model as M
+    from notus_lab.tiny_base import cache_root
 
     set_seed(cfg.train.seed)
     base = M.base_path(cfg.base)
@@ -252,7 +174,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         salt = "|".join(map(str, (base_fingerprint, cfg.train.max_length, cfg.hardware.precision,
                                   cfg.hardware.attn_implementation, cfg.model.quantization, version("trl"))))
         as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
-            pairs, tokenizer, cfg.train.max_prompt_length, M.cache_root(cfg.base), salt)
+            pairs, tokenizer, cfg.train.max_prompt_length, cache_root(cfg.base), salt)
     else:
         as_dataset = lambda pairs: D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)  # noqa: E731
     train_ds = as_dataset(prepared["train_pairs"])
@@ -306,7 +228,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
 
     # 5. artefacts: every rank joins save_model (ZeRO-3 / FSDP gather the sharded weights), rank 0 writes
     trainer.save_model(str(run_dir / "model"))
-    if trainer.is_world_process_zero():
+    is_writer, reference_s = trainer.is_world_process_zero(), trainer.reference_s
+    if is_writer:
         tokenizer.save_pretrained(str(run_dir / "model"))
         if cfg.export.merge:  # from the saved adapter: under ZeRO-3 / FSDP the live weights are shards
             from peft import AutoPeftModelForCausalLM
@@ -315,8 +238,24 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
             merged.merge_and_unload().save_pretrained(str(run_dir / "merged"))
             tokenizer.save_pretrained(str(run_dir / "merged"))
         lap("save")
+    # the training state (models, optimizer, engine) goes before generation loads the saved models again
+    trainer.accelerator.free_memory()
+    del trainer, policy, reference
+    release_memory()
+
+    # 6. judged generations: the policy and its reference answer the held-out prompts, the judge compares
+    if is_writer and cfg.judge.name != "none":
+        from notus_lab.evaluate import judged_generations
+
+        metrics["generation"], records = judged_generations(
+            cfg, run_dir / "model", base, prepared["held_out_prompts"], prepared["eval_pairs"].get("truth"))
+        write_jsonl(run_dir / "generations.jsonl", records)
+        lap("generate")
+        if wb is not None:
+            log_generations(wb, records)
+    if is_writer:
         # precomputed reference log-probs happen inside train and evaluate; without them, inside every step
-        metrics["timings_s"] = {**timings, "reference_precompute": round(trainer.reference_s, 2)}
+        metrics["timings_s"] = {**timings, "reference_precompute": round(reference_s, 2)}
         (run_dir / "README.md").write_text(redact(model_card(cfg, metrics, report)))
         write_json(run_dir / "metrics.json", metrics)  # last: its presence means "finished"
         if wb is not None:
@@ -324,6 +263,16 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     if wb is not None:
         wb.finish()  # the HF callback never does; a multirun needs one run per job
     return metrics
+
+
+def release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 ENGINES = {"none": ("no",), "ddp": ("multi_cpu", "multi_gpu"), "deepspeed": ("deepspeed",), "fsdp": ("fsdp",)}
@@ -361,38 +310,3 @@ def flat(d: dict, prefix: str = "") -> dict:
         key = f"{prefix}{k}"
         out.update(flat(v, key + "/") if isinstance(v, dict) else {key: v})
     return out
-
-
-def model_card(cfg, metrics: dict, report: dict) -> str:
-    eval_rows = "\n".join(
-        f"| {name} | {m.get('rewards/accuracies', float('nan')):.4f} | {m.get('rewards/margins', float('nan')):.4f} "
-        f"| {m.get('loss', float('nan')):.4f} |" for name, m in metrics["eval"].items())
-    base = cfg.base.name if cfg.base.name != "tiny" else "tiny (built locally by notus_lab)"
-    return f"""---
-library_name: transformers
-tags: [dpo, trl, notus_lab, {cfg.data.strategy}]
-base_model: {cfg.base.name}
----
-# {Path(cfg.run_name or 'notus_lab run').name}
-
-DPO fine-tune of **{base}** trained with [TRL](https://github.com/huggingface/trl) `DPOTrainer` by notus_lab.
-
-## Data
-- source: `{cfg.data.source}`, binarization: **{cfg.data.strategy}** (rejected: {cfg.data.rejected}, ties: {cfg.data.tie_policy}, min margin: {cfg.data.min_margin})
-- rows in: {report['rows_in']}, training pairs: {report['pairs_out']}, rows dropped: {report['rows_dropped']}
-
-## Hyper-parameters
-| knob | value |
-|---|---|
-| adaptation | {cfg.model.adapter} (quantization: {cfg.model.quantization}) |
-| beta / loss | {cfg.beta} / {cfg.loss_type} |
-| optimizer | {cfg.optimizer.name}, lr {cfg.optimizer.lr}, {cfg.optimizer.scheduler}, warmup {cfg.optimizer.warmup_ratio} |
-| global batch | {cfg.train.global_batch_size} = {cfg.hardware.per_device_batch_size} per device x {metrics['gradient_accumulation_steps']} accumulation x {metrics['world_size']} processes |
-| epochs / max_length / max_prompt_length | {cfg.train.epochs} / {cfg.train.max_length} / {cfg.train.max_prompt_length} |
-| seed | {cfg.train.seed} |
-
-## Held-out evaluation (same prompts for every strategy)
-| eval pairs | rewards/accuracies | rewards/margins | loss |
-|---|---|---|---|
-{eval_rows}
-"""

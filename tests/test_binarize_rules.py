@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 
 from notus_lab.config import DataConfig
-from notus_lab.data import audit, binarize, split_rows
+from notus_lab.audit import audit
+from notus_lab.data import binarize, split_rows
 
 from rows import completion as C, row as R
 

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from notus_lab.config import ConfigError, gradient_accumulation_steps, group_options, preflight, validate
+from notus_lab.config import ConfigError, gradient_accumulation_steps, group_options
+from notus_lab.preflight import preflight, validate
 
 from conftest import cli, compose
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from notus_lab.config import gradient_accumulation_steps, validate
+from notus_lab.config import gradient_accumulation_steps
+from notus_lab.preflight import validate
 
 from conftest import compose
 

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,7 +94,7 @@ def test_sigint_also_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
 
 
 def test_a_half_written_checkpoint_is_never_picked_up(tmp_path):
-    from notus_lab.train import latest_checkpoint
+    from notus_lab.run_dir import latest_checkpoint
 
     done, torn = tmp_path / "checkpoint-10", tmp_path / "checkpoint-20"
     done.mkdir(), torn.mkdir()
@@ -139,7 +138,7 @@ def test_a_crashing_run_records_its_error_and_releases_the_run_dir(tmp_path, mon
 
 
 def test_two_processes_never_write_into_the_same_run_dir(tmp_path):
-    from notus_lab.train import run_dir_lock
+    from notus_lab.run_dir import run_dir_lock
 
     with run_dir_lock(tmp_path):  # this process is "training" there
         proc = cli("notus_lab", *QUICK, f"hydra.run.dir={tmp_path}")

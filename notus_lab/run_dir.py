@@ -1,0 +1,101 @@
+"""The run dir as a unit of work: one writer at a time, stop-and-resume on signals, a record of failure.
+
+The same command finds the same run dir, so these are what make a relaunch safe: a second process is
+refused (.lock), SIGTERM / Ctrl-C / SLURM's preemption signal end the current step with a checkpoint,
+the newest COMPLETE checkpoint is where a resume starts, and a crash leaves failed.json for the report.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from notus_lab.tracking import write_json
+
+log = logging.getLogger("notus_lab")
+
+
+class Interrupted(RuntimeError):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint; the same command resumes it."""
+
+
+class RunDirBusy(RuntimeError):
+    """Another process holds this run dir."""
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path):
+    """Two processes never write into the same run dir (the OS drops the lock if the holder dies)."""
+    if int(os.environ.get("RANK", "0")) != 0:  # ranks of one distributed run share their dir
+        yield
+        return
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirBusy(f"another process is training in {run_dir}; wait for it or pick another "
+                             f"hydra.run.dir") from None
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def stop_on_signal_callback():
+    """A TrainerCallback that turns SIGTERM/SIGINT (and submitit's preemption signal) into: finish the
+    current step, save a checkpoint, stop. A second signal falls back to the previous handler."""
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def __init__(self):
+            self.received = None
+            self.previous = {}
+
+        def install(self):
+            signals = [signal.SIGTERM, signal.SIGINT]
+            preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+            if os.environ.get("SLURM_JOB_ID") and preempt is not None:
+                signals.append(preempt)
+            for sig in signals:
+                try:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread: leave signals to whoever owns them
+                    pass
+
+        def restore(self):
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
+        def _handle(self, signum, frame):
+            if self.received is not None:  # asked twice: stop now
+                self.restore()
+                signal.raise_signal(signum)
+                return
+            self.received = signum
+            log.warning("caught %s: saving a checkpoint at the end of this step", signal.Signals(signum).name)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.received is not None:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopOnSignal()
+
+
+def record_failure(run_dir: Path, exc: BaseException) -> None:
+    """failed.json names what went wrong, so a sweep report can list the arm with its error."""
+    write_json(run_dir / "failed.json", {
+        "error": type(exc).__name__, "message": str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
+        "traceback": traceback.format_exception(exc)[-3:], "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def latest_checkpoint(ckpt_dir: Path) -> str | None:
+    """Newest checkpoint whose save completed (the Trainer writes trainer_state.json last)."""
+    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
