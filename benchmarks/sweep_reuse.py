@@ -34,7 +34,7 @@ BETAS = ("0.01", "0.05", "0.1")
 def timed(args: list[str], cache: Path, hydra_dir: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one `python -m notus_lab` process."""
     before, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run([sys.executable, "-m", "notus_lab", *args, f"base.cache_dir={cache}", "wandb.mode=disabled",
+    subprocess.run([sys.executable, "-m", "notus_lab", *args, f"train.reference_cache_dir={cache}", "wandb.mode=disabled",
                     hydra_dir], cwd=ROOT, check=True, capture_output=True)
     wall, after = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

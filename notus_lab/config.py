@@ -165,6 +165,7 @@ class TrainConfig:
     # Compute the reference model's log-probs once, before training, and cache them (with the tokenized
     # pairs) under a content key: arms of a sweep that differ only in beta, loss, seed or optimizer reuse them.
     precompute_reference: bool = False
+    reference_cache_dir: Optional[str] = None  # where those are kept; default <base cache>/datasets
 
 
 @dataclass

@@ -384,12 +384,14 @@ def held_out_prompts(rows: list, test_idx: list[int], d: DataConfig) -> list[str
     return list(dict.fromkeys(p for i in test_idx if (p := prompt_text(rows[i], d))))
 
 
-def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None) -> dict:
+def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None,
+            audit_rows: bool = True) -> dict:
     """Raw rows -> train pairs, held-out pairs, and the report with per-stage timings.
 
     The held-out prompts are labelled by the run's own rule and by every binarization in `eval_sets`
     ({name: DataConfig}, see config.eval_data_configs), plus the world's truth where it is known.
-    `points` collects the audit's plot data."""
+    `points` collects the audit's plot data; `audit_rows=False` skips the audit (ranks other than 0 only
+    need the pairs)."""
     d = as_data_config(d)
     timings = {}
     t = time.perf_counter()
@@ -415,7 +417,7 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
         eval_pairs[d.strategy] = test_pairs
     timings["binarize_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    if d.strategy != "prebinarized":
+    if d.strategy != "prebinarized" and audit_rows:
         report.update(audit(rows, d, range(len(rows)), points))
     timings["audit_s"] = time.perf_counter() - t
     report["rows_unreadable"] = dict(unreadable)
@@ -423,7 +425,7 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
                           "rows_in": test_report["rows_in"], "pairs_out": test_report["pairs_out"],
                           "rows_dropped": test_report["rows_dropped"],
                           "pairs": {k: len(v) for k, v in eval_pairs.items()}}
-    if has_truth(rows):  # the bundled world
+    if audit_rows and has_truth(rows):  # the bundled world
         # how often each signal's held-out pairs prefer the truly better completion: the data-level answer
         report["truth_agreement"] = {"train": truth_agreement(rows, train_pairs),
                                      **{name: truth_agreement(rows, pairs) for name, pairs in eval_pairs.items()
@@ -476,7 +478,7 @@ def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: i
     h.update(f"{max_prompt_length}|{salt}".encode())
     for p in pairs:
         h.update(json.dumps([p["prompt"], p["chosen"], p["rejected"]]).encode())
-    target = Path(cache_dir) / "datasets" / h.hexdigest()[:20]
+    target = Path(os.path.expanduser(cache_dir)) / h.hexdigest()[:20]
     if not (target / "dataset_info.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))

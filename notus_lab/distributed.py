@@ -69,6 +69,9 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     """Start the run's processes when the profile needs more than this one. True when it did."""
     if world_size(cfg.hardware) == 1 or "LOCAL_RANK" in os.environ:
         return False
+    from notus_lab.train import prebuild
+
+    prebuild(cfg)  # once, here: a build inside the ranks would set up training of its own among them
     cmd = accelerate_command(cfg, run_dir, overrides)
     log.info("launching %d processes: %s", world_size(cfg.hardware), " ".join(cmd))
     env = dict(os.environ)
@@ -79,3 +82,15 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     if proc.returncode != 0:
         raise RuntimeError(f"distributed run exited with code {proc.returncode}; its log is in {run_dir}")
     return True
+
+
+def join_deepspeed_comm(hw) -> None:
+    """Under DeepSpeed, connect deepspeed.comm to the process group the training arguments set up, before
+    any model loads: ZeRO-3's zero.Init (inside from_pretrained) counts the ranks through it, and without it
+    sees one rank and refuses the global batch."""
+    if hw.distributed != "deepspeed":
+        return
+    import deepspeed
+    import torch.distributed as dist
+
+    deepspeed.init_distributed(dist_backend=dist.get_backend() if dist.is_initialized() else None)

@@ -2,10 +2,12 @@
 
     python -m notus_lab.report outputs/sweeps/critique_vs_rating [--metric truth_accuracy]
 
-An arm is one setting of the swept keys other than the seed. Per arm: mean and 95 % t-interval over
-seeds. Per pair of data strategies: differences paired by seed (and by every other swept key, e.g.
-beta), with a t-interval; a verdict line is written only when that interval, widened for the number of
-strategy comparisons (Bonferroni), excludes zero. Failed and unfinished arms are listed, never dropped.
+The metric is the judged win rate against the reference when every run has one (else truth_accuracy;
+else --metric is required). An arm is one setting of the swept keys other than the seed. Per arm: mean and
+95 % t-interval over seeds. Per pair of data strategies: differences paired by seed (and by every other
+swept key, e.g. beta) and, for judged generations, prompt by prompt, with a cluster bootstrap over both;
+a verdict line is written only when that interval, Bonferroni-widened for every row of the table,
+excludes zero. Failed and unfinished arms are listed, never dropped.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def read_runs(sweep_dir: Path) -> list[dict]:
         run = {"dir": run_dir, "name": run_dir.name, "overrides": _overrides(run_dir), "status": "unfinished"}
         if (run_dir / "metrics.json").exists():
             run["status"], run["metrics"] = "finished", flatten(json.loads((run_dir / "metrics.json").read_text()))
+            data_report = json.loads((run_dir / "data_report.json").read_text()) if (run_dir / "data_report.json").exists() else {}
+            # in the bundled world: how often this arm's own training pairs prefer the truly better answer
+            run["truth_agreement"] = data_report.get("truth_agreement", {}).get("train", {}).get("agreement")
         elif (run_dir / "failed.json").exists():
             failed = json.loads((run_dir / "failed.json").read_text())
             run["status"], run["error"] = "failed", f"{failed.get('error')}: {failed.get('message', '')}"
@@ -92,31 +97,88 @@ def arm_table(runs: list[dict], metric: str, arm_keys: list[str]) -> list[dict]:
     return rows
 
 
-def paired_differences(runs: list[dict], metric: str, keys: list[str], comparisons: int) -> list[dict]:
-    """For each pair of strategies: differences of `metric` between runs that share every other swept
-    key (seed, beta, ...), pooled, and per value of each non-seed key."""
+def per_prompt_outcomes(run_dir: Path) -> dict[str, float] | None:
+    """{prompt: the policy's judged outcome against its reference, averaged over samples} (a win 1, a tie
+    0.5, a loss 0), from generations.jsonl; None when the run has none."""
+    path = run_dir / "generations.jsonl"
+    if not path.exists():
+        return None
+    sums, counts = defaultdict(float), defaultdict(int)
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        sums[r["prompt"]] += {"policy": 1.0, "tie": 0.5}.get(r["winner"], 0.0)
+        counts[r["prompt"]] += 1
+    return {p: sums[p] / counts[p] for p in sums}
+
+
+def cluster_bootstrap(diffs_by_context: list[list[float]], alphas: tuple[float, ...], resamples: int = 4000,
+                      seed: int = 0) -> tuple[float, list[tuple[float, float]]]:
+    """Mean paired difference and its percentile intervals (one per alpha), resampling contexts (seeds and
+    other shared keys, the clusters) and, within each drawn context, its prompts: both levels of noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    k = len(diffs_by_context)
+    point = float(np.mean([np.mean(d) for d in diffs_by_context]))
+    picks = rng.integers(0, k, size=(resamples, k))  # which context fills each slot of each resample
+    means = np.zeros((resamples, k))
+    for c, d in enumerate(diffs_by_context):
+        d = np.asarray(d, dtype=float)
+        drawn = picks == c
+        n = int(drawn.sum())
+        if n:
+            means[drawn] = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    boot = means.mean(axis=1)
+    return point, [(float(np.quantile(boot, a / 2)), float(np.quantile(boot, 1 - a / 2))) for a in alphas]
+
+
+def paired_differences(runs: list[dict], metric: str, keys: list[str]) -> list[dict]:
+    """For each pair of strategies: the difference of `metric` between runs that share every other swept
+    key (seed, beta, ...), pooled and per value of each non-seed key.
+
+    With judged generations, the runs are paired prompt by prompt too (the same held-out prompts) and the
+    interval is a cluster bootstrap over contexts and prompts; otherwise a t-interval over the paired runs.
+    Every row's adjusted interval is Bonferroni-widened for all rows of the table, so any row that claims
+    "excludes 0" carries the correction, not only the pooled ones."""
     if STRATEGY_KEY not in keys:
         return []
     others = [k for k in keys if k != STRATEGY_KEY]
-    value = {}
+    value, prompts = {}, {}
     for r in runs:
         if r["status"] == "finished" and metric in r["metrics"]:
-            value[(r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))] = r["metrics"][metric]
+            key = (r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))
+            value[key] = r["metrics"][metric]
+            if metric == JUDGED:
+                prompts[key] = per_prompt_outcomes(r["dir"])
     strategies = sorted({s for s, _ in value})
     scopes = [("all", lambda ctx: True)] + [
         (f"{k}={v}", lambda ctx, i=others.index(k), v=v: ctx[i] == v)
         for k in others if k not in SEED_KEYS for v in sorted({ctx[others.index(k)] for _, ctx in value}, key=str)]
-    out = []
+    rows = []
     for a, b in combinations(strategies, 2):
         for scope, keep in scopes:
-            diffs = [value[(b, ctx)] - value[(a, ctx)] for s, ctx in value
-                     if s == a and keep(ctx) and (b, ctx) in value]
-            if not diffs:
-                continue
+            contexts = [ctx for s, ctx in value if s == a and keep(ctx) and (b, ctx) in value]
+            if contexts:
+                rows.append((a, b, scope, contexts))
+    m = max(len(rows), 1)
+    out = []
+    for a, b, scope, contexts in rows:
+        row = {"a": a, "b": b, "scope": scope, "n": len(contexts)}
+        if all(prompts.get((s, ctx)) for s in (a, b) for ctx in contexts):
+            per_context = []
+            for ctx in contexts:
+                pa, pb = prompts[(a, ctx)], prompts[(b, ctx)]
+                per_context.append([pb[p] - pa[p] for p in pa if p in pb])
+            mean, (ci, adjusted) = cluster_bootstrap(per_context, (0.05, 0.05 / m))
+            row.update(method="cluster bootstrap (contexts x prompts)", prompts=min(len(d) for d in per_context),
+                       mean=mean, ci=list(ci), adjusted_ci=list(adjusted))
+        else:
+            diffs = [value[(b, ctx)] - value[(a, ctx)] for ctx in contexts]
             mean, lo, hi = t_interval(diffs)
-            _, alo, ahi = t_interval(diffs, 1 - 0.05 / max(comparisons, 1))
-            out.append({"a": a, "b": b, "scope": scope, "n": len(diffs), "mean": mean, "ci": [lo, hi],
-                        "adjusted_ci": [alo, ahi], "excludes_zero": bool(alo > 0 or ahi < 0)})
+            _, alo, ahi = t_interval(diffs, 1 - 0.05 / m)
+            row.update(method="t over paired runs", mean=mean, ci=[lo, hi], adjusted_ci=[alo, ahi])
+        row["excludes_zero"] = bool(row["adjusted_ci"][0] > 0 or row["adjusted_ci"][1] < 0)
+        out.append(row)
     return out
 
 
@@ -127,8 +189,9 @@ def verdicts(diffs: list[dict], metric: str) -> list[str]:
             continue
         winner, loser = (d["b"], d["a"]) if d["mean"] > 0 else (d["a"], d["b"])
         lo, hi = sorted(abs(x) for x in d["adjusted_ci"])
+        unit = f"{d['n']} paired runs" + (f" x {d['prompts']} prompts" if "prompts" in d else "")
         lines.append(f"**{winner}** beats **{loser}** on `{metric}` by {abs(d['mean']):.4f} "
-                     f"(adjusted 95 % CI {lo:.4f} to {hi:.4f}, {d['n']} paired runs)")
+                     f"(adjusted 95 % CI {lo:.4f} to {hi:.4f}, {unit})")
     return lines
 
 
@@ -148,12 +211,37 @@ def cross_eval_mean(row: dict, signal: str, key: str):
     return statistics.fmean(vals) if vals else None
 
 
+JUDGED = "generation/win_rate_vs_reference"
+
+
 def default_metric(runs: list[dict]) -> str:
+    """Judged generations when every finished run has them, else the truth (bundled world); never one of
+    the compared signals' own labels, which would grade each strategy by its own rule."""
     finished = [r for r in runs if r["status"] == "finished"]
-    if finished and all("truth_accuracy" in r["metrics"] for r in finished):
-        return "truth_accuracy"
-    keys = sorted({k for r in finished for k in r["metrics"] if k.startswith("eval/") and k.endswith("accuracies")})
-    return keys[0] if keys else "truth_accuracy"
+    for metric in (JUDGED, "truth_accuracy"):
+        if finished and all(metric in r["metrics"] for r in finished):
+            return metric
+    candidates = sorted({k for r in finished for k, v in r["metrics"].items() if isinstance(v, (int, float))})
+    raise SystemExit(f"error: --metric is required: not every run has {JUDGED} or truth_accuracy; allowed one of "
+                     f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
+
+
+def sign_check(diffs: list[dict], runs: list[dict]) -> list[dict]:
+    """Positive control in the bundled world: for each pair of strategies, does the judged difference have
+    the sign of the difference in how often their training pairs agree with the truth?"""
+    agreement = defaultdict(list)
+    for r in runs:
+        if r["status"] == "finished" and r.get("truth_agreement") is not None:
+            agreement[r["overrides"].get(STRATEGY_KEY)].append(r["truth_agreement"])
+    out = []
+    for d in diffs:
+        if d["scope"] == "all" and d["a"] in agreement and d["b"] in agreement:
+            data_diff = statistics.fmean(agreement[d["b"]]) - statistics.fmean(agreement[d["a"]])
+            # only a judged difference the statistics support is a ranking to check
+            agrees = ((d["mean"] > 0) == (data_diff > 0)) if d["excludes_zero"] else None
+            out.append({"a": d["a"], "b": d["b"], "metric_diff": d["mean"], "agreement_diff": round(data_diff, 4),
+                        "agrees": agrees})
+    return out
 
 
 def plot(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel: str) -> None:
@@ -200,9 +288,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     keys = factors(runs)
     arm_keys = [k for k in keys if k not in SEED_KEYS]
     rows = arm_table(runs, metric, arm_keys)
-    n_strategies = len({r["overrides"].get(STRATEGY_KEY) for r in runs})
-    comparisons = max(1, n_strategies * (n_strategies - 1) // 2)
-    diffs = paired_differences(runs, metric, keys, comparisons)
+    diffs = paired_differences(runs, metric, keys)
     found = verdicts(diffs, metric)
     finished = [r for r in runs if r["status"] == "finished"]
     signals = sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")})
@@ -216,6 +302,14 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     else:
         md.append("No verdict: no difference between strategies has an adjusted 95 % CI that excludes 0 "
                   "(more seeds, or the strategies really are this close).")
+    checks = sign_check(diffs, runs)
+    if checks:
+        md += ["", "### Positive control: the judged ranking against the data-level truth", "",
+               "| A | B | B − A judged | B − A agreement of training pairs with the truth | same sign |",
+               "|---|---|---|---|---|"]
+        md += [f"| {c['a']} | {c['b']} | {c['metric_diff']:+.4f} | {c['agreement_diff']:+.4f} | "
+               f"{'no judged difference' if c['agrees'] is None else 'yes' if c['agrees'] else '**no**'} |"
+               for c in checks]
     md += ["", f"## `{metric}` per arm (mean ± 95 % CI half-width over seeds)", "",
            "| " + " | ".join(arm_keys) + " | n | " + metric + " | " + " | ".join(f"eval {s} acc" for s in signals) + " |",
            "|" + "---|" * (len(arm_keys) + 2 + len(signals))]
@@ -236,13 +330,15 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
         md.append("")
     if diffs:
         md += ["## Paired differences (B − A, paired by every other swept key)", "",
-               "| A | B | scope | n | mean diff | 95 % CI | adjusted CI | excludes 0 |", "|---|---|---|---|---|---|---|---|"]
+               "| A | B | scope | n | prompts | mean diff | 95 % CI | adjusted CI | excludes 0 |",
+               "|---|---|---|---|---|---|---|---|---|"]
         for d in diffs:
-            md.append(f"| {d['a']} | {d['b']} | {d['scope']} | {d['n']} | {d['mean']:+.4f} | "
+            md.append(f"| {d['a']} | {d['b']} | {d['scope']} | {d['n']} | {d.get('prompts', '')} | {d['mean']:+.4f} | "
                       f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] | [{d['adjusted_ci'][0]:+.4f}, {d['adjusted_ci'][1]:+.4f}] | "
                       f"{'yes' if d['excludes_zero'] else 'no'} |")
-        md += ["", f"Adjusted CIs are Bonferroni-widened for {comparisons} "
-               "strategy comparisons; verdicts use the pooled (`all`) rows only.", ""]
+        method = sorted({d["method"] for d in diffs})
+        md += ["", f"Intervals: {' and '.join(method)}. Adjusted CIs are Bonferroni-widened for all {len(diffs)} rows "
+               "of this table; verdicts are written for the pooled (`all`) rows.", ""]
     problems = [r for r in runs if r["status"] != "finished"]
     if problems:
         md += ["## Failed or unfinished runs", "", "| run | status | error |", "|---|---|---|"]
@@ -256,13 +352,13 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
         plot(rows, arm_keys, metric, out_dir / "accuracy.png", metric)
         plots.append("accuracy.png")
         margin = next((k for k in ("eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
-                       if all(k in m["metrics"] for r in rows for m in r["members"])), None)
+                       if k != metric and all(k in m["metrics"] for r in rows for m in r["members"])), None)
         if margin:
             plot(rows, arm_keys, margin, out_dir / "margins.png", margin)
             plots.append("margins.png")
     md += [f"![{p}]({p})" for p in plots]
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
-    summary = {"sweep": str(sweep_dir), "metric": metric, "factors": keys, "verdicts": found,
+    summary = {"sweep": str(sweep_dir), "metric": metric, "factors": keys, "verdicts": found, "sign_check": checks,
                "arms": [{k: v for k, v in r.items() if k != "members"} for r in rows], "differences": diffs,
                "runs": [{"name": r["name"], "status": r["status"], "error": r.get("error")} for r in runs],
                "plots": plots}
@@ -273,8 +369,8 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m notus_lab.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun dir, e.g. outputs/sweeps/critique_vs_rating")
-    parser.add_argument("--metric", help="a metrics.json key, flattened with '/' (default: truth_accuracy "
-                                         "when every run has it, e.g. eval/mean_rating/rewards/accuracies)")
+    parser.add_argument("--metric", help="a metrics.json key, flattened with '/' (default: the judged win rate "
+                                         f"{JUDGED} when every run has it, else truth_accuracy)")
     parser.add_argument("--out", type=Path, help="where report.md goes (default: the sweep dir)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():

@@ -19,6 +19,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from notus_lab import config as C
+from notus_lab.checks import check_engine, local_parameter_share, optimizer_check_callback
+from notus_lab.distributed import join_deepspeed_comm
 from notus_lab.model_card import model_card
 from notus_lab.preflight import validate
 from notus_lab.run_dir import Interrupted, latest_checkpoint, record_failure, run_dir_lock, stop_on_signal_callback
@@ -135,11 +137,6 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     if threads:  # a parallel or SLURM sweep gives each job its share of the cores, never all of them
         torch.set_num_threads(threads)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
-
-    # 1. data
-    from notus_lab import data as D
-
     timings, laps = {}, [time.perf_counter()]
 
     def lap(stage: str) -> float:  # wall seconds of each stage, reported in metrics["timings_s"]
@@ -147,9 +144,30 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         timings[stage] = round(laps[-1] - laps[-2], 2)
         return timings[stage]
 
-    prepared = D.prepare(cfg.data, eval_sets=C.eval_data_configs(cfg))
-    report = prepared["report"]
-    write_json(run_dir / "data_report.json", report)
+    from notus_lab import data as D
+    from notus_lab import model as M
+
+    # 0. what every process needs built first (a multi-process run's launcher built them before the ranks)
+    base = prebuild(cfg)
+    # the training arguments before any model loads: they set up the distributed state, and under ZeRO-3
+    # they make from_pretrained partition the weights while loading (zero.Init) instead of every rank
+    # holding a whole policy and reference in CPU RAM
+    args = dpo_config(cfg, run_dir, [])
+    join_deepspeed_comm(cfg.hardware)
+    writer = args.process_index == 0
+
+    # 1. data: rank 0 prepares, audits, hashes and writes the run's records first; the others then read
+    # the same rows and wait for nothing more (one writer: no two ranks race on a file)
+    with args.main_process_first(local=False, desc="rank 0 writes the run's records"):
+        prepared = D.prepare(cfg.data, eval_sets=C.eval_data_configs(cfg), audit_rows=writer)
+        report = prepared["report"]
+        base_fingerprint = None
+        if writer:
+            (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
+            write_json(run_dir / "data_report.json", report)
+            base_fingerprint = M.fingerprint_base(base)  # reads every weight file once: reused below
+            write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), base_fingerprint))
+            log.info("rank %d wrote config.yaml, data_report.json, provenance.json", args.process_index)
     if not prepared["train_pairs"]:
         raise C.ConfigError(f"data.source={cfg.data.source!r} is invalid: no training pairs survived "
                             f"(dropped: {report['rows_dropped']})")
@@ -159,22 +177,22 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     # 2. model
     from transformers import set_seed
 
-    from notus_lab import model as M
     from notus_lab.tiny_base import cache_root
 
     set_seed(cfg.train.seed)
-    base = M.base_path(cfg.base)
     tokenizer = M.load_tokenizer(cfg, base)
-    base_fingerprint = M.fingerprint_base(base)  # reads every weight file once: reused below
-    write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), base_fingerprint))
     policy, reference, peft_config = M.load_models(cfg, base)
+    parameter_share_at_load = local_parameter_share(policy)  # ~1/N when ZeRO-3 partitioned the load itself
     if cfg.train.precompute_reference:  # reusable across arms: keyed by everything the log-probs depend on
         from importlib.metadata import version
 
+        from accelerate.utils import broadcast_object_list
+
+        base_fingerprint = broadcast_object_list([base_fingerprint])[0] if args.world_size > 1 else base_fingerprint
         salt = "|".join(map(str, (base_fingerprint, cfg.train.max_length, cfg.hardware.precision,
                                   cfg.hardware.attn_implementation, cfg.model.quantization, version("trl"))))
         as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
-            pairs, tokenizer, cfg.train.max_prompt_length, cache_root(cfg.base), salt)
+            pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.reference_cache_dir or cache_root(cfg.base) / "datasets", salt)
     else:
         as_dataset = lambda pairs: D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)  # noqa: E731
     train_ds = as_dataset(prepared["train_pairs"])
@@ -185,13 +203,13 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     # 3. train (the subclass only changes how precomputed reference log-probs are keyed)
     DPOTrainer = dpo_trainer_class()
 
-    is_main = int(os.environ.get("RANK", "0")) == 0
     wb = start_wandb(cfg, run_dir, resolved, run_tags(cfg, overrides), cfg.wandb.group or group,
-                     job_type="train") if is_main else None
-    stop = stop_on_signal_callback()
-    trainer = DPOTrainer(model=policy, ref_model=reference, args=dpo_config(cfg, run_dir, ["wandb"] if wb else []),
+                     job_type="train") if writer else None
+    args.report_to = ["wandb"] if wb else []
+    stop, optimizer_built = stop_on_signal_callback(), {}
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=args,
                          train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[stop])
+                         callbacks=[stop, optimizer_check_callback(cfg.optimizer.name, optimizer_built)])
     engine = trainer.accelerator.distributed_type.value.lower()  # multi_cpu, multi_gpu, deepspeed, fsdp, no
     check_engine(cfg.hardware, engine, trainer.args.world_size)
     resume_from = latest_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
@@ -224,12 +242,14 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     metrics["torch_threads"] = torch.get_num_threads()
     metrics["engine"] = engine
+    metrics["optimizer"] = optimizer_built  # the class that really stepped, with its settings
     metrics["rank0_parameter_share"] = local_parameter_share(trainer.model)  # 1/world_size when really sharded
+    metrics["rank0_parameter_share_at_load"] = parameter_share_at_load
 
     # 5. artefacts: every rank joins save_model (ZeRO-3 / FSDP gather the sharded weights), rank 0 writes
     trainer.save_model(str(run_dir / "model"))
-    is_writer, reference_s = trainer.is_world_process_zero(), trainer.reference_s
-    if is_writer:
+    reference_s = trainer.reference_s
+    if writer:
         tokenizer.save_pretrained(str(run_dir / "model"))
         if cfg.export.merge:  # from the saved adapter: under ZeRO-3 / FSDP the live weights are shards
             from peft import AutoPeftModelForCausalLM
@@ -244,7 +264,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     release_memory()
 
     # 6. judged generations: the policy and its reference answer the held-out prompts, the judge compares
-    if is_writer and cfg.judge.name != "none":
+    if writer and cfg.judge.name != "none":
         from notus_lab.evaluate import judged_generations
 
         metrics["generation"], records = judged_generations(
@@ -253,7 +273,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         lap("generate")
         if wb is not None:
             log_generations(wb, records)
-    if is_writer:
+    if writer:
         # precomputed reference log-probs happen inside train and evaluate; without them, inside every step
         metrics["timings_s"] = {**timings, "reference_precompute": round(reference_s, 2)}
         (run_dir / "README.md").write_text(redact(model_card(cfg, metrics, report)))
@@ -265,43 +285,32 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     return metrics
 
 
+def prebuild(cfg) -> str:
+    """Build (once per machine) what the run loads by name: the tiny base, the tiny reward-model judge.
+    Called by the launcher of a multi-process run before it starts the ranks, and by every run: a build
+    found in the cache costs nothing. Returns the base's local path or hub id."""
+    from notus_lab.model import base_path
+
+    base = base_path(cfg.base)
+    if cfg.judge.name == "reward_model" and cfg.judge.model == "tiny":
+        from notus_lab.reward_model import build_tiny_reward_model
+
+        build_tiny_reward_model(cfg.base)
+    return base
+
+
 def release_memory() -> None:
+    """Free the training state, and leave ZeRO-3 behind: while its config is registered, every
+    from_pretrained partitions the weights over ranks that have already gone home."""
     import gc
 
     import torch
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
+    unset_hf_deepspeed_config()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-ENGINES = {"none": ("no",), "ddp": ("multi_cpu", "multi_gpu"), "deepspeed": ("deepspeed",), "fsdp": ("fsdp",)}
-
-
-def check_engine(hw, engine: str, processes: int) -> None:
-    """Refuse to train on another setup than the profile asks for: accelerate falls back silently (FSDP on
-    CPU ranks becomes DDP, `--cpu` starts one process), and the run would answer a different question."""
-    from notus_lab.distributed import world_size
-
-    if engine not in ENGINES[hw.distributed] or processes != world_size(hw):
-        raise RuntimeError(f"hardware.distributed={hw.distributed!r} asks for {'/'.join(ENGINES[hw.distributed])} "
-                           f"over {world_size(hw)} processes, but accelerate set up {engine} over {processes}")
-
-
-def local_parameter_share(model) -> float:
-    """The fraction of the policy's parameters this process holds: 1 under DDP, about 1/N when ZeRO-3 or
-    FSDP really shard over N ranks (an engine that silently fell back to replication shows up here)."""
-    from torch.distributed.tensor import DTensor
-
-    local = total = 0
-    for p in model.parameters():
-        if hasattr(p, "ds_numel"):  # a DeepSpeed ZeRO-3 parameter: ds_tensor is this rank's partition
-            total, local = total + p.ds_numel, local + p.ds_tensor.numel()
-        elif isinstance(p, DTensor):  # FSDP2
-            total, local = total + p.numel(), local + p.to_local().numel()
-        else:
-            total, local = total + p.numel(), local + p.numel()
-    return round(local / max(total, 1), 4)
 
 
 def flat(d: dict, prefix: str = "") -> dict:

@@ -31,7 +31,8 @@ def test_recipe_values_of_the_groups():
     assert (qlora.quantization, qlora.bnb_4bit_quant_type, qlora.lora_r, len(qlora.lora_target_modules)) == ("4bit", "nf4", 128, 7)
     rms = compose("optimizer=rmsprop", "base=zephyr_sft_full").optimizer
     assert (rms.name, rms.lr, rms.scheduler, rms.warmup_ratio) == ("rmsprop", 5e-7, "linear", 0.1)
-    assert compose("optimizer=rmsprop").optimizer.lr == 3e-3  # base=tiny rescales the 7B learning rate
+    tiny = compose("optimizer=rmsprop")  # base=tiny rescales the 7B learning rate and keeps answers whole
+    assert (tiny.optimizer.lr, tiny.rpo_alpha, compose("base=zephyr_sft_full").rpo_alpha) == (2e-4, 1.0, 0.0)
     assert compose("optimizer=rmsprop", "optimizer.lr=1e-4").optimizer.lr == 1e-4  # the user still wins
 
 

@@ -22,7 +22,7 @@ ON_TWO_CPU_RANKS = ("hardware.device=cpu", "hardware.num_processes=2", "hardware
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ddp") / "run"
-    proc = cli("notus_lab", "hardware=ddp_cpu_x2", *QUICK, f"hydra.run.dir={run_dir}")
+    proc = cli("notus_lab", "hardware=ddp_cpu_x2", "optimizer=rmsprop", *QUICK, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc
 
@@ -30,7 +30,7 @@ def ddp_run(tmp_path_factory):
 def test_two_process_ddp_trains_one_model_with_the_same_global_batch(tmp_path, ddp_run):
     """The silent failures: `accelerate launch --cpu` starting one process, and ranks that each train
     their own copy (no use_cpu): both show up as world_size 1 or a different number of steps."""
-    one = cli("notus_lab", *QUICK, "wandb.mode=disabled", f"hydra.run.dir={tmp_path / 'one'}")
+    one = cli("notus_lab", "optimizer=rmsprop", *QUICK, "wandb.mode=disabled", f"hydra.run.dir={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr[-3000:]
     two_dir, two = ddp_run
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
@@ -43,6 +43,19 @@ def test_two_process_ddp_trains_one_model_with_the_same_global_batch(tmp_path, d
     log = two.stdout + two.stderr
     assert "accelerate.commands.launch" in log and "--num_processes 2" in log
     assert len(list((two_dir / "wandb").glob("offline-run-*"))) == 1  # rank 0 only
+    assert log.count("wrote config.yaml, data_report.json, provenance.json") == 1  # one writer
+    assert "rank 0 wrote config.yaml" in log
+
+
+def test_two_ranks_never_race_on_the_run_records(tmp_path):
+    """Every rank used to write config.yaml, data_report.json and provenance.json through one temp name:
+    a race that killed jobs now and then. Rank 0 writes, the others wait: three runs in a row finish."""
+    for i in range(3):
+        proc = cli("notus_lab", "hardware=ddp_cpu_x2", "data.world.rows=200", "train.max_steps=2", "eval.signals=[]",
+                   "judge=none", "wandb.mode=disabled", f"hydra.run.dir={tmp_path / str(i)}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (proc.stdout + proc.stderr).count("wrote config.yaml, data_report.json, provenance.json") == 1
+        assert not list((tmp_path / str(i)).glob("*.tmp"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install -e '.[test]' brings deepspeed")
@@ -55,13 +68,18 @@ def test_zero3_profiles_shard_for_real_and_train_what_ddp_trains(tmp_path, ddp_r
     (rank 0 holds half of it), every rank joins the gathered save, and the run learns what DDP learns."""
     from safetensors.torch import load_file
 
-    proc = cli("notus_lab", f"hardware={profile}", *ON_TWO_CPU_RANKS, *QUICK, "wandb.mode=disabled",
+    proc = cli("notus_lab", f"hardware={profile}", "optimizer=rmsprop", *ON_TWO_CPU_RANKS, *QUICK, "wandb.mode=disabled",
                f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp_dir, _ = ddp_run
     sharded, ddp = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path, ddp_dir))
     assert (sharded["engine"], sharded["world_size"], sharded["gradient_accumulation_steps"]) == ("deepspeed", 2, 2)
+    # the recipe's optimizer really steps: with offload, accelerate would have swapped in DeepSpeedCPUAdam
+    assert sharded["optimizer"]["class"] == ddp["optimizer"]["class"] == "RMSprop"
+    assert sharded["optimizer"]["initial_lr"] == 2e-4 and sharded["optimizer"]["alpha"] == 0.99
     assert 0.45 < sharded["rank0_parameter_share"] < 0.55
+    # loaded already partitioned (zero.Init): no rank ever held the whole policy, as 8 ranks of a 7B must not
+    assert 0.45 < sharded["rank0_parameter_share_at_load"] < 0.55 and ddp["rank0_parameter_share_at_load"] == 1.0
     assert sharded["train"]["steps"] == ddp["train"]["steps"]
     assert sharded["train"]["mean_loss"] == pytest.approx(ddp["train"]["mean_loss"], rel=1e-4)
     for name, m in ddp["eval"].items():
@@ -114,7 +132,7 @@ def test_the_fsdp_profile_becomes_accelerates_fsdp2_plugin():
 
 
 def test_a_run_refuses_an_engine_other_than_the_profiles():
-    from notus_lab.train import check_engine
+    from notus_lab.checks import check_engine
 
     check_engine(compose("hardware=ddp_cpu_x2").hardware, "multi_cpu", 2)
     check_engine(compose("hardware=a100_40gb_x8").hardware, "deepspeed", 8)
@@ -154,3 +172,28 @@ def test_the_multinode_slurm_preset_follows_the_hardware_profile():
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (4, 1, 8)
     cpu = compose("hardware=ddp_cpu_x2", "hardware.num_nodes=2", "hydra/launcher=slurm_multinode", return_hydra=True)
     assert OmegaConf.to_container(cpu.hydra.launcher, resolve=True)["gpus_per_node"] is None  # CPU ranks ask for none
+
+
+def test_a_run_refuses_to_train_with_another_optimizer_than_it_asked_for():
+    """What DeepSpeed's optimizer offload did to Notus's recipe: RMSprop asked, DeepSpeedCPUAdam stepping."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from notus_lab.checks import optimizer_check_callback
+
+    class DeepSpeedCPUAdam(torch.optim.Adam):  # the class name is what the check reads
+        pass
+
+    class Wrapper:  # accelerate's and ZeRO's wrappers keep the real one under .optimizer
+        def __init__(self, inner):
+            self.optimizer = inner
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    record = {}
+    check = optimizer_check_callback("rmsprop", record)
+    with pytest.raises(RuntimeError, match="^optimizer.name='rmsprop' asks for RMSprop, but DeepSpeedCPUAdam steps"):
+        check.on_train_begin(None, TrainerState(), TrainerControl(), optimizer=Wrapper(Wrapper(DeepSpeedCPUAdam(params))))
+    assert record["class"] == "DeepSpeedCPUAdam"
+    check.on_train_begin(None, TrainerState(), TrainerControl(),
+                         optimizer=Wrapper(torch.optim.RMSprop(params, lr=5e-7, alpha=0.9)))
+    assert (record["class"], record["lr"], record["alpha"]) == ("RMSprop", 5e-7, 0.9)

@@ -23,7 +23,7 @@ def sweep(tmp_path_factory):
     bad = tmp / "bad.jsonl"
     bad.write_text("\n".join(['{"instruction": "x"}', "not json", '{"completions": 3}'] * 4) + "\n")
     args = ("notus_lab", "--multirun", "hydra/launcher=parallel", "+experiment=critique_vs_rating",
-            "data=critique,mean_rating", "train.seed=1,2", "beta=0.1", f"data.source=world,{bad}", *TINY,
+            "data=critique,mean_rating", "train.seed=1,2", "beta=0.1", f"data.source=world,{bad}", "judge=none", *TINY,
             "sweep_name=test_sweep", f"hydra.sweep.dir={tmp / 'sweep'}")
     first = cli(*args)
     return tmp / "sweep", args, first
