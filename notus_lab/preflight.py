@@ -220,30 +220,56 @@ def _one_line(exc: BaseException, overrides: list[str]) -> str:
     return f"{str(exc).strip().splitlines()[0]}"
 
 
+def sweep_variants(overrides: list[str], sweeper_params: dict | None = None) -> list[list[str]]:
+    """The override lists to check for a command: each swept value once, the other sweeps held at their
+    first value (every value is tried without composing the cartesian product). Sweeps are read by
+    Hydra's own parser, so `range(...)`, `choice(...)`, `glob(...)`, `key=a,b` and quoted values holding
+    commas mean what they mean to Hydra; `sweeper_params` (an experiment's hydra.sweeper.params) sweep
+    the keys the command line leaves alone."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    parser = OverridesParser.create()
+    given = [(text, parser.parse_override(text)) for text in overrides]
+    named = {o.get_key_element().lstrip("+~") for _, o in given}
+    given += [(f"{k}={v}", parser.parse_override(f"{k}={v}")) for k, v in (sweeper_params or {}).items()
+              if k not in named]
+    fixed, swept = [], []
+    for text, o in given:
+        if not o.is_sweep_override():
+            fixed.append(text)
+            continue
+        value = o.value()
+        values = value.filter(group_options(o.key_or_group)) if isinstance(value, Glob) else list(o.sweep_string_iterator())
+        swept.append([f"{o.get_key_element()}={v}" for v in values])
+    if not swept:
+        return [fixed]
+    firsts = [vs[0] for vs in swept]
+    return [fixed + firsts[:i] + [v] + firsts[i + 1:] for i, vs in enumerate(swept) for v in vs]
+
+
 def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
     """Raise ConfigError (one line) if the command cannot run. `check(cfg)` defaults to `validate`.
-
-    A sweep (`key=a,b`) is checked one value at a time, the other sweeps held at their first value:
-    every value is tried without composing the cartesian product."""
+    A sweep is checked value by value (`sweep_variants`), its experiment's own sweep included."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg") or a.startswith("--info") for a in argv):
         return
     check = check or validate
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))]
-    swept = {o.split("=", 1)[0]: o.split("=", 1)[1].split(",") for o in overrides
-             if "," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[")}
-    fixed = [o for o in overrides if o.split("=", 1)[0] not in swept]
-    first = [f"{k}={vs[0]}" for k, vs in swept.items()]
-    variants = [fixed + [f"{k}={v}" if o.startswith(k + "=") else o for o in first]
-                for k, vs in swept.items() for v in vs] or [overrides]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            for v in variants:
+            params = None
+            if "-m" in argv or "--multirun" in argv:
+                first = sweep_variants(overrides)[0]
+                node = compose(config_name, overrides=first, return_hydra_config=True).hydra.sweeper.get("params")
+                params = OmegaConf.to_container(node) if isinstance(node, DictConfig) else {}
+            for v in sweep_variants(overrides, params):
                 check(compose(config_name, overrides=v))
     except ConfigError:
         raise
-    except Exception as exc:  # Hydra/OmegaConf composition errors
+    except Exception as exc:  # Hydra/OmegaConf parse and composition errors
         raise ConfigError(_one_line(exc, overrides)) from None
 
 

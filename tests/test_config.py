@@ -87,6 +87,36 @@ def test_bad_override_is_one_clear_line(overrides, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+SWEEPS = [  # each sweep holds one bad value; Hydra's parser must expand it for the preflight to see it
+    (["-m", "beta=range(-0.1,0.2,0.1)"], "beta=-0.1 is invalid: allowed a number > 0"),
+    (["-m", "beta=choice(0.1,-1)"], "beta=-1.0 is invalid"),
+    (["-m", "train.seed=range(1,3)", "optimizer=glob(*)", "optimizer.lr=-1"], "optimizer.lr=-1.0 is invalid"),
+    (["-m", "+experiment=critique_vs_rating", "data.world.critique_bug_rate=0.5,3"],
+     "data.world.critique_bug_rate=3.0 is invalid"),
+    (["-m", "beta=range(0.1"], "no viable alternative at input 'range(0.1'"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", SWEEPS, ids=[" ".join(o) for o, _ in SWEEPS])
+def test_sweeps_are_read_with_hydras_own_parser(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        preflight(overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_sweep_values_expand_as_hydra_expands_them():
+    from notus_lab.preflight import sweep_variants
+
+    variants = sweep_variants(["beta=range(0.01,0.1,0.04)", "data=glob(critique*)", "run_name='a,b'"])
+    assert {v[1] for v in variants} == {"beta=0.01", "beta=0.05", "beta=0.09"}
+    assert {v[2] for v in variants} == {"data=critique", "data=critique_curated", "data=critique_fixed"}
+    assert all(v[0] == "run_name='a,b'" for v in variants)  # a quoted comma is one value, not a sweep
+    # an experiment's own sweep (hydra.sweeper.params) is checked too, unless the command line sets the key
+    assert sweep_variants(["beta=0.1"], {"beta": "0.5,0.6", "train.seed": "1,2"}) == [
+        ["beta=0.1", "train.seed=1"], ["beta=0.1", "train.seed=2"]]
+    preflight(["-m", "+experiment=critique_vs_rating", "beta=range(0.1,0.3,0.1)", "run_name='a,b'"])
+
+
 def test_bad_overrides_fail_fast_from_the_command_line():
     """The real CLI: exit 2, one line on stderr, no model or data loaded, well under 10 s."""
     for overrides, message in (BAD[0], BAD[2], BAD[10]):
