@@ -100,12 +100,26 @@ class TinyConfig:
 
 
 @dataclass
+class ShapeConfig:
+    """The base's architecture numbers, for the memory preflight (notus_lab/memory.py); null: not checked."""
+
+    num_parameters: Optional[float] = None
+    hidden_size: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    num_hidden_layers: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    num_key_value_heads: Optional[int] = None
+    vocab_size: Optional[int] = None
+
+
+@dataclass
 class BaseConfig:
     name: str = "tiny"  # tiny | a hub id | a local checkpoint dir
     revision: Optional[str] = None
     trust_remote_code: bool = False
     cache_dir: Optional[str] = None  # where base=tiny is built; default ~/.cache/notus_lab
     tiny: TinyConfig = field(default_factory=TinyConfig)
+    shape: ShapeConfig = field(default_factory=ShapeConfig)
 
 
 @dataclass
@@ -144,9 +158,10 @@ class HardwareConfig:
     eval_batch_size: int = 32
     precision: str = "fp32"  # fp32 | bf16 | fp16
     gradient_checkpointing: bool = False
-    attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2
+    attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2 | auto (flash-attention 2 where it runs)
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
     distributed: str = "none"  # none | ddp | deepspeed | fsdp
+    gpu_memory_gb: Optional[float] = None  # per GPU; the memory preflight checks the run fits (null: unchecked)
     deepspeed: Optional[Any] = None  # a DeepSpeed config, as data
     fsdp: Optional[Any] = None  # accelerate FSDP settings, as data
 
@@ -288,3 +303,11 @@ def gradient_accumulation_steps(cfg) -> int:
 
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def load_option(group: str, option: str):
+    """A group option's YAML as Hydra would compose it alone: its `defaults` (options of the same group)
+    first, then its own keys."""
+    node = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+    parents = [d for d in node.pop("defaults", []) if isinstance(d, str) and d != "_self_"]
+    return OmegaConf.merge(*[load_option(group, p) for p in parents], node)

@@ -36,7 +36,7 @@ def load_policy(cfg, model_dir: Path, base: str):
     (quantized as in training) with the LoRA adapter on top."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from notus_lab.model import load_causal_lm, torch_dtype
+    from notus_lab.model import attention, load_causal_lm, torch_dtype
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
@@ -53,7 +53,7 @@ def load_policy(cfg, model_dir: Path, base: str):
         policy = PeftModel.from_pretrained(base_model, str(model_dir))
     else:
         policy = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=torch_dtype(cfg.hardware.precision), attn_implementation=cfg.hardware.attn_implementation,
+            model_dir, dtype=torch_dtype(cfg.hardware.precision), attn_implementation=attention(cfg.hardware),
             use_safetensors=True).to(device)
     return policy.eval(), tokenizer
 

@@ -54,28 +54,56 @@ def torch_dtype(precision: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def sharded(cfg) -> bool:
+    return cfg.hardware.distributed in ("deepspeed", "fsdp")
+
+
 def quantization_config(cfg):
+    """bitsandbytes settings. Under ZeRO-3 / FSDP the 4-bit weights are stored in the compute dtype
+    (`bnb_4bit_quant_storage`), so the engine can shard them like every other parameter."""
     from transformers import BitsAndBytesConfig
 
     m = cfg.model
     if m.quantization == "4bit":
+        compute = torch_dtype(cfg.hardware.precision)
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=m.bnb_4bit_quant_type,
-                                  bnb_4bit_compute_dtype=torch_dtype(cfg.hardware.precision),
-                                  bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant)
+                                  bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant,
+                                  bnb_4bit_quant_storage=compute if sharded(cfg) else torch.uint8)
     if m.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
 
 
-def load_causal_lm(cfg, path: str, quantized: bool):
+def attention(hw) -> str:
+    """The attention implementation to load: `auto` is flash-attention 2 where it can run (CUDA and the
+    flash_attn package), SDPA elsewhere. The preflight refuses an explicit flash_attention_2 that cannot."""
+    if hw.attn_implementation != "auto":
+        return hw.attn_implementation
+    import importlib.util
+
+    usable = hw.device == "cuda" and torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    return "flash_attention_2" if usable else "sdpa"
+
+
+def weights_dtype(cfg, trainable: bool) -> torch.dtype:
+    """The dtype the weights are loaded in. A trainable full policy stays fp32 unless DeepSpeed keeps the fp32
+    master copy itself: the Trainer only autocasts, and at the recipes' lr of 5e-7 a bf16 weight cannot
+    hold most updates (the nearest bf16 neighbour of 1.0 is 1/128 away). Frozen weights (the reference, a
+    LoRA base) are loaded in the run's precision; LoRA adapters are created in fp32 by peft."""
+    if trainable and cfg.model.adapter == "full" and cfg.hardware.distributed != "deepspeed":
+        return torch.float32
+    return torch_dtype(cfg.hardware.precision)
+
+
+def load_causal_lm(cfg, path: str, quantized: bool, trainable: bool = False):
     from transformers import AutoModelForCausalLM
 
     kwargs = dict(revision=cfg.base.revision, trust_remote_code=cfg.base.trust_remote_code,
-                  dtype=torch_dtype(cfg.hardware.precision), attn_implementation=cfg.hardware.attn_implementation,
+                  dtype=weights_dtype(cfg, trainable), attn_implementation=attention(cfg.hardware),
                   use_safetensors=True)
     if quantized:
         kwargs["quantization_config"] = quantization_config(cfg)
-        if cfg.hardware.device == "cuda":
+        if cfg.hardware.device == "cuda" and not sharded(cfg):  # ZeRO-3 / FSDP place the shards themselves
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
@@ -89,7 +117,7 @@ def load_models(cfg, path: str):
     """
     m = cfg.model
     quantized = m.quantization != "none"
-    policy = load_causal_lm(cfg, path, quantized)
+    policy = load_causal_lm(cfg, path, quantized, trainable=True)
     if m.adapter == "full":
         reference = load_causal_lm(cfg, path, quantized=False)
         reference.requires_grad_(False)

@@ -40,6 +40,17 @@ def _no_missing(cfg, prefix: str = "") -> None:
             raise ConfigError(f"{key}=??? is invalid: allowed a value (it is required; set {key}=...)")
 
 
+def _on_a_cuda_machine() -> bool:
+    """Package checks for the GPU path only mean something where it will run: not on a login node that
+    submits the job to the cluster."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
 def validate_data(d) -> None:
     """The data keys alone (all that `python -m notus_lab.binarize` needs)."""
     _no_missing(d, prefix="data.")
@@ -121,20 +132,25 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
 
     _one_of("hardware.device", hw.device, ("cpu", "cuda"))
     _one_of("hardware.precision", hw.precision, ("fp32", "bf16", "fp16"))
-    _one_of("hardware.attn_implementation", hw.attn_implementation, ("eager", "sdpa", "flash_attention_2"))
+    _one_of("hardware.attn_implementation", hw.attn_implementation, ("auto", "eager", "sdpa", "flash_attention_2"))
     _one_of("hardware.distributed", hw.distributed, ("none", "ddp", "deepspeed", "fsdp"))
     _require(hw.per_device_batch_size > 0, "hardware.per_device_batch_size", hw.per_device_batch_size, "an integer > 0")
     _require(hw.eval_batch_size > 0, "hardware.eval_batch_size", hw.eval_batch_size, "an integer > 0")
     _require(hw.num_processes > 0, "hardware.num_processes", hw.num_processes, "an integer > 0")
     _require(hw.num_nodes > 0, "hardware.num_nodes", hw.num_nodes, "an integer > 0")
     _require(hw.threads is None or hw.threads > 0, "hardware.threads", hw.threads, "null or an integer > 0")
-    if hw.device == "cpu":
-        _require(hw.precision == "fp32", "hardware.precision", hw.precision, "fp32 on hardware.device=cpu")
+    if hw.device == "cpu":  # bf16 runs on CPU too (autocast): the rehearsal of a GPU profile's precision
+        _require(hw.precision != "fp16", "hardware.precision", hw.precision, "fp32 or bf16 on hardware.device=cpu")
         _require(hw.attn_implementation != "flash_attention_2", "hardware.attn_implementation",
                  hw.attn_implementation, "eager or sdpa on hardware.device=cpu")
         # accelerate shards with FSDP on accelerators only: on CPU ranks it silently trains DDP instead
         _require(hw.distributed != "fsdp", "hardware.distributed", hw.distributed,
                  "none, ddp or deepspeed on hardware.device=cpu (accelerate runs FSDP on GPUs only)")
+    if hw.attn_implementation == "flash_attention_2" and _on_a_cuda_machine():
+        import importlib.util
+
+        _require(importlib.util.find_spec("flash_attn") is not None, "hardware.attn_implementation", hw.attn_implementation,
+                 "auto, sdpa or eager: flash_attn is not installed here (pip install flash-attn --no-build-isolation)")
     if hw.distributed == "deepspeed":
         _require(isinstance(hw.deepspeed, DictConfig) and "zero_optimization" in hw.deepspeed, "hardware.deepspeed",
                  hw.deepspeed, "a DeepSpeed config with zero_optimization (see conf/hardware/a100_40gb_x8.yaml)")
@@ -188,6 +204,9 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
                      "an existing reward-model dir (with config.json), `tiny`, or a hub id (org/name)")
 
     _one_of("wandb.mode", cfg.wandb.mode, ("offline", "online", "disabled"))
+    from notus_lab import memory
+
+    memory.check(cfg)  # last: a run that cannot fit its GPUs, with what would
     if cfg.export.merge:
         _require(m.adapter == "lora", "export.merge", True, "false with model.adapter=full (nothing to merge)")
 

@@ -183,6 +183,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     tokenizer = M.load_tokenizer(cfg, base)
     policy, reference, peft_config = M.load_models(cfg, base)
     parameter_share_at_load = local_parameter_share(policy)  # ~1/N when ZeRO-3 partitioned the load itself
+    policy_weights_dtype = str(next(p.dtype for p in policy.parameters() if p.is_floating_point())).replace("torch.", "")
     if cfg.train.precompute_reference:  # reusable across arms: keyed by everything the log-probs depend on
         from importlib.metadata import version
 
@@ -190,7 +191,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
 
         base_fingerprint = broadcast_object_list([base_fingerprint])[0] if args.world_size > 1 else base_fingerprint
         salt = "|".join(map(str, (base_fingerprint, cfg.train.max_length, cfg.hardware.precision,
-                                  cfg.hardware.attn_implementation, cfg.model.quantization, version("trl"))))
+                                  M.attention(cfg.hardware), cfg.model.quantization, version("trl"))))
         as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
             pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.reference_cache_dir or cache_root(cfg.base) / "datasets", salt)
     else:
@@ -243,6 +244,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["torch_threads"] = torch.get_num_threads()
     metrics["engine"] = engine
     metrics["optimizer"] = optimizer_built  # the class that really stepped, with its settings
+    metrics["attention"] = getattr(trainer.model.config, "_attn_implementation", None)  # what ran, not what was asked
+    metrics["precision"] = {"asked": cfg.hardware.precision, "policy_weights": policy_weights_dtype,
+                            "autocast": {"bf16": "bfloat16", "fp16": "float16"}.get(cfg.hardware.precision)
+                            if cfg.hardware.distributed != "deepspeed" else None,
+                            "deepspeed_bf16": cfg.hardware.distributed == "deepspeed" and cfg.hardware.precision == "bf16"}
     metrics["rank0_parameter_share"] = local_parameter_share(trainer.model)  # 1/world_size when really sharded
     metrics["rank0_parameter_share_at_load"] = parameter_share_at_load
 
