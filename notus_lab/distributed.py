@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,12 +66,41 @@ def accelerate_command(cfg, run_dir: Path, overrides: list[str]) -> list[str]:
     return cmd + ["-m", "notus_lab", *child_overrides, f"hydra.run.dir='{quoted}'"]
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (the ranks of an `accelerate launch`), from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+    return out
+
+
+def stop_signals() -> list:
+    """What stops a run with a checkpoint: SIGTERM, Ctrl-C, and under SLURM submitit's preemption signal."""
+    sigs = [signal.SIGTERM, signal.SIGINT]
+    preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+    if os.environ.get("SLURM_JOB_ID") and preempt is not None:
+        sigs.append(preempt)
+    return sigs
+
+
 def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
-    """Start the run's processes when the profile needs more than this one. True when it did."""
-    if world_size(cfg.hardware) == 1 or "LOCAL_RANK" in os.environ:
-        return False
+    """Start the run's processes when the profile needs more than this one. True when it did.
+
+    The ranks run in a session of their own, and this process passes a stop signal on to them: they save a
+    checkpoint at the end of their step and exit. Then the signal's previous handler runs here (submitit's:
+    requeue the arm), so a preempted multi-process arm resumes from that checkpoint like a single one."""
+    from notus_lab.run_dir import Interrupted
     from notus_lab.train import prebuild
 
+    if world_size(cfg.hardware) == 1 or "LOCAL_RANK" in os.environ:
+        return False
     prebuild(cfg)  # once, here: a build inside the ranks would set up training of its own among them
     cmd = accelerate_command(cfg, run_dir, overrides)
     log.info("launching %d processes: %s", world_size(cfg.hardware), " ".join(cmd))
@@ -78,9 +108,38 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     if cfg.hardware.device == "cpu":  # ranks share the cores: one thread pool slice each
         threads = cfg.hardware.threads or max(1, (os.cpu_count() or 1) // cfg.hardware.num_processes)
         env["OMP_NUM_THREADS"] = str(threads)
-    proc = subprocess.run(cmd, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"distributed run exited with code {proc.returncode}; its log is in {run_dir}")
+    # a session of their own: a terminal's Ctrl-C reaches this process only, and the launcher's agent never
+    # turns a signal into a kill of ranks that are still saving
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    received = []
+
+    def forward(signum, frame):
+        if not received:
+            log.warning("caught %s: the %d ranks save a checkpoint at the end of this step",
+                        signal.Signals(signum).name, world_size(cfg.hardware))
+        received.append(signum)
+        for pid in child_pids(proc.pid):
+            os.kill(pid, signum)
+
+    previous = {}
+    for sig in stop_signals():
+        try:
+            previous[sig] = signal.signal(sig, forward)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        handler = previous.get(received[0])
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(received[0], None)  # submitit: requeue this arm, then exit
+        raise Interrupted(f"stopped by {signal.Signals(received[0]).name}: the ranks saved a checkpoint in "
+                          f"{run_dir / 'checkpoints'}; run the same command again to resume")
+    if code != 0:
+        raise RuntimeError(f"distributed run exited with code {code}; its log is in {run_dir}")
     return True
 
 

@@ -57,11 +57,9 @@ def stop_on_signal_callback():
             self.previous = {}
 
         def install(self):
-            signals = [signal.SIGTERM, signal.SIGINT]
-            preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
-            if os.environ.get("SLURM_JOB_ID") and preempt is not None:
-                signals.append(preempt)
-            for sig in signals:
+            from notus_lab.distributed import stop_signals
+
+            for sig in stop_signals():
                 try:
                     self.previous[sig] = signal.signal(sig, self._handle)
                 except ValueError:  # not the main thread: leave signals to whoever owns them

@@ -21,7 +21,7 @@ from wandb_records import run_record
 
 pytestmark = pytest.mark.slurm
 TINY = ("data.world.rows=200", "train.logging_steps=2", "hardware.eval_batch_size=128",
-        "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=15")
+        "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=15", "hydra.launcher.signal_delay_s=60")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,16 @@ def test_a_sweep_runs_as_slurm_jobs_and_every_arm_leaves_its_artefacts(slurm, tm
     assert "finished" in (sweep_dir / "report.md").read_text()
 
 
-def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_path):
+@pytest.mark.parametrize("hardware", ["cpu", "ddp_cpu_x2"])
+def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_path, hardware):
+    """One process, or two ranks under a launcher that must pass the signal on: either way the arm saves
+    a checkpoint, submitit requeues it, and it resumes from there into the same W&B run."""
     sweep_dir = tmp_path / "preempt"
-    proc = sweep_sh(slurm, "critique_vs_rating", "data=mean_rating", "train.seed=1", "beta=0.1",
-                    "train.max_steps=60", "train.save_steps=10", *TINY, "sweep_name=slurm_preempt",
-                    f"hydra.sweep.dir={sweep_dir}", background=True)
+    cpus = 1 if hardware == "cpu" else 2
+    tiny = [o for o in TINY if "cpus_per_task" not in o] + [f"hydra.launcher.cpus_per_task={cpus}"]
+    proc = sweep_sh(slurm, "critique_vs_rating", "data=mean_rating", "train.seed=1", "beta=0.1", f"hardware={hardware}",
+                    "train.max_steps=60", "train.save_steps=10", "judge=none", "eval.signals=[]", *tiny,
+                    "sweep_name=slurm_preempt", f"hydra.sweep.dir={sweep_dir}", background=True)
     try:
         deadline = time.time() + 300
         while not list(sweep_dir.glob("*/checkpoints/checkpoint-10/trainer_state.json")):
@@ -97,6 +102,9 @@ def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
     assert metrics["train"]["steps"] == 60
     logs = "".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit" / job_id).glob("*.out"))
     assert "caught SIGUSR2: saving a checkpoint" in logs and "this job is preempted" in logs
+    if hardware != "cpu":  # the launcher passed the signal on, and both ranks stopped at the same step
+        assert "caught SIGUSR2: the 2 ranks save a checkpoint at the end of this step" in logs
+        assert logs.count("caught SIGUSR2: saving a checkpoint") == 2
     resumed = [line for line in logs.splitlines() if "resuming from" in line]
     assert resumed and int(resumed[0].rsplit("checkpoint-", 1)[1]) > 10  # the checkpoint written at the signal
     assert "Restarts=1" in scontrol_job(slurm, job_id)
