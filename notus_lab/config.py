@@ -176,6 +176,7 @@ class TrainConfig:
     seed: int = 42
     logging_steps: int = 10
     save_steps: int = 200
+    eval_steps: Optional[int] = None  # evaluate on the held-out sets every N steps (eval curves); null: at the end only
     resume: bool = True  # pick up the newest complete checkpoint in the run dir
     # Compute the reference model's log-probs once, before training, and cache them (with the tokenized
     # pairs) under a content key: arms of a sweep that differ only in beta, loss, seed or optimizer reuse them.

@@ -179,6 +179,7 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
     _require(tr.max_steps == -1 or tr.max_steps > 0, "train.max_steps", tr.max_steps, "-1 or an integer > 0")
     _require(tr.logging_steps > 0, "train.logging_steps", tr.logging_steps, "an integer > 0")
     _require(tr.save_steps > 0, "train.save_steps", tr.save_steps, "an integer > 0")
+    _require(tr.eval_steps is None or tr.eval_steps > 0, "train.eval_steps", tr.eval_steps, "null or an integer > 0")
 
     for s in cfg.eval.signals:
         _one_of("eval.signals", s, [o for o in group_options("data") if o != "prebinarized"])
@@ -222,6 +223,10 @@ def _one_line(exc: BaseException, overrides: list[str]) -> str:
     while (cause.__cause__ or cause.__context__) is not None and not getattr(cause, "full_key", None):
         cause = cause.__cause__ or cause.__context__
     given = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    required = re.search(r"You must specify '([\w/]+)'", str(exc))
+    if required:  # a group an experiment leaves to the user (`override /hardware: ???`)
+        group = required.group(1)
+        return f"{group}=??? is invalid: allowed one of {', '.join(group_options(group))} (this command needs a choice)"
     found = re.search(r"Could not (?:find|load) '([\w/]+)/([^']+)'", str(exc))
     if found:
         group, option = found.groups()

@@ -56,6 +56,8 @@ def read_runs(sweep_dir: Path) -> list[dict]:
             data_report = json.loads((run_dir / "data_report.json").read_text()) if (run_dir / "data_report.json").exists() else {}
             # in the bundled world: how often this arm's own training pairs prefer the truly better answer
             run["truth_agreement"] = data_report.get("truth_agreement", {}).get("train", {}).get("agreement")
+            provenance = run_dir / "provenance.json"
+            run["code"] = json.loads(provenance.read_text()).get("git_commit") if provenance.exists() else None
         elif (run_dir / "failed.json").exists():
             failed = json.loads((run_dir / "failed.json").read_text())
             run["status"], run["error"] = "failed", f"{failed.get('error')}: {failed.get('message', '')}"
@@ -297,6 +299,12 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
           f"{len(runs)} runs: {len(finished)} finished, {sum(r['status'] == 'failed' for r in runs)} failed, "
           f"{sum(r['status'] == 'unfinished' for r in runs)} unfinished. Metric: `{metric}`. "
           f"Swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}.", "", "## Verdict", ""]
+    codes = defaultdict(list)
+    for r in finished:
+        codes[r.get("code") or "unknown"].append(r["name"])
+    if len(codes) > 1:
+        md += [f"**Runs from {len(codes)} code versions**: differences between arms may be differences of code "
+               "(see the table at the end).", ""]
     if found:
         md += [f"- {v}" for v in found]
     else:
@@ -339,6 +347,11 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
         method = sorted({d["method"] for d in diffs})
         md += ["", f"Intervals: {' and '.join(method)}. Adjusted CIs are Bonferroni-widened for all {len(diffs)} rows "
                "of this table; verdicts are written for the pooled (`all`) rows.", ""]
+    if len(codes) > 1:
+        md += ["## Code versions", "", "| commit | runs |", "|---|---|"]
+        md += [f"| `{c[:12]}` | {len(names)}: {', '.join(f'`{n}`' for n in names[:4])}{' ...' if len(names) > 4 else ''} |"
+               for c, names in sorted(codes.items())]
+        md.append("")
     problems = [r for r in runs if r["status"] != "finished"]
     if problems:
         md += ["## Failed or unfinished runs", "", "| run | status | error |", "|---|---|---|"]
@@ -359,6 +372,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     md += [f"![{p}]({p})" for p in plots]
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
     summary = {"sweep": str(sweep_dir), "metric": metric, "factors": keys, "verdicts": found, "sign_check": checks,
+               "code_versions": {c: len(names) for c, names in codes.items()},
                "arms": [{k: v for k, v in r.items() if k != "members"} for r in rows], "differences": diffs,
                "runs": [{"name": r["name"], "status": r["status"], "error": r.get("error")} for r in runs],
                "plots": plots}

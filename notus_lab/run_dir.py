@@ -16,7 +16,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from notus_lab.tracking import write_json
+from notus_lab.tracking import redact, write_json
 
 log = logging.getLogger("notus_lab")
 
@@ -27,6 +27,51 @@ class Interrupted(RuntimeError):
 
 class RunDirBusy(RuntimeError):
     """Another process holds this run dir."""
+
+
+# settings that change where or how a run executes, never what it learns: a relaunch may change them
+NOT_SCIENCE = ("wandb.", "hardware.", "sweep_name", "run_name", "train.resume", "train.reference_cache_dir",
+               "train.logging_steps", "train.save_steps", "base.cache_dir", "generation.batch_size", "judge.batch_size")
+
+
+def science(resolved: dict, prefix: str = "") -> dict:
+    """The resolved config as {dotted key: value}, without the keys that do not change the science."""
+    out = {}
+    for k, v in resolved.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(science(v, key + "."))
+        elif not key.startswith(NOT_SCIENCE):
+            out[key] = v
+    return out
+
+
+def science_fingerprint(resolved: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(science(resolved), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def what_changed(run_dir: Path, resolved: dict, code: str) -> str | None:
+    """Why the run already in `run_dir` is not this command's: the science keys whose values differ, or
+    the code version. None when it is the same run (or when there is none yet)."""
+    import json
+
+    import yaml
+
+    if not (run_dir / "config.yaml").exists():
+        return None
+    before, now = science(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}), science(redact(resolved))
+    changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(before.keys() | now.keys())
+               if before.get(k) != now.get(k)]
+    if changed:
+        return f"config ({'; '.join(changed[:3])}{f'; +{len(changed) - 3} more' if len(changed) > 3 else ''})"
+    old_code = json.loads((run_dir / "provenance.json").read_text()).get("git_commit") \
+        if (run_dir / "provenance.json").exists() else None
+    if old_code and old_code != code:
+        return f"code ({old_code[:12]} -> {code[:12]})"
+    return None
 
 
 @contextmanager

@@ -60,14 +60,20 @@ def log_generations(wb, records: list[dict], n: int = 64) -> None:
     wb.log({"generations": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in records[:n]])})
 
 
-def provenance(data_fingerprint: str, base_fingerprint: str) -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), *args],
-                                  capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), *args],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
+
+def code_version() -> str:
+    """The notus_lab code a run was made with: its git commit (or the package version outside git)."""
+    return _git("rev-parse", "HEAD") or f"notus_lab {metadata.version('notus_lab')}"
+
+
+def provenance(data_fingerprint: str, base_fingerprint: str, science_fingerprint: str) -> dict:
     versions = {}
     for p in PACKAGES:
         try:
@@ -75,8 +81,9 @@ def provenance(data_fingerprint: str, base_fingerprint: str) -> dict:
         except metadata.PackageNotFoundError:
             versions[p] = None
     return {
-        "git_commit": git("rev-parse", "HEAD") or "unknown",
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": code_version(),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "science_fingerprint": science_fingerprint,
         "command": redact(" ".join(sys.argv)),
         "python": platform.python_version(), "platform": platform.platform(),
         "packages": versions, "data_fingerprint": data_fingerprint, "base_fingerprint": base_fingerprint,

@@ -23,8 +23,9 @@ from notus_lab.checks import check_engine, local_parameter_share, optimizer_chec
 from notus_lab.distributed import join_deepspeed_comm
 from notus_lab.model_card import model_card
 from notus_lab.preflight import validate
-from notus_lab.run_dir import Interrupted, latest_checkpoint, record_failure, run_dir_lock, stop_on_signal_callback
-from notus_lab.tracking import log_generations, provenance, redact, start_wandb, write_json, write_jsonl
+from notus_lab.run_dir import (Interrupted, latest_checkpoint, record_failure, run_dir_lock, science_fingerprint,
+                               stop_on_signal_callback, what_changed)
+from notus_lab.tracking import code_version, log_generations, provenance, redact, start_wandb, write_json, write_jsonl
 
 log = logging.getLogger("notus_lab")
 
@@ -98,7 +99,8 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
         **engine_arguments(hw),
         # bookkeeping
         logging_steps=tr.logging_steps, save_strategy="steps", save_steps=tr.save_steps, save_total_limit=2,
-        eval_strategy="no", dataloader_num_workers=0, disable_tqdm=False,
+        eval_strategy="steps" if tr.eval_steps else "no", eval_steps=tr.eval_steps, dataloader_num_workers=0,
+        disable_tqdm=False,
         precompute_ref_log_probs=tr.precompute_reference,
     )
 
@@ -111,6 +113,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides=(), group: str | None = None) 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
+        started = (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").is_dir()
+        if started and cfg.train.resume:  # never hand back (or resume) a run of other settings or other code
+            changed = what_changed(run_dir, OmegaConf.to_container(cfg, resolve=True), code_version())
+            if changed:
+                raise C.ConfigError(f"hydra.run.dir={str(run_dir)!r} is invalid: it holds a run made with another "
+                                    f"{changed}; allowed train.resume=false (start over there) or another hydra.run.dir")
         if (run_dir / "metrics.json").exists() and cfg.train.resume:
             log.info("run already finished: %s (train.resume=false starts over)", run_dir)
             return json.loads((run_dir / "metrics.json").read_text())
@@ -166,7 +174,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
             (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
             write_json(run_dir / "data_report.json", report)
             base_fingerprint = M.fingerprint_base(base)  # reads every weight file once: reused below
-            write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), base_fingerprint))
+            write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), base_fingerprint,
+                                                              science_fingerprint(resolved)))
             log.info("rank %d wrote config.yaml, data_report.json, provenance.json", args.process_index)
     if not prepared["train_pairs"]:
         raise C.ConfigError(f"data.source={cfg.data.source!r} is invalid: no training pairs survived "
@@ -208,8 +217,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
                      job_type="train") if writer else None
     args.report_to = ["wandb"] if wb else []
     stop, optimizer_built = stop_on_signal_callback(), {}
-    trainer = DPOTrainer(model=policy, ref_model=reference, args=args,
-                         train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
+    if not eval_ds:
+        args.eval_strategy = "no"  # periodic evaluation needs held-out sets
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=train_ds,
+                         eval_dataset=eval_ds if args.eval_strategy != "no" else None,
+                         processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[stop, optimizer_check_callback(cfg.optimizer.name, optimizer_built)])
     engine = trainer.accelerator.distributed_type.value.lower()  # multi_cpu, multi_gpu, deepspeed, fsdp, no
     check_engine(cfg.hardware, engine, trainer.args.world_size)

@@ -57,3 +57,54 @@ def test_critique_vs_rating_is_one_study_on_one_held_out_set_and_one_budget():
     fixed = next(a for a in arms if a.data.strategy == "critique" and a.data.vintage == "fixed")
     assert fixed.data.tie_policy == "keep"  # Zephyr's rule on the repaired scores
     assert {a.base.name for a in arms} == {"tiny"} and {a.hardware.name for a in arms} == {"cpu"}
+
+
+def test_the_7b_study_builds_the_notus_recipe_on_the_hardware_the_user_picks(tmp_path):
+    """What the Trainer receives and what it builds from it (optimizer, scheduler), not the YAML restated.
+    The GPU profile is rehearsed with its device set to CPU: nothing of the science depends on it."""
+    import torch
+    from transformers import Trainer, get_scheduler
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    from notus_lab.train import dpo_config
+
+    cfg = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8")
+    validate(cfg)  # the memory preflight included: it fits 8 x A100-40GB as Notus ran it
+    assert (cfg.data.source, cfg.data.test_size, cfg.data.split_seed, cfg.base.name) == (
+        "openbmb/UltraFeedback", 2000, 42, "alignment-handbook/zephyr-7b-sft-full")
+    rehearsal = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hardware.device=cpu",
+                        "hardware.attn_implementation=sdpa")
+    try:
+        args = dpo_config(rehearsal, tmp_path, [])
+        assert (args.beta, args.loss_type, args.max_length, args.max_steps, args.seed) == (0.1, ["sigmoid"], 1024, 2904, 42)
+        assert args.per_device_train_batch_size * args.gradient_accumulation_steps * cfg.hardware.num_processes == 64
+        assert (args.eval_strategy.value, args.eval_steps, args.bf16) == ("steps", 500, True)
+        assert args.deepspeed["zero_optimization"]["stage"] == 3 and args.deepspeed["zero_force_ds_cpu_optimizer"] is False
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+        assert optimizer_cls is torch.optim.RMSprop and kwargs["lr"] == 5e-7
+        optimizer = optimizer_cls([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+        warmup = args.get_warmup_steps(args.max_steps)
+        assert warmup == 291  # 10 % of the budget
+        scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
+                                  num_training_steps=args.max_steps)
+        lrs = []
+        for _ in range(args.max_steps):
+            lrs.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        assert lrs[0] == 0 and max(lrs) == pytest.approx(5e-7) and lrs.index(max(lrs)) == warmup
+        assert lrs[-1] < 1e-9 and lrs[(warmup + args.max_steps) // 2] == pytest.approx(2.5e-7, rel=0.01)  # linear decay
+    finally:
+        unset_hf_deepspeed_config()  # no zero.Init for the rest of this test process
+    arms = [compose("+experiment=critique_vs_rating_7b", "hardware=h100_x8", f"data={d}", f"train.seed={s}")
+            for d in ("critique_fixed", "mean_rating") for s in (1, 2)]
+    assert {(a.data.strategy, a.data.vintage, a.data.seed) for a in arms} == {
+        ("critique", "fixed", 1), ("critique", "fixed", 2), ("mean_rating", "as_is", 1), ("mean_rating", "as_is", 2)}
+
+
+def test_the_7b_study_asks_for_a_hardware_choice_in_one_line():
+    from notus_lab.config import ConfigError
+    from notus_lab.preflight import preflight
+
+    with pytest.raises(ConfigError, match=r"^hardware=\?\?\? is invalid: allowed one of a100_40gb_x8, "):
+        preflight(["+experiment=critique_vs_rating_7b"])

@@ -274,3 +274,40 @@ def test_fuzzed_file_goes_through_the_whole_data_stage(tmp_path):
     assert rep["rows_unreadable"].get("unparseable_json", 0) >= 12
     assert rep["rows_in"] + rep["held_out"]["rows_in"] == len(out["rows"])
     assert len(out["train_pairs"]) >= 150
+
+
+def test_a_finished_run_of_other_settings_or_other_code_is_never_handed_back(tmp_path):
+    """The run dir is the command, but defaults and code change under it: relaunching into a finished run
+    whose science or code differs says what changed, in one line, instead of returning stale metrics."""
+    from notus_lab.config import ConfigError
+    from notus_lab.train import run
+
+    small = ("data.world.rows=200", "train.max_steps=2", "eval.signals=[]", "judge=none", "wandb.mode=disabled")
+    first = run(compose(*small), tmp_path)
+    assert run(compose(*small, "hardware.threads=1", "wandb.mode=offline"), tmp_path) == first  # not science
+    with pytest.raises(ConfigError, match=r"^hydra.run.dir=.* is invalid: it holds a run made with another config "
+                                          r"\(beta 0.1 -> 0.2\); allowed train.resume=false"):
+        run(compose(*small, "beta=0.2"), tmp_path)
+    provenance = json.loads((tmp_path / "provenance.json").read_text())
+    assert len(provenance["science_fingerprint"]) == 16
+    (tmp_path / "provenance.json").write_text(json.dumps({**provenance, "git_commit": "0" * 40}))
+    with pytest.raises(ConfigError, match=r"another code \(000000000000 -> "):
+        run(compose(*small), tmp_path)
+    again = run(compose(*small, "train.resume=false"), tmp_path)  # starting over is one setting away
+    assert again["train"]["steps"] == 2
+
+
+def test_the_report_flags_runs_from_different_code_versions(tmp_path):
+    from notus_lab import report as R
+
+    for i, (data, commit) in enumerate([("critique", "a" * 40), ("mean_rating", "b" * 40)]):
+        run_dir = tmp_path / f"r{i}"
+        (run_dir / ".hydra").mkdir(parents=True)
+        (run_dir / ".hydra" / "overrides.yaml").write_text(f"- data={data}\n")
+        (run_dir / "config.yaml").write_text("beta: 0.1\n")
+        (run_dir / "metrics.json").write_text(json.dumps({"truth_accuracy": 0.7 + i / 10}))
+        (run_dir / "provenance.json").write_text(json.dumps({"git_commit": commit}))
+    out = R.write_report(tmp_path)
+    assert out["code_versions"] == {"a" * 40: 1, "b" * 40: 1}
+    text = (tmp_path / "report.md").read_text()
+    assert "**Runs from 2 code versions**" in text and "| `aaaaaaaaaaaa` | 1: `r0` |" in text
