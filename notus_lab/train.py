@@ -257,6 +257,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["engine"] = engine
     metrics["optimizer"] = optimizer_built  # the class that really stepped, with its settings
     metrics["attention"] = getattr(trainer.model.config, "_attn_implementation", None)  # what ran, not what was asked
+    metrics["memory_gb"] = memory_record(cfg)
     metrics["precision"] = {"asked": cfg.hardware.precision, "policy_weights": policy_weights_dtype,
                             "autocast": {"bf16": "bfloat16", "fp16": "float16"}.get(cfg.hardware.precision)
                             if cfg.hardware.distributed != "deepspeed" else None,
@@ -301,6 +302,18 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     if wb is not None:
         wb.finish()  # the HF callback never does; a multirun needs one run per job
     return metrics
+
+
+def memory_record(cfg) -> dict:
+    """The preflight's per-GPU estimate next to what CUDA measured on this rank: keeps the estimate honest."""
+    import torch
+
+    from notus_lab import memory
+
+    out = {"estimate": memory.estimate(cfg)["total"] if cfg.base.shape.num_parameters else None}
+    if torch.cuda.is_available():
+        out["measured_peak"] = round(torch.cuda.max_memory_allocated() / memory.GB, 1)
+    return out
 
 
 def prebuild(cfg) -> str:

@@ -165,3 +165,19 @@ def test_generate_rejects_a_dir_without_a_model(tmp_path):
     proc = cli("notus_lab.generate", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip() == (
         f"error: run_dir={str(tmp_path)!r} is invalid: allowed a finished run dir containing model/")
+
+
+def test_qlora_under_zero3_or_fsdp_stores_4bit_weights_shardably_and_lets_the_engine_place_them(monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from notus_lab.model import load_causal_lm, quantization_config
+
+    seen = {}
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.update(kw))
+    for profile, storage in (("h100_x8", torch.bfloat16), ("fsdp_x8", torch.bfloat16), ("gpu", torch.uint8)):
+        cfg = compose("model=qlora", f"hardware={profile}", "train.global_batch_size=64")
+        assert quantization_config(cfg).bnb_4bit_quant_storage == storage
+        seen.clear()
+        load_causal_lm(cfg, "unused", quantized=True, trainable=True)
+        assert ("device_map" in seen) == (profile == "gpu")  # ZeRO-3 / FSDP place the shards themselves
