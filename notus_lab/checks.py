@@ -52,8 +52,9 @@ def stepping_optimizer(optimizer):
 
 def describe_optimizer(optimizer) -> dict:
     group = optimizer.param_groups[0] if getattr(optimizer, "param_groups", None) else {}
-    out = {"class": type(optimizer).__name__, "module": type(optimizer).__module__}
-    for key in ("initial_lr", "lr", "betas", "alpha", "eps", "momentum", "weight_decay"):
+    out = {"class": type(optimizer).__name__, "module": type(optimizer).__module__,
+           "lr": group.get("initial_lr", group.get("lr"))}  # the peak: the schedule's current value varies by step
+    for key in ("betas", "alpha", "eps", "momentum", "weight_decay"):
         if key in group:
             value = group[key]
             out[key] = list(value) if isinstance(value, tuple) else value

@@ -76,7 +76,7 @@ def test_zero3_profiles_shard_for_real_and_train_what_ddp_trains(tmp_path, ddp_r
     assert (sharded["engine"], sharded["world_size"], sharded["gradient_accumulation_steps"]) == ("deepspeed", 2, 2)
     # the recipe's optimizer really steps: with offload, accelerate would have swapped in DeepSpeedCPUAdam
     assert sharded["optimizer"]["class"] == ddp["optimizer"]["class"] == "RMSprop"
-    assert sharded["optimizer"]["initial_lr"] == 2e-4 and sharded["optimizer"]["alpha"] == 0.99
+    assert sharded["optimizer"]["lr"] == 2e-4 and sharded["optimizer"]["alpha"] == 0.99
     assert 0.45 < sharded["rank0_parameter_share"] < 0.55
     # loaded already partitioned (zero.Init): no rank ever held the whole policy, as 8 ranks of a 7B must not
     assert 0.45 < sharded["rank0_parameter_share_at_load"] < 0.55 and ddp["rank0_parameter_share_at_load"] == 1.0

@@ -1,0 +1,78 @@
+"""The bundled world as a positive control, asserted on judged generations: a reduced critique_vs_rating
+study on data whose critique carries the bug at full strength. The buggy critique must lose to both the
+mean rating and the repaired critique; the repaired critique and the mean rating are about equally good
+judges of the truth here, and the report must not crown either."""
+
+import json
+
+import pytest
+
+from notus_lab import report as R
+
+from conftest import cli
+
+REDUCED = ("data.world.critique_bug_rate=1.0", "data.world.rows=1000", "train.max_steps=40", "eval.signals=[]",
+           "wandb.mode=disabled")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("control") / "sweep"
+    proc = cli("notus_lab", "--multirun", "hydra/launcher=parallel", "+experiment=critique_vs_rating",
+               "data=critique,critique_fixed,mean_rating", "beta=0.1", "train.seed=1,2", *REDUCED,
+               f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = cli("notus_lab.report", str(sweep_dir))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return sweep_dir, json.loads((sweep_dir / "report.json").read_text()), (sweep_dir / "report.md").read_text()
+
+
+def arm_values(summary: dict) -> dict:
+    return {a["arm"]["data"]: a["mean"] for a in summary["arms"]}
+
+
+def pooled(summary: dict, a: str, b: str) -> dict:
+    return next(d for d in summary["differences"] if (d["a"], d["b"], d["scope"]) == (a, b, "all"))
+
+
+def test_the_data_level_truth_is_what_the_control_assumes(study):
+    """The premise, measured on each arm's own training pairs: the bug makes the critique a much worse
+    judge of the truth; repaired, it is as good as the mean rating."""
+    sweep_dir, _, _ = study
+    agreement = {}
+    for run in R.read_runs(sweep_dir):
+        agreement.setdefault(run["overrides"]["data"], []).append(run["truth_agreement"])
+    mean = {k: sum(v) / len(v) for k, v in agreement.items()}
+    assert mean["mean_rating"] - mean["critique"] > 0.15 and mean["critique_fixed"] - mean["critique"] > 0.15
+    assert abs(mean["mean_rating"] - mean["critique_fixed"]) < 0.03
+
+
+def test_with_the_bug_on_the_mean_rating_model_writes_better_answers(study):
+    sweep_dir, summary, text = study
+    assert summary["metric"] == "generation/win_rate_vs_reference"  # judged generations decide, not reward accuracy
+    d = pooled(summary, "critique", "mean_rating")
+    assert d["method"].startswith("cluster bootstrap") and d["prompts"] == 100 and d["n"] == 2
+    assert d["mean"] > 0.03 and d["excludes_zero"]
+    assert "**mean_rating** beats **critique** on `generation/win_rate_vs_reference`" in text
+    assert pooled(summary, "critique", "critique_fixed")["excludes_zero"]
+    for seed in ("1", "2"):  # not an average hiding a reversal: every seed agrees
+        runs = {r["overrides"]["data"]: r["metrics"]["generation/win_rate_vs_reference"]
+                for r in R.read_runs(sweep_dir) if r["overrides"]["train.seed"] == seed}
+        assert runs["mean_rating"] > runs["critique"] and runs["critique_fixed"] > runs["critique"]
+
+
+def test_with_the_bug_repaired_and_equal_signals_the_report_claims_no_winner(study):
+    _, summary, text = study
+    d = pooled(summary, "critique_fixed", "mean_rating")
+    assert not d["excludes_zero"] and d["adjusted_ci"][0] < 0 < d["adjusted_ci"][1]
+    assert not any("critique_fixed" in v and "mean_rating" in v for v in summary["verdicts"])
+    assert len(summary["verdicts"]) == 2  # the two bug verdicts above, nothing else
+
+
+def test_the_judged_ranking_agrees_in_sign_with_the_data_level_truth(study):
+    _, summary, text = study
+    checks = {(c["a"], c["b"]): c for c in summary["sign_check"]}
+    assert checks[("critique", "mean_rating")]["agrees"] is True
+    assert checks[("critique", "critique_fixed")]["agrees"] is True
+    assert checks[("critique_fixed", "mean_rating")]["agrees"] is None  # no judged difference to rank
+    assert "### Positive control: the judged ranking against the data-level truth" in text
