@@ -23,10 +23,12 @@ done
 sweep_name="$experiment"
 name_given=""
 sweep_dir=""
+wandb_mode="offline"
 for arg in "${overrides[@]+"${overrides[@]}"}"; do
   case "$arg" in
     sweep_name=*) sweep_name="${arg#sweep_name=}"; name_given=1 ;;
     hydra.sweep.dir=*) sweep_dir="${arg#hydra.sweep.dir=}" ;;
+    wandb.mode=*) wandb_mode="${arg#wandb.mode=}" ;;
   esac
 done
 sweep_dir="${sweep_dir:-outputs/sweeps/$sweep_name}"
@@ -34,6 +36,7 @@ PYTHON="${PYTHON:-python}"
 status=0
 [ -n "$name_given" ] || overrides+=("sweep_name=$sweep_name")
 "$PYTHON" -m notus_lab --multirun "+experiment=$experiment" "$launcher" "${overrides[@]}" || status=$?
-# the report lists failed arms by name and error, so it is written whatever happened
-"$PYTHON" -m notus_lab.report "$sweep_dir" >/dev/null && echo "report: $sweep_dir/report.md"
+# the report lists failed arms by name and error, so it is written whatever happened; it is also a W&B run
+# (job_type=report) in the sweep's group, in the arms' W&B mode
+"$PYTHON" -m notus_lab.report "$sweep_dir" --wandb "$wandb_mode" >/dev/null && echo "report: $sweep_dir/report.md"
 exit "$status"

@@ -4,7 +4,9 @@ A sweep (`--multirun`) writes every arm to outputs/sweeps/<sweep_name>/<override
 W&B group <sweep_name>. An arm that fails leaves failed.json and the sweep goes on with the others.
 """
 
+import json
 import logging
+import os
 import sys
 
 import hydra
@@ -22,6 +24,7 @@ log = logging.getLogger("notus_lab")
 def main(cfg: DictConfig) -> None:
     from pathlib import Path
 
+    from notus_lab.console import summary
     from notus_lab.distributed import relaunch_if_needed
     from notus_lab.run_dir import Interrupted, RunDirBusy
     from notus_lab.train import run
@@ -29,10 +32,13 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
-    if relaunch_if_needed(cfg, run_dir, list(hc.overrides.task)):
-        return  # the processes it started did the run
     try:
-        run(cfg, run_dir, overrides=list(hc.overrides.task), group=cfg.sweep_name if multirun else None)
+        if relaunch_if_needed(cfg, run_dir, list(hc.overrides.task)):  # the processes it started did the run
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+        else:
+            metrics = run(cfg, run_dir, overrides=list(hc.overrides.task), group=cfg.sweep_name if multirun else None)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(summary(run_dir, metrics, multirun), flush=True)
     except (ConfigError, RunDirBusy, Interrupted) as exc:
         log.error("%s", exc)
         if multirun:
@@ -44,4 +50,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from notus_lab.console import quiet_third_party_noise
+
+    sys.argv = [sys.argv[0], *quiet_third_party_noise(sys.argv[1:])]
     launch(main)

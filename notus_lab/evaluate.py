@@ -46,7 +46,10 @@ def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str
         entry = next((h for h in reversed(log_history) if f"eval_{name}_loss" in h), {})
         evals[name] = {"loss": entry.get(f"eval_{name}_loss"),
                        **{k: entry[f"eval_{k}"] for k in HEADLINE[1:] if f"eval_{k}" in entry}}
-    out = {"train": train, "eval": evals}
+    history = {name: [[h["step"], h["eval_rewards/accuracies"]] for h in log_history
+                      if f"eval_{name}_loss" in h and "eval_rewards/accuracies" in h and "step" in h]
+               for name in eval_names}
+    out = {"train": train, "eval": evals, "eval_history": {k: v for k, v in history.items() if v}}
     if "truth" in evals:  # the bundled world knows which completion is really better
         out["truth_accuracy"] = evals["truth"].get("rewards/accuracies")
     return out

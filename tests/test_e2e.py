@@ -181,3 +181,17 @@ def test_qlora_under_zero3_or_fsdp_stores_4bit_weights_shardably_and_lets_the_en
         seen.clear()
         load_causal_lm(cfg, "unused", quantized=True, trainable=True)
         assert ("device_map" in seen) == (profile == "gpu")  # ZeRO-3 / FSDP place the shards themselves
+
+
+def test_a_run_ends_with_its_headline_and_without_third_party_noise(tmp_path):
+    quiet = cli("notus_lab", *QUICK, "wandb.mode=disabled", f"hydra.run.dir={tmp_path / 'q'}")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    out = quiet.stdout + quiet.stderr
+    metrics = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert f"notus_lab: finished {tmp_path / 'q'}" in out
+    assert f"judged win rate vs its SFT reference: {metrics['generation']['win_rate_vs_reference']:.3f}" in out
+    assert "next: python -m notus_lab.generate" in out
+    assert "kernels-community" not in out and "is_gradient_checkpointing" not in out
+    loud = cli("notus_lab", "-v", *QUICK, "wandb.mode=disabled", f"hydra.run.dir={tmp_path / 'v'}")
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert "is_gradient_checkpointing" in loud.stdout + loud.stderr  # -v hides nothing

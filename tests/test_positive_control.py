@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from notus_lab import report as R
+from notus_lab.runs import read_runs
 
 from conftest import cli
 
@@ -40,7 +40,7 @@ def test_the_data_level_truth_is_what_the_control_assumes(study):
     judge of the truth; repaired, it is as good as the mean rating."""
     sweep_dir, _, _ = study
     agreement = {}
-    for run in R.read_runs(sweep_dir):
+    for run in read_runs(sweep_dir):
         agreement.setdefault(run["overrides"]["data"], []).append(run["truth_agreement"])
     mean = {k: sum(v) / len(v) for k, v in agreement.items()}
     assert mean["mean_rating"] - mean["critique"] > 0.15 and mean["critique_fixed"] - mean["critique"] > 0.15
@@ -57,7 +57,7 @@ def test_with_the_bug_on_the_mean_rating_model_writes_better_answers(study):
     assert pooled(summary, "critique", "critique_fixed")["excludes_zero"]
     for seed in ("1", "2"):  # not an average hiding a reversal: every seed agrees
         runs = {r["overrides"]["data"]: r["metrics"]["generation/win_rate_vs_reference"]
-                for r in R.read_runs(sweep_dir) if r["overrides"]["train.seed"] == seed}
+                for r in read_runs(sweep_dir) if r["overrides"]["train.seed"] == seed}
         assert runs["mean_rating"] > runs["critique"] and runs["critique_fixed"] > runs["critique"]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from notus_lab import report as R
+from notus_lab.runs import read_runs
 
 from conftest import ROOT, cli
 from wandb_records import run_record
@@ -55,7 +55,7 @@ def test_a_sweep_runs_as_slurm_jobs_and_every_arm_leaves_its_artefacts(slurm, tm
     proc = sweep_sh(slurm, "critique_vs_rating", "data=critique,mean_rating", "train.seed=1,2", "beta=0.1",
                     "train.max_steps=4", *TINY, "sweep_name=slurm_ci", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = R.read_runs(sweep_dir)
+    runs = read_runs(sweep_dir)
     assert len(runs) == 4 and all(r["status"] == "finished" for r in runs)
     job_ids = {p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and "_" in p.name}
     assert len(job_ids) == 4 and len({j.split("_")[0] for j in job_ids}) == 1  # one SLURM array, a task per arm
@@ -97,7 +97,7 @@ def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
-    (run_dir,) = [r["dir"] for r in R.read_runs(sweep_dir)]
+    (run_dir,) = [r["dir"] for r in read_runs(sweep_dir)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 60
     logs = "".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit" / job_id).glob("*.out"))
@@ -121,7 +121,7 @@ def test_a_slurm_job_runs_two_ddp_ranks_through_the_same_entrypoint(slurm, tmp_p
                     "hydra.launcher.cpus_per_task=2", "sweep_name=slurm_ddp",
                     f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run,) = R.read_runs(sweep_dir)
+    (run,) = read_runs(sweep_dir)
     assert run["status"] == "finished"
     assert (run["metrics"]["world_size"], run["metrics"]["gradient_accumulation_steps"]) == (2, 2)
     assert run["metrics"]["train/steps"] == 4
@@ -136,7 +136,7 @@ def test_a_two_node_slurm_job_trains_one_model_across_both_nodes(slurm, tmp_path
                "hardware=ddp_cpu_x2", "hardware.num_processes=1", "hardware.num_nodes=2", "train.max_steps=4",
                *TINY, "sweep_name=slurm_two_nodes", f"hydra.sweep.dir={sweep_dir}", env=slurm)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run,) = R.read_runs(sweep_dir)
+    (run,) = read_runs(sweep_dir)
     assert run["status"] == "finished"
     assert (run["metrics"]["world_size"], run["metrics"]["gradient_accumulation_steps"]) == (2, 2)
     assert run["metrics"]["train/steps"] == 4

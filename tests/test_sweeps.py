@@ -9,11 +9,13 @@ import pytest
 import yaml
 
 from notus_lab import report as R
+from notus_lab.runs import read_runs
+from notus_lab.stats import t_interval
 
 from conftest import cli
 from wandb_records import run_record, summary
 
-TINY = ("data.world.rows=200", "train.max_steps=4", "train.logging_steps=2", "hardware.eval_batch_size=128")
+TINY = ("data.world.rows=200", "train.max_steps=4", "train.logging_steps=2", "train.eval_steps=2", "hardware.eval_batch_size=128")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def sweep(tmp_path_factory):
 def test_a_failed_arm_does_not_lose_the_others(sweep):
     sweep_dir, _, first = sweep
     assert first.returncode != 0  # the sweep says something failed...
-    runs = R.read_runs(sweep_dir)
+    runs = read_runs(sweep_dir)
     assert len(runs) == 8
     finished = [r for r in runs if r["status"] == "finished"]
     failed = [r for r in runs if r["status"] == "failed"]
@@ -50,7 +52,7 @@ def test_a_failed_arm_does_not_lose_the_others(sweep):
 def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
     sweep_dir, _, _ = sweep
     ids = set()
-    for run_dir in (r["dir"] for r in R.read_runs(sweep_dir) if r["status"] == "finished"):
+    for run_dir in (r["dir"] for r in read_runs(sweep_dir) if r["status"] == "finished"):
         files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(files) == 1, run_dir
         record = run_record(files[0])
@@ -66,7 +68,7 @@ def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
 def test_relaunching_the_sweep_reruns_only_what_is_missing_or_failed(sweep):
     sweep_dir, args, _ = sweep
     finished = {r["dir"]: (r["dir"] / "metrics.json").stat().st_mtime_ns
-                for r in R.read_runs(sweep_dir) if r["status"] == "finished"}
+                for r in read_runs(sweep_dir) if r["status"] == "finished"}
     again = cli(*args)
     assert again.returncode != 0  # the bad-data arms were retried and failed again
     assert (again.stdout + again.stderr).count("run already finished") == 4
@@ -83,7 +85,8 @@ def test_report_lists_arms_failures_and_plots(sweep):
     margins = text.split("### Cross-eval reward margins")[1].split("\n\n")[1].splitlines()
     assert margins[0].endswith("| critique margin | critique_curated margin | critique_fixed margin | mean_rating margin "
                                "| truth margin |") and len(margins) == 2 + 2  # header, rule, one row per finished arm
-    assert (sweep_dir / "accuracy.png").stat().st_size > 5000 and (sweep_dir / "margins.png").exists()
+    assert (sweep_dir / "arms.png").stat().st_size > 5000 and (sweep_dir / "margins.png").exists()
+    assert (sweep_dir / "forest.png").stat().st_size > 5000 and (sweep_dir / "curves.png").exists()
     data = json.loads((sweep_dir / "report.json").read_text())
     assert data["metric"] == "truth_accuracy" and {tuple(sorted(a["arm"].items())) for a in data["arms"]} == {
         (("data", "critique"), ("data.source", "world")), (("data", "mean_rating"), ("data.source", "world"))}
@@ -115,7 +118,7 @@ def planted_sweep(tmp_path, gap: float, noise: list[float]):
 
 
 def test_t_interval_matches_a_hand_computation():
-    mean, lo, hi = R.t_interval([1.0, 2.0, 3.0])
+    mean, lo, hi = t_interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and hi - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)  # t(0.975, 2) x sd 1 / sqrt 3
 
 
@@ -152,3 +155,40 @@ def test_report_lists_failed_and_unfinished_runs(tmp_path):
     assert status["killed"]["status"] == "unfinished"
     text = (sweep_dir / "report.md").read_text()
     assert "`oom` | failed | OutOfMemoryError: CUDA out of memory" in text and "`killed` | unfinished" in text
+
+
+def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figures(sweep):
+    from wandb_records import run_record
+
+    sweep_dir, _, _ = sweep
+    out = cli("notus_lab.report", str(sweep_dir), "--wandb", "offline")
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run_dir,) = list((sweep_dir / "wandb").glob("offline-run-*"))
+    record = run_record(next(run_dir.glob("run-*.wandb")))
+    assert record.run_group == "test_sweep" and record.job_type == "report"
+    media = run_dir / "files" / "media"
+    tables = {p.name.rsplit("_", 2)[0]: json.loads(p.read_text()) for p in (media / "table").glob("*.table.json")}
+    assert set(tables) == {"arms", "differences", "cross_eval", "generations"}
+    assert len(tables["arms"]["data"]) == 2 and tables["arms"]["columns"][:2] == ["data", "data.source"]
+    assert len(tables["cross_eval"]["data"]) == 4  # one row per finished run
+    images = {p.name.rsplit("_", 2)[0] for p in (media / "images").glob("*.png")}
+    assert {"forest", "arms", "margins", "curves"} <= images
+
+
+def test_the_saved_wandb_report_reads_metrics_the_arms_logged_and_only_the_sweeps_group(sweep):
+    from notus_lab.wandb_report import report_spec, study_settings
+    from wandb_records import history_keys, summary
+
+    sweep_dir, _, _ = sweep
+    cli("notus_lab.report", str(sweep_dir))
+    spec = report_spec(json.loads((sweep_dir / "report.json").read_text()), study_settings(sweep_dir))
+    assert spec["runset"]["filters"] == {"group": "test_sweep", "job_type": "train"}
+    logged = set()
+    for r in read_runs(sweep_dir):
+        if r["status"] == "finished":
+            (wb,) = (r["dir"] / "wandb").glob("offline-run-*/run-*.wandb")
+            logged |= set(summary(wb)) | history_keys(wb)
+    for panel in spec["panels"]:
+        for key in panel.get("metrics", []) + panel.get("y", []) + [panel.get("x")] * ("x" in panel):
+            assert key in logged, (panel["title"], key)
+    assert spec["panels"][0]["groupby"] == ["config.data.strategy", "config.data.source"]

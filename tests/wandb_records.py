@@ -47,3 +47,12 @@ def summary(path: Path) -> dict:
             for item in r.summary.update:
                 out["/".join(item.nested_key) if item.nested_key else item.key] = json.loads(item.value_json)
     return out
+
+
+def history_keys(path: Path) -> set:
+    """Every key the run logged to its history (what W&B line plots can read)."""
+    keys = set()
+    for r in records(path):
+        if r.WhichOneof("record_type") == "history":
+            keys.update("/".join(item.nested_key) if item.nested_key else item.key for item in r.history.item)
+    return keys
