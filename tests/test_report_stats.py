@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from notus_lab import report as R
-from notus_lab.stats import ALPHA, z_total
+from notus_lab.stats import z_total
 
 from conftest import cli
 
