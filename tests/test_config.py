@@ -62,7 +62,7 @@ BAD = [  # (overrides, text the one-line error must contain)
     (["loss_type=dpo"], "loss_type='dpo' is invalid: allowed one of sigmoid"),
     (["data=aspect", "data.aspect=tone"], "data.aspect='tone' is invalid: allowed one of helpfulness"),
     (["model=full", "model.quantization=4bit"], "model.quantization='4bit' is invalid"),
-    (["hardware.precision=bf16"], "hardware.precision='bf16' is invalid: allowed fp32 on hardware.device=cpu"),
+    (["hardware.precision=fp16"], "hardware.precision='fp16' is invalid: allowed fp32 or bf16 on hardware.device=cpu"),
     (["hardware=fsdp_x8", "hardware.device=cpu", "hardware.precision=fp32", "hardware.attn_implementation=sdpa",
       "train.global_batch_size=128"], "hardware.distributed='fsdp' is invalid: allowed none, ddp or deepspeed on hardware.device=cpu"),
     (["hardware.num_processes=2"], "hardware.distributed='none' is invalid"),
