@@ -58,7 +58,7 @@ def log_report(sweep_dir: Path, out_dir: Path, summary: dict, mode: str) -> str:
                      config=redact({"metric": summary["metric"], "factors": summary["factors"]}),
                      settings=wandb.Settings(silent=True))
     payload = {name: wandb.Table(columns=columns, data=rows) for name, (columns, rows) in tables(summary, runs).items()}
-    payload.update({Path(p).stem: wandb.Image(str(out_dir / p)) for p in summary["plots"]})
+    payload.update({f"figure_{Path(p).stem}": wandb.Image(str(out_dir / p)) for p in summary["plots"]})
     run.log(payload)
     run.summary.update({"verdicts": "\n".join(summary["verdicts"]) or "no verdict", "design": summary.get("design") or ""})
     if mode == "online":

@@ -172,7 +172,7 @@ def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figur
     assert len(tables["arms"]["data"]) == 2 and tables["arms"]["columns"][:2] == ["data", "data.source"]
     assert len(tables["cross_eval"]["data"]) == 4  # one row per finished run
     images = {p.name.rsplit("_", 2)[0] for p in (media / "images").glob("*.png")}
-    assert {"forest", "arms", "margins", "curves"} <= images
+    assert {"figure_forest", "figure_arms", "figure_margins", "figure_curves"} <= images
 
 
 def test_the_saved_wandb_report_reads_metrics_the_arms_logged_and_only_the_sweeps_group(sweep):
