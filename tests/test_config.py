@@ -154,3 +154,34 @@ def test_deepspeed_profiles_without_a_usable_deepspeed_are_one_line(monkeypatch)
     with pytest.raises(ConfigError, match=r"^hardware.distributed='deepspeed' is invalid: deepspeed is not usable "
                                           r"here \((ImportError|ModuleNotFoundError); pip install -e '\.\[deepspeed\]'\); allowed"):
         preflight(["hardware=a100_40gb_x8"])
+
+
+def test_flash_attention_asked_where_it_cannot_load_is_one_line_naming_the_install(monkeypatch):
+    import importlib.util
+
+    from notus_lab import preflight as P
+
+    monkeypatch.setattr(P, "_on_a_cuda_machine", lambda: True)  # the GPU node the job runs on
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"^hardware.attn_implementation='flash_attention_2' is invalid: allowed auto, "
+                                          r"sdpa or eager: flash_attn is not installed here \(pip install flash-attn"):
+        validate(compose("+experiment=notus_7b_v1"))
+    validate(compose("+experiment=notus_7b_v1", "hardware.attn_implementation=auto"))  # `auto` falls back, recorded
+
+
+def test_auto_attention_takes_flash_attention_only_where_it_runs(monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from notus_lab.model import attention
+
+    gpu = compose("hardware=gpu").hardware
+    assert gpu.attn_implementation == "auto" and attention(compose().hardware) == "sdpa"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a))
+    assert attention(gpu) == "flash_attention_2"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
+    assert attention(gpu) == "sdpa"

@@ -48,6 +48,9 @@ def test_full_run_leaves_every_artefact(full_run):
         assert set(on_disk["eval"][signal]) >= {"loss", "rewards/accuracies", "rewards/margins"}
     assert on_disk["truth_accuracy"] == on_disk["eval"]["truth"]["rewards/accuracies"]
     assert on_disk["train"]["steps"] > 0 and "rewards/accuracies" in on_disk["train"]
+    # how it ran, read off what was built: attention, precision, the optimizer that stepped
+    assert on_disk["attention"] == "sdpa" and on_disk["precision"]["policy_weights"] == "float32"
+    assert (on_disk["optimizer"]["class"], on_disk["optimizer"]["lr"]) == ("AdamW", 2e-4)
     timings = on_disk["timings_s"]  # where the wall time went, stage by stage
     assert set(timings) == {"data", "model", "train", "evaluate", "save", "generate", "reference_precompute"}
     assert timings["train"] > 0 and timings["evaluate"] > 0 and timings["reference_precompute"] == 0  # not asked for
