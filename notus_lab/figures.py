@@ -68,6 +68,7 @@ def forest(diffs: list[dict], metric: str, path: Path) -> None:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(diffs)), [f"{d['b']} − {d['a']} ({d['scope']})" for d in reversed(diffs)], fontsize=8)
     ax.set_xlabel(f"difference in {metric}")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # readable ticks whatever the range
     ax.set_title("paired differences: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -89,14 +90,20 @@ def curves(runs: list[dict], signal: str, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     colors = {s: f"C{i}" for i, s in enumerate(sorted({s for s, _ in series}))}
     for strategy, points in series:
-        ax.plot(*zip(*points), color=colors[strategy], alpha=0.8, marker=".")
-    for strategy, color in colors.items():
-        ax.plot([], [], color=color, label=strategy)
+        ax.plot(*zip(*points), color=colors[strategy], alpha=0.25, lw=1)
+    for strategy, color in colors.items():  # the strategy's mean at each step it was evaluated
+        by_step = {}
+        for s, points in series:
+            for step, value in points:
+                if s == strategy:
+                    by_step.setdefault(step, []).append(value)
+        steps = sorted(by_step)
+        ax.plot(steps, [sum(by_step[x]) / len(by_step[x]) for x in steps], color=color, lw=2.5, marker="o", label=strategy)
     ax.set_xlabel("step")
     ax.set_ylabel(f"eval {signal} rewards/accuracies")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    ax.set_title("held-out curves, one line per run", fontsize=9)
+    ax.set_title("held-out curves: thin, one line per run; thick, the strategy's mean", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

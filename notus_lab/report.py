@@ -192,7 +192,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
                "over the per-prompt standard deviation (seed and prompt components). Detectable: the smallest "
                "difference this design finds with 80 % power.", ""]
     if len(codes) > 1:
-        md += ["## Code versions", "", "| commit | runs |", "|---|---|"]
+        md += ["## Code versions", "", "| code version (a hash of notus_lab's sources) | runs |", "|---|---|"]
         md += [f"| `{c[:12]}` | {len(names)}: {', '.join(f'`{n}`' for n in names[:4])}{' ...' if len(names) > 4 else ''} |"
                for c, names in sorted(codes.items())]
         md.append("")

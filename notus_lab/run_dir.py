@@ -16,7 +16,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from notus_lab.tracking import redact, write_json
+from notus_lab.tracking import git_commit, redact, write_json
 
 log = logging.getLogger("notus_lab")
 
@@ -67,10 +67,9 @@ def what_changed(run_dir: Path, resolved: dict, code: str) -> str | None:
                if before.get(k) != now.get(k)]
     if changed:
         return f"config ({'; '.join(changed[:3])}{f'; +{len(changed) - 3} more' if len(changed) > 3 else ''})"
-    old_code = json.loads((run_dir / "provenance.json").read_text()).get("git_commit") \
-        if (run_dir / "provenance.json").exists() else None
-    if old_code and old_code != code:
-        return f"code ({old_code[:12]} -> {code[:12]})"
+    old = json.loads((run_dir / "provenance.json").read_text()) if (run_dir / "provenance.json").exists() else {}
+    if old.get("code_version", code) != code:
+        return f"code ({old['code_version']} -> {code}; commits {old.get('git_commit', '?')[:12]} -> {git_commit()[:12]})"
     return None
 
 

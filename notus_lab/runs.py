@@ -48,7 +48,8 @@ def read_runs(sweep_dir: Path) -> list[dict]:
             run["eval_history"] = metrics.get("eval_history", {})
             # in the bundled world: how often this arm's own training pairs prefer the truly better answer
             run["truth_agreement"] = _json(run_dir / "data_report.json").get("truth_agreement", {}).get("train", {}).get("agreement")
-            run["code"] = _json(run_dir / "provenance.json").get("git_commit")
+            provenance = _json(run_dir / "provenance.json")
+            run["code"] = provenance.get("code_version") or provenance.get("git_commit")
         elif (run_dir / "failed.json").exists():
             failed = json.loads((run_dir / "failed.json").read_text())
             run["status"], run["error"] = "failed", f"{failed.get('error')}: {failed.get('message', '')}"

@@ -68,9 +68,19 @@ def _git(*args) -> str:
         return ""
 
 
+def git_commit() -> str:
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
 def code_version() -> str:
-    """The notus_lab code a run was made with: its git commit (or the package version outside git)."""
-    return _git("rev-parse", "HEAD") or f"notus_lab {metadata.version('notus_lab')}"
+    """The notus_lab code a run was made with: a hash of the package's sources. A commit that touches
+    only tests or docs leaves it alone; any change to what runs changes it (git_commit says which commit)."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for source in sorted(package.glob("*.py")):
+        h.update(source.name.encode())
+        h.update(source.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def provenance(data_fingerprint: str, base_fingerprint: str, science_fingerprint: str) -> dict:
@@ -81,7 +91,8 @@ def provenance(data_fingerprint: str, base_fingerprint: str, science_fingerprint
         except metadata.PackageNotFoundError:
             versions[p] = None
     return {
-        "git_commit": code_version(),
+        "git_commit": git_commit(),
+        "code_version": code_version(),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "science_fingerprint": science_fingerprint,
         "command": redact(" ".join(sys.argv)),

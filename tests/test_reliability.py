@@ -290,8 +290,9 @@ def test_a_finished_run_of_other_settings_or_other_code_is_never_handed_back(tmp
         run(compose(*small, "beta=0.2"), tmp_path)
     provenance = json.loads((tmp_path / "provenance.json").read_text())
     assert len(provenance["science_fingerprint"]) == 16
-    (tmp_path / "provenance.json").write_text(json.dumps({**provenance, "git_commit": "0" * 40}))
-    with pytest.raises(ConfigError, match=r"another code \(000000000000 -> "):
+    assert len(provenance["code_version"]) == 16 and provenance["git_commit"]
+    (tmp_path / "provenance.json").write_text(json.dumps({**provenance, "code_version": "0" * 16}))
+    with pytest.raises(ConfigError, match=r"another code \(0000000000000000 -> [0-9a-f]{16}; commits "):
         run(compose(*small), tmp_path)
     again = run(compose(*small, "train.resume=false"), tmp_path)  # starting over is one setting away
     assert again["train"]["steps"] == 2
@@ -306,8 +307,8 @@ def test_the_report_flags_runs_from_different_code_versions(tmp_path):
         (run_dir / ".hydra" / "overrides.yaml").write_text(f"- data={data}\n")
         (run_dir / "config.yaml").write_text("beta: 0.1\n")
         (run_dir / "metrics.json").write_text(json.dumps({"truth_accuracy": 0.7 + i / 10}))
-        (run_dir / "provenance.json").write_text(json.dumps({"git_commit": commit}))
+        (run_dir / "provenance.json").write_text(json.dumps({"git_commit": commit, "code_version": commit[:16]}))
     out = R.write_report(tmp_path)
-    assert out["code_versions"] == {"a" * 40: 1, "b" * 40: 1}
+    assert out["code_versions"] == {"a" * 16: 1, "b" * 16: 1}
     text = (tmp_path / "report.md").read_text()
     assert "**Runs from 2 code versions**" in text and "| `aaaaaaaaaaaa` | 1: `r0` |" in text
