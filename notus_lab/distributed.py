@@ -81,13 +81,17 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def preemption_signal():
+    """The signal SLURM sends before preempting or timing out a submitit job (None outside SLURM)."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+
+
 def stop_signals() -> list:
     """What stops a run with a checkpoint: SIGTERM, Ctrl-C, and under SLURM submitit's preemption signal."""
-    sigs = [signal.SIGTERM, signal.SIGINT]
-    preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
-    if os.environ.get("SLURM_JOB_ID") and preempt is not None:
-        sigs.append(preempt)
-    return sigs
+    preempt = preemption_signal()
+    return [signal.SIGTERM, signal.SIGINT] + ([preempt] if preempt else [])
 
 
 def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
@@ -99,7 +103,12 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     from notus_lab.run_dir import Interrupted
     from notus_lab.train import prebuild
 
-    if world_size(cfg.hardware) == 1 or "LOCAL_RANK" in os.environ:
+    preempt = preemption_signal()
+    if "LOCAL_RANK" in os.environ:  # a rank: undo the launcher agent's ignore (see below), inherited through exec
+        if preempt and signal.getsignal(preempt) == signal.SIG_IGN:
+            signal.signal(preempt, signal.SIG_DFL)
+        return False
+    if world_size(cfg.hardware) == 1:
         return False
     prebuild(cfg)  # once, here: a build inside the ranks would set up training of its own among them
     cmd = accelerate_command(cfg, run_dir, overrides)
@@ -109,8 +118,12 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
         threads = cfg.hardware.threads or max(1, (os.cpu_count() or 1) // cfg.hardware.num_processes)
         env["OMP_NUM_THREADS"] = str(threads)
     # a session of their own: a terminal's Ctrl-C reaches this process only, and the launcher's agent never
-    # turns a signal into a kill of ranks that are still saving
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # turns a signal into a kill of ranks that are still saving. SLURM signals every process of the step:
+    # the agent has no handler for the preemption signal and would die of it, so this process would requeue
+    # the arm while its orphaned ranks still save (and, where SLURM tracks processes by parentage, outlive
+    # the job and hold the run dir against the requeued attempt). The agent ignores it instead.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            preexec_fn=(lambda: signal.signal(preempt, signal.SIG_IGN)) if preempt else None)
     received = []
 
     def forward(signum, frame):

@@ -75,8 +75,10 @@ def default_metric(runs: list[dict]) -> str:
     """Judged generations when every finished run has them, else the truth (bundled world); never one of
     the compared signals' own labels, which would grade each strategy by its own rule."""
     finished = [r for r in runs if r["status"] == "finished"]
+    if not finished:  # nothing to compare yet: the report lists what failed or is unfinished
+        return JUDGED
     for metric in (JUDGED, "truth_accuracy"):
-        if finished and all(metric in r["metrics"] for r in finished):
+        if all(metric in r["metrics"] for r in finished):
             return metric
     candidates = sorted({k for r in finished for k, v in r["metrics"].items() if isinstance(v, (int, float))})
     raise SystemExit(f"error: --metric is required: not every run has {JUDGED} or truth_accuracy; allowed one of "

@@ -32,6 +32,8 @@ class RunDirBusy(RuntimeError):
 # settings that change where or how a run executes, never what it learns: a relaunch may change them
 NOT_SCIENCE = ("wandb.", "hardware.", "sweep_name", "run_name", "train.resume", "train.reference_cache_dir",
                "train.logging_steps", "train.save_steps", "base.cache_dir", "generation.batch_size", "judge.batch_size")
+# the same signal again within this many seconds is the same request, not a second one
+SAME_REQUEST_S = 2.0
 
 
 def science(resolved: dict, prefix: str = "") -> dict:
@@ -92,12 +94,13 @@ def run_dir_lock(run_dir: Path):
 
 def stop_on_signal_callback():
     """A TrainerCallback that turns SIGTERM/SIGINT (and submitit's preemption signal) into: finish the
-    current step, save a checkpoint, stop. A second signal falls back to the previous handler."""
+    current step, save a checkpoint, stop. A second signal (not the first one again, arriving by another
+    path) falls back to the previous handler: stop now."""
     from transformers import TrainerCallback
 
     class StopOnSignal(TrainerCallback):
         def __init__(self):
-            self.received = None
+            self.received, self.received_at = None, 0.0
             self.previous = {}
 
         def install(self):
@@ -114,11 +117,13 @@ def stop_on_signal_callback():
                 signal.signal(sig, handler)
 
         def _handle(self, signum, frame):
-            if self.received is not None:  # asked twice: stop now
-                self.restore()
+            if self.received is not None:
+                if signum == self.received and time.monotonic() - self.received_at < SAME_REQUEST_S:
+                    return  # one request by two paths: SLURM signals every process, the launcher passes it on
+                self.restore()  # asked twice: stop now
                 signal.raise_signal(signum)
                 return
-            self.received = signum
+            self.received, self.received_at = signum, time.monotonic()
             log.warning("caught %s: saving a checkpoint at the end of this step", signal.Signals(signum).name)
 
         def on_step_end(self, args, state, control, **kwargs):

@@ -93,6 +93,27 @@ def test_sigint_also_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
     assert (ckpt / "trainer_state.json").exists() and (ckpt / "adapter_model.safetensors").exists()
 
 
+def test_the_same_signal_twice_at_once_is_one_request_and_a_later_one_stops_now(monkeypatch):
+    """SLURM signals every process of a step and the launcher passes the signal on too: a rank gets it twice.
+    That is one request (save, then stop); the same signal later is a second one (stop now)."""
+    from notus_lab import run_dir
+
+    later = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: later.append(signum))
+    try:
+        callback = run_dir.stop_on_signal_callback()
+        callback.install()
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
+        assert callback.received == signal.SIGTERM and later == []  # still saving a checkpoint
+        monkeypatch.setattr(run_dir, "SAME_REQUEST_S", 0.0)
+        signal.raise_signal(signal.SIGTERM)
+        assert later == [signal.SIGTERM]  # handed to the previous handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def test_a_half_written_checkpoint_is_never_picked_up(tmp_path):
     from notus_lab.run_dir import latest_checkpoint
 

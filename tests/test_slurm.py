@@ -96,17 +96,22 @@ def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, out[-3000:]
+    logs = "".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit" / job_id).glob("*.out"))
+    errors = "".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit" / job_id).glob("*.err"))
+    assert proc.returncode == 0, out[-3000:] + logs[-4000:] + errors[-3000:]
     (run_dir,) = [r["dir"] for r in read_runs(sweep_dir)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 60
-    logs = "".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit" / job_id).glob("*.out"))
     assert "caught SIGUSR2: saving a checkpoint" in logs and "this job is preempted" in logs
+    stopped = re.findall(r"stopped by SIGUSR2 at step (\d+)", logs)
     if hardware != "cpu":  # the launcher passed the signal on, and both ranks stopped at the same step
         assert "caught SIGUSR2: the 2 ranks save a checkpoint at the end of this step" in logs
-        assert logs.count("caught SIGUSR2: saving a checkpoint") == 2
+        assert logs.count("caught SIGUSR2: saving a checkpoint") == 2 and len(set(stopped)) == 1
+        # the arm is requeued only once its ranks are done saving: none outlives the attempt
+        assert logs.rindex("stopped by SIGUSR2 at step") < logs.index("this job is preempted"), logs[-6000:]
     resumed = [line for line in logs.splitlines() if "resuming from" in line]
-    assert resumed and int(resumed[0].rsplit("checkpoint-", 1)[1]) > 10  # the checkpoint written at the signal
+    resumed_at = int(resumed[0].rsplit("checkpoint-", 1)[1])
+    assert resumed_at > 10 and all(int(step) == resumed_at for step in stopped)  # the checkpoint written at the signal
     assert "Restarts=1" in scontrol_job(slurm, job_id)
     # both attempts logged into ONE W&B run (same id), not two
     files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -157,6 +157,15 @@ def test_report_lists_failed_and_unfinished_runs(tmp_path):
     assert "`oom` | failed | OutOfMemoryError: CUDA out of memory" in text and "`killed` | unfinished" in text
 
 
+def test_a_sweep_where_nothing_finished_still_gets_a_report_of_what_failed(tmp_path):
+    plant(tmp_path, "oom", ["data=critique", "train.seed=1"], None, error="CUDA out of memory")
+    plant(tmp_path, "killed", ["data=mean_rating", "train.seed=1"], None)
+    proc = cli("notus_lab.report", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (tmp_path / "report.md").read_text()
+    assert "0 finished, 1 failed, 1 unfinished" in text and "`oom` | failed" in text and "`killed` | unfinished" in text
+
+
 def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figures(sweep):
     from wandb_records import run_record
 
