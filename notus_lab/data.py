@@ -7,7 +7,6 @@ every skipped row and completion is counted under a reason in the report.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import re
@@ -16,7 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Optional
 
-from notus_lab.config import ASPECTS, ConfigError, DataConfig, looks_like_local_path
+from notus_lab.config import ConfigError, DataConfig, looks_like_local_path
+from notus_lab.signals import bug_signature, number, signal_score
 
 # ---------------------------------------------------------------------------------------------
 # Loading
@@ -109,84 +109,6 @@ def split_rows(rows: list, test_size: float, seed: int) -> tuple[list[int], list
     train_idx = [i for i, k in enumerate(keys) if k not in held_out]
     test_idx = [i for i, k in enumerate(keys) if k in held_out]
     return train_idx, test_idx
-
-
-# ---------------------------------------------------------------------------------------------
-# Scores per completion
-
-
-def _number(x) -> Optional[float]:
-    """A finite number from a rating or score as UltraFeedback stores it ("4", 4, 4.0); else None."""
-    if isinstance(x, bool):
-        return None
-    if isinstance(x, (int, float)):
-        v = float(x)
-    elif isinstance(x, str):
-        try:
-            v = float(x.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return v if math.isfinite(v) else None
-
-
-def aspect_rating(completion: dict, aspect: str):
-    """The rating as a float, "N/A", or None when malformed."""
-    ann = completion.get("annotations")
-    node = ann.get(aspect) if isinstance(ann, dict) else None
-    raw = node.get("Rating") if isinstance(node, dict) else None
-    if isinstance(raw, str) and raw.strip().upper() == "N/A":
-        return "N/A"
-    v = _number(raw)
-    return v if v is not None and 1 <= v <= 5 else None
-
-
-def mean_of(ratings: list):
-    """Notus's rule on parsed ratings: mean with N/A skipped; any malformed one spoils it."""
-    if None in ratings:
-        return None, "malformed_rating"
-    vals = [r for r in ratings if r != "N/A"]
-    return (sum(vals) / len(vals), None) if vals else (None, "no_ratings")
-
-
-def mean_rating(completion: dict):
-    """Notus: mean of the four aspect ratings, N/A skipped. (score, None) or (None, reason)."""
-    return mean_of([aspect_rating(completion, a) for a in ASPECTS])
-
-
-def critique_score(completion: dict):
-    v = _number(completion.get("overall_score"))
-    return (v, None) if v is not None and 1 <= v <= 10 else (None, "malformed_score")
-
-
-def is_bug_signature(critique, mean, threshold: float) -> bool:
-    """UltraFeedback's critique bug: overall_score 10 while the aspect ratings say it is bad."""
-    return critique == 10 and mean is not None and mean <= threshold
-
-
-def bug_signature(completion: dict, threshold: float) -> bool:
-    return is_bug_signature(critique_score(completion)[0], mean_rating(completion)[0], threshold)
-
-
-def signal_score(completion: dict, d: DataConfig, signal: str):
-    """(score, None) or (None, reason) for one completion under one signal."""
-    if signal in ("critique", "critique_curated"):
-        score, why = critique_score(completion)
-        if why or d.vintage == "as_is" or score != 10:
-            return score, why
-        # upstream's 2023-12-29 fix: fine-grained mean <= 2 -> 1; > 4 -> keep 10; else re-annotated
-        fine = _number(completion.get("fine-grained_score"))
-        if fine is None:
-            fine, _ = mean_rating(completion)
-        if fine is None:
-            return None, "needs_reannotation"
-        return (1.0, None) if fine <= 2 else (10.0, None) if fine > 4 else (None, "needs_reannotation")
-    if signal in ("mean_rating", "multi_pair"):
-        return mean_rating(completion)
-    aspect = d.aspect if signal == "aspect" else signal
-    r = aspect_rating(completion, aspect)
-    return (None, "malformed_rating") if r is None else (None, "no_ratings") if r == "N/A" else (r, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,8 +248,8 @@ def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
             dropped["duplicate_response"] += 1
         else:
             pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                          "score_chosen": _number(row.get("score_chosen")),
-                          "score_rejected": _number(row.get("score_rejected")), "row_index": i,
+                          "score_chosen": number(row.get("score_chosen")),
+                          "score_rejected": number(row.get("score_rejected")), "row_index": i,
                           "source": row.get("source", "unknown")})
     return pairs, {"strategy": "prebinarized", "rows_in": len(idx), "pairs_out": len(pairs),
                    "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {}, "tie_pairs": 0}
