@@ -152,14 +152,15 @@ def verdicts(diffs: list[dict], metric: str) -> list[str]:
 
 
 def design_line(diffs: list[dict]) -> str | None:
-    """"with S seeds x P prompts this sweep detects differences >= X" from the pooled rows."""
+    """"with N paired runs x P prompts this sweep detects differences >= X" from the pooled rows."""
     pooled = [d for d in diffs if d["scope"] == "all" and d.get("mde") is not None]
     if not pooled:
         return None
     worst = max(pooled, key=lambda d: d["mde"])
-    unit = f"{worst['n']} seeds" + (f" x {worst['prompts']} prompts" if "prompts" in worst else " (runs only)")
+    unit = f"{worst['n']} paired runs" + (f" x {worst['prompts']} prompts" if "prompts" in worst else "")
     return (f"With {unit} this sweep detects differences >= {worst['mde']:.4f} in the metric (80 % power, "
-            f"alpha 0.05 Bonferroni-adjusted for {worst['comparisons']} comparisons; the largest of the pooled rows).")
+            f"alpha 0.05 Bonferroni-adjusted for {worst['comparisons']} comparisons; the largest of the pooled rows; "
+            "a paired run is one seed at one setting of the other swept keys).")
 
 
 def plan(diffs: list[dict], target: float, seeds=(2, 3, 4, 5, 8, 10)) -> list[dict]:

@@ -66,7 +66,7 @@ def test_judged_differences_and_power_match_a_hand_computation(tmp_path):
 
     assert prompts_needed(d["variance"], 0.3, 1, 2) is None  # (0.3 / z)^2 < 0.0625 / 2: no prompt count suffices
     text = (tmp_path / "report.md").read_text()
-    assert "With 3 seeds x 4 prompts this sweep detects differences >= 0.5349" in text
+    assert "With 3 paired runs x 4 prompts this sweep detects differences >= 0.5349" in text
     assert "| 3 | 6 |" in text and (tmp_path / "forest.png").stat().st_size > 5000
 
 
