@@ -1,5 +1,6 @@
 """What a run checks about itself once things are built, and records in metrics.json: the engine
-accelerate set up, how much of the model this rank holds, and the optimizer that really steps. Each of
+accelerate set up, how much of the model this rank holds, its precision and memory, and the optimizer
+that really steps. Each of
 these has silently differed from what the profile or recipe asked for (README, "Scaling out")."""
 
 from __future__ import annotations
@@ -31,6 +32,27 @@ def local_parameter_share(model) -> float:
         else:
             total, local = total + p.numel(), local + p.numel()
     return round(local / max(total, 1), 4)
+
+
+def precision_record(hw, policy_weights: str) -> dict:
+    """How the policy was held and computed: its weights' dtype as loaded, and who casts to 16 bits
+    (the Trainer's autocast, or DeepSpeed's bf16 engine keeping the fp32 master copy)."""
+    deepspeed = hw.distributed == "deepspeed"
+    return {"asked": hw.precision, "policy_weights": policy_weights,
+            "autocast": None if deepspeed else {"bf16": "bfloat16", "fp16": "float16"}.get(hw.precision),
+            "deepspeed_bf16": deepspeed and hw.precision == "bf16"}
+
+
+def memory_record(cfg) -> dict:
+    """The preflight's per-GPU estimate next to what CUDA measured on this rank: keeps the estimate honest."""
+    import torch
+
+    from notus_lab import memory
+
+    out = {"estimate": memory.estimate(cfg)["total"] if cfg.base.shape.num_parameters else None}
+    if torch.cuda.is_available():
+        out["measured_peak"] = round(torch.cuda.max_memory_allocated() / memory.GB, 1)
+    return out
 
 
 # optimizer.name -> the class names that may really step for it (bitsandbytes names its own)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -37,6 +38,15 @@ def quiet_third_party_noise(argv: list[str]) -> list[str]:
             else:
                 warnings.filterwarnings("ignore", message=f"^{start}", category=where)
     return [a for a in argv if a not in ("-v", "--verbose")]
+
+
+def refuse(problems: list[tuple[str, object, str]]) -> None:
+    """A command's bad arguments, as (key, value, what is allowed): the first one as one line on stderr
+    and exit 2, the format of every entrypoint's bad input (preflight.fail)."""
+    if problems:
+        key, value, allowed = problems[0]
+        print(f"error: {key}={str(value)!r} is invalid: allowed {allowed}", file=sys.stderr)
+        sys.exit(2)
 
 
 def summary(run_dir: Path, metrics: dict, multirun: bool) -> str:

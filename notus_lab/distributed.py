@@ -100,7 +100,7 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     The ranks run in a session of their own, and this process passes a stop signal on to them: they save a
     checkpoint at the end of their step and exit. Then the signal's previous handler runs here (submitit's:
     requeue the arm), so a preempted multi-process arm resumes from that checkpoint like a single one."""
-    from notus_lab.run_dir import Interrupted
+    from notus_lab.run_dir import Interrupted, pass_on
     from notus_lab.train import prebuild
 
     preempt = preemption_signal()
@@ -146,9 +146,7 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
-        handler = previous.get(received[0])
-        if callable(handler) and handler is not signal.default_int_handler:
-            handler(received[0], None)  # submitit: requeue this arm, then exit
+        pass_on(previous.get(received[0]), received[0])  # submitit: requeue this arm, then exit
         raise Interrupted(f"stopped by {signal.Signals(received[0]).name}: the ranks saved a checkpoint in "
                           f"{run_dir / 'checkpoints'}; run the same command again to resume")
     if code != 0:

@@ -26,6 +26,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from notus_lab.console import refuse
 from notus_lab.tracking import write_json
 
 PREFERENCE = {1.0: 0.0, 1.5: 0.5, 2.0: 1.0}  # the model as output_2; swapped when it is output_1
@@ -125,10 +126,7 @@ def main(argv=None) -> None:
                  ("--leaderboard", args.leaderboard), ("--mt-bench", args.mt_bench)) if v is not None and not v.is_file()]
     if not problems and not (args.alpaca_eval or args.leaderboard or args.mt_bench):
         problems.append(("--alpaca-eval", None, "at least one of --alpaca-eval, --leaderboard, --mt-bench"))
-    if problems:
-        key, value, allowed = problems[0]
-        print(f"error: {key}={str(value)!r} is invalid: allowed {allowed}", file=sys.stderr)
-        sys.exit(2)
+    refuse(problems)
     attached = attach(args.target, args.alpaca_eval, args.leaderboard, args.mt_bench)
     for name, judges in attached.items():
         print(f"{name}: {', '.join(judges)}")

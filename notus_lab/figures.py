@@ -4,6 +4,7 @@ with one dot per seed, and held-out curves over training steps per strategy."""
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from notus_lab.runs import STRATEGY_KEY
@@ -17,6 +18,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
 
 
 def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel: str) -> None:
@@ -50,9 +57,7 @@ def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"{ylabel}\nmean and 95 % CI over seeds; small dots: one per seed", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def forest(diffs: list[dict], metric: str, path: Path) -> None:
@@ -71,9 +76,7 @@ def forest(diffs: list[dict], metric: str, path: Path) -> None:
     ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # readable ticks whatever the range
     ax.set_title("paired differences: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def curves(runs: list[dict], signal: str, path: Path) -> bool:
@@ -91,20 +94,18 @@ def curves(runs: list[dict], signal: str, path: Path) -> bool:
     colors = {s: f"C{i}" for i, s in enumerate(sorted({s for s, _ in series}))}
     for strategy, points in series:
         ax.plot(*zip(*points), color=colors[strategy], alpha=0.25, lw=1)
-    for strategy, color in colors.items():  # the strategy's mean at each step it was evaluated
-        by_step = {}
-        for s, points in series:
-            for step, value in points:
-                if s == strategy:
-                    by_step.setdefault(step, []).append(value)
-        steps = sorted(by_step)
-        ax.plot(steps, [sum(by_step[x]) / len(by_step[x]) for x in steps], color=color, lw=2.5, marker="o", label=strategy)
+    by_step = {s: {} for s in colors}  # each strategy's values at each step it was evaluated
+    for strategy, points in series:
+        for step, value in points:
+            by_step[strategy].setdefault(step, []).append(value)
+    for strategy, color in colors.items():  # the strategy's mean
+        steps = sorted(by_step[strategy])
+        ax.plot(steps, [statistics.fmean(by_step[strategy][x]) for x in steps], color=color, lw=2.5, marker="o",
+                label=strategy)
     ax.set_xlabel("step")
     ax.set_ylabel(f"eval {signal} rewards/accuracies")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title("held-out curves: thin, one line per run; thick, the strategy's mean", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from notus_lab.console import refuse
 from notus_lab.tracking import write_json
 
 
@@ -201,10 +201,7 @@ def main(argv=None) -> None:
 
         if not torch.cuda.is_available():
             problems.append(("--device", args.device or "cuda (the run's)", "cpu on a machine without CUDA"))
-    if problems:
-        key, value, allowed = problems[0]
-        print(f"error: {key}={str(value)!r} is invalid: allowed {allowed}", file=sys.stderr)
-        sys.exit(2)
+    refuse(problems)
     done = export(args.run_dir, args.alpaca_eval, args.mt_bench, args.model_id, args.max_new_tokens,
                   args.batch_size, args.limit, args.device)
     print(f"wrote {done['alpaca_eval']} AlpacaEval outputs and {done['mt_bench']} MT-Bench answers to {done['dir']} "

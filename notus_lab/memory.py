@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 
+from notus_lab.distributed import world_size
+
 GB = 1024 ** 3
 # optimizer state bytes per trainable parameter (torch keeps it in fp32; bitsandbytes 8-bit in 1 byte each)
 OPTIMIZER_STATE = {"adamw_torch": 8, "adamw_torch_fused": 8, "rmsprop": 4, "sgd": 0, "adafactor": 0.5,
@@ -43,7 +45,7 @@ def estimate(cfg) -> dict:
     """{component: GB per GPU, ..., "total": GB}."""
     shape, hw, m, tr = cfg.base.shape, cfg.hardware, cfg.model, cfg.train
     n = float(shape.num_parameters)
-    ranks = hw.num_processes * hw.num_nodes
+    ranks = world_size(hw)
     zero = _zero(hw)
     half = hw.precision in ("bf16", "fp16")
     low = 2 if half else 4  # bytes of a weight or activation in the run's precision
@@ -108,7 +110,7 @@ def alternatives(cfg) -> list[tuple[str, float]]:
         other.hardware = OmegaConf.merge(OmegaConf.structured(HardwareConfig), load_option("hardware", option))
         hw = other.hardware
         if option == cfg.hardware.name or hw.device != "cuda" or not hw.gpu_memory_gb or \
-                cfg.train.global_batch_size % (hw.per_device_batch_size * hw.num_processes * hw.num_nodes):
+                cfg.train.global_batch_size % (hw.per_device_batch_size * world_size(hw)):
             continue
         out.append((f"hardware={option}", estimate(other)["total"], hw.gpu_memory_gb))
     return [(setting, total) for setting, total, memory in out if memory and total <= memory]

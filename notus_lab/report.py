@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from notus_lab import figures
+from notus_lab.console import refuse
 from notus_lab.runs import JUDGED, SEED_KEYS, STRATEGY_KEY, factors, read_runs
 from notus_lab.stats import design_line, paired_differences, plan, t_interval, verdicts
 
@@ -120,7 +121,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     needed = plan(diffs, target_effect) if target_effect else []
     finished = [r for r in runs if r["status"] == "finished"]
     signals = sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")})
-    judged = any(f"generation/{k}" in r["metrics"] for r in finished for k in ("policy_mean_tokens",))
+    judged = any("generation/policy_mean_tokens" in r["metrics"] for r in finished)
 
     md = [f"# Sweep report: `{sweep_dir.name}`", "",
           f"{len(runs)} runs: {len(finished)} finished, {sum(r['status'] == 'failed' for r in runs)} failed, "
@@ -247,10 +248,7 @@ def main(argv=None) -> None:
     problems = [("sweep_dir", args.sweep_dir, "an existing sweep directory")] if not args.sweep_dir.is_dir() else []
     if args.target_effect is not None and not args.target_effect > 0:
         problems.append(("--target-effect", args.target_effect, "a number > 0"))
-    if problems:
-        key, value, allowed = problems[0]
-        print(f"error: {key}={str(value)!r} is invalid: allowed {allowed}", file=sys.stderr)
-        sys.exit(2)
+    refuse(problems)
     summary = write_report(args.sweep_dir, args.metric, args.out, args.target_effect)
     out = Path(args.out or args.sweep_dir)
     print((out / "report.md").read_text())

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,12 +27,12 @@ def _pairs(labels: str, rows: list, indices) -> list[dict]:
     from omegaconf import OmegaConf
 
     from notus_lab.audit import truth_pairs
-    from notus_lab.config import CONF_DIR, DataConfig
+    from notus_lab.config import DataConfig, load_option
     from notus_lab.data import binarize
 
     if labels == "truth":
         return truth_pairs(rows, indices)
-    option = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONF_DIR / "data" / f"{labels}.yaml"))
+    option = OmegaConf.merge(OmegaConf.structured(DataConfig), load_option("data", labels))
     return binarize(rows, OmegaConf.to_object(option), indices)[0]
 
 
@@ -100,8 +99,10 @@ def build_tiny_reward_model(base_cfg) -> Path:
 
 
 def main(argv=None) -> None:
-    from notus_lab.config import BaseConfig, group_options
     from omegaconf import OmegaConf
+
+    from notus_lab.config import BaseConfig, group_options
+    from notus_lab.console import refuse
 
     p = argparse.ArgumentParser(prog="python -m notus_lab.reward_model", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="where the reward model goes")
@@ -112,10 +113,7 @@ def main(argv=None) -> None:
     allowed = ["truth"] + [o for o in group_options("data") if o != "prebinarized"]
     problems = [("--labels", args.labels, "one of " + ", ".join(allowed))] if args.labels not in allowed else []
     problems += [(k, v, "a number > 0") for k, v in (("--rows", args.rows), ("--epochs", args.epochs)) if v <= 0]
-    if problems:
-        key, value, allowed = problems[0]
-        print(f"error: {key}={value!r} is invalid: allowed {allowed}", file=sys.stderr)
-        sys.exit(2)
+    refuse(problems)
     from notus_lab.model import base_path
 
     card = train_reward_model(args.out, base_path(OmegaConf.structured(BaseConfig)), args.labels, args.rows, args.epochs)

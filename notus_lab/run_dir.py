@@ -92,6 +92,13 @@ def run_dir_lock(run_dir: Path):
         yield
 
 
+def pass_on(handler, signum: int) -> None:
+    """Run the handler a stop signal had before ours when it is someone's own (submitit's: requeue this arm,
+    then exit); the defaults, `ignore` and Python's KeyboardInterrupt are left out."""
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signum, None)
+
+
 def stop_on_signal_callback():
     """A TrainerCallback that turns SIGTERM/SIGINT (and submitit's preemption signal) into: finish the
     current step, save a checkpoint, stop. A second signal (not the first one again, arriving by another

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from notus_lab.tracking import flatten
+
 SEED_KEYS = ("train.seed", "seed")
 STRATEGY_KEY = "data"
 JUDGED = "generation/win_rate_vs_reference"
@@ -20,13 +22,6 @@ def _overrides(run_dir: Path) -> dict:
     path = run_dir / ".hydra" / "overrides.yaml"
     items = yaml.safe_load(path.read_text()) if path.exists() else []
     return dict(o.lstrip("+~").split("=", 1) for o in items or [] if "=" in o)
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def _json(path: Path) -> dict:

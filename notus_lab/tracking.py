@@ -22,6 +22,14 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "h
             "wandb", "bitsandbytes", "submitit", "tokenizers")
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    """Nested metrics as W&B-style keys: {"eval": {"truth": {"loss": x}}} -> {"eval/truth/loss": x}."""
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def redact(obj):
     """The same object with every secret value (from the environment, or shaped like an HF token) masked."""
     secrets = [os.environ[k] for k in SECRET_ENV if len(os.environ.get(k, "")) >= 8]

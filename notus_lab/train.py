@@ -19,13 +19,15 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from notus_lab import config as C
-from notus_lab.checks import check_engine, local_parameter_share, optimizer_check_callback
+from notus_lab.checks import (check_engine, local_parameter_share, memory_record, optimizer_check_callback,
+                              precision_record)
 from notus_lab.distributed import join_deepspeed_comm
 from notus_lab.model_card import model_card
 from notus_lab.preflight import validate
-from notus_lab.run_dir import (Interrupted, latest_checkpoint, record_failure, run_dir_lock, science_fingerprint,
-                               stop_on_signal_callback, what_changed)
-from notus_lab.tracking import code_version, log_generations, provenance, redact, start_wandb, write_json, write_jsonl
+from notus_lab.run_dir import (Interrupted, latest_checkpoint, pass_on, record_failure, run_dir_lock,
+                               science_fingerprint, stop_on_signal_callback, what_changed)
+from notus_lab.tracking import (code_version, flatten, log_generations, provenance, redact, start_wandb, write_json,
+                                write_jsonl)
 
 log = logging.getLogger("notus_lab")
 
@@ -238,8 +240,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         if wb is not None:
             wb.finish(exit_code=1)
         step = trainer.state.global_step
-        if stop.previous.get(stop.received) not in (None, signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler):
-            stop.previous[stop.received](stop.received, None)  # submitit: requeue this arm, then exit
+        pass_on(stop.previous.get(stop.received), stop.received)  # submitit: requeue this arm, then exit
         raise Interrupted(f"stopped by {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
                           f"{run_dir / 'checkpoints'}; run the same command again to resume")
 
@@ -258,10 +259,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
     metrics["optimizer"] = optimizer_built  # the class that really stepped, with its settings
     metrics["attention"] = getattr(trainer.model.config, "_attn_implementation", None)  # what ran, not what was asked
     metrics["memory_gb"] = memory_record(cfg)
-    metrics["precision"] = {"asked": cfg.hardware.precision, "policy_weights": policy_weights_dtype,
-                            "autocast": {"bf16": "bfloat16", "fp16": "float16"}.get(cfg.hardware.precision)
-                            if cfg.hardware.distributed != "deepspeed" else None,
-                            "deepspeed_bf16": cfg.hardware.distributed == "deepspeed" and cfg.hardware.precision == "bf16"}
+    metrics["precision"] = precision_record(cfg.hardware, policy_weights_dtype)
     metrics["rank0_parameter_share"] = local_parameter_share(trainer.model)  # 1/world_size when really sharded
     metrics["rank0_parameter_share_at_load"] = parameter_share_at_load
 
@@ -298,22 +296,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         (run_dir / "README.md").write_text(redact(model_card(cfg, metrics, report)))
         write_json(run_dir / "metrics.json", metrics)  # last: its presence means "finished"
         if wb is not None:
-            wb.summary.update({k: v for k, v in flat(metrics).items() if isinstance(v, (int, float))})
+            wb.summary.update({k: v for k, v in flatten(metrics).items() if isinstance(v, (int, float))})
     if wb is not None:
         wb.finish()  # the HF callback never does; a multirun needs one run per job
     return metrics
-
-
-def memory_record(cfg) -> dict:
-    """The preflight's per-GPU estimate next to what CUDA measured on this rank: keeps the estimate honest."""
-    import torch
-
-    from notus_lab import memory
-
-    out = {"estimate": memory.estimate(cfg)["total"] if cfg.base.shape.num_parameters else None}
-    if torch.cuda.is_available():
-        out["measured_peak"] = round(torch.cuda.max_memory_allocated() / memory.GB, 1)
-    return out
 
 
 def prebuild(cfg) -> str:
@@ -343,10 +329,3 @@ def release_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
-
-def flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(flat(v, key + "/") if isinstance(v, dict) else {key: v})
-    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from notus_lab.runs import STRATEGY_KEY, generation_records, read_runs
+from notus_lab.runs import SEED_KEYS, STRATEGY_KEY, generation_records, read_runs
 from notus_lab.tracking import redact
 
 SAMPLES_PER_ARM = 8
@@ -35,8 +35,7 @@ def tables(summary: dict, runs: list[dict]) -> dict:
               "excludes_zero", "effect_size", "detectable"],
              [[d["a"], d["b"], d["scope"], d["n"], d.get("prompts"), d["mean"], *d["ci"], *d["adjusted_ci"],
                d["excludes_zero"], d.get("effect_size"), d.get("mde")] for d in summary["differences"]])
-    finished = [r for r in runs if r["status"] == "finished"]
-    signals = sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")})
+    finished, signals = [r for r in runs if r["status"] == "finished"], summary["signals"]
     cross = (["run", STRATEGY_KEY] + signals,
              [[r["name"], r["overrides"].get(STRATEGY_KEY)] + [r["metrics"].get(f"eval/{s}/rewards/accuracies") for s in signals]
               for r in finished])
@@ -74,7 +73,7 @@ def log_report(sweep_dir: Path, out_dir: Path, summary: dict, mode: str) -> str:
 def report_spec(summary: dict, settings: dict) -> dict:
     """The saved W&B Report as data: which panels, which metric keys, which runs (the sweep's group)."""
     as_config = lambda k: "config.data.strategy" if k == STRATEGY_KEY else f"config.{k}"  # noqa: E731  (a group: its option)
-    groupby = [as_config(k) for k in summary["factors"] if k not in ("train.seed", "seed")] or [as_config(STRATEGY_KEY)]
+    groupby = [as_config(k) for k in summary["factors"] if k not in SEED_KEYS] or [as_config(STRATEGY_KEY)]
     signals = summary.get("signals") or []
     return {
         "project": settings["project"], "entity": settings["entity"],
