@@ -67,8 +67,9 @@ def forest(diffs: list[dict], metric: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(diffs) + 1.2))
     for y, d in enumerate(reversed(diffs)):
         color = "tab:blue" if d["excludes_zero"] else "tab:gray"
-        ax.plot(d["adjusted_ci"], [y, y], color=color, lw=1)
-        ax.plot(d["ci"], [y, y], color=color, lw=4, alpha=0.6)
+        if d["ci"][0] is not None:  # one seed: no interval, the estimate alone
+            ax.plot(d["adjusted_ci"], [y, y], color=color, lw=1)
+            ax.plot(d["ci"], [y, y], color=color, lw=4, alpha=0.6)
         ax.plot([d["mean"]], [y], "o", color=color, mfc="white" if not d["excludes_zero"] else color)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(diffs)), [f"{d['b']} − {d['a']} ({d['scope']})" for d in reversed(diffs)], fontsize=8)

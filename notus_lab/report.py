@@ -87,21 +87,38 @@ def default_metric(runs: list[dict]) -> str:
 
 
 def sign_check(diffs: list[dict], runs: list[dict]) -> list[dict]:
-    """Positive control in the bundled world: for each pair of strategies, does the judged difference have
-    the sign of the difference in how often their training pairs agree with the truth?"""
-    agreement = defaultdict(list)
-    for r in runs:
-        if r["status"] == "finished" and r.get("truth_agreement") is not None:
-            agreement[r["overrides"].get(STRATEGY_KEY)].append(r["truth_agreement"])
+    """Positive control in the bundled world: for each pooled pair of strategies, does the judged difference
+    have the sign of the difference in how often their training pairs agree with the truth (in the same
+    world, where a world key was swept)?"""
     out = []
     for d in diffs:
-        if d["scope"] == "all" and d["a"] in agreement and d["b"] in agreement:
+        if not d["pooled"]:
+            continue
+        within = dict(part.split("=", 1) for part in d["scope"].split(", ")) if d["scope"] != "all" else {}
+        agreement = defaultdict(list)
+        for r in runs:
+            if (r["status"] == "finished" and r.get("truth_agreement") is not None
+                    and all(r["overrides"].get(k) == v for k, v in within.items())):
+                agreement[r["overrides"].get(STRATEGY_KEY)].append(r["truth_agreement"])
+        if d["a"] in agreement and d["b"] in agreement:
             data_diff = statistics.fmean(agreement[d["b"]]) - statistics.fmean(agreement[d["a"]])
             # only a judged difference the statistics support is a ranking to check
             agrees = ((d["mean"] > 0) == (data_diff > 0)) if d["excludes_zero"] else None
-            out.append({"a": d["a"], "b": d["b"], "metric_diff": d["mean"], "agreement_diff": round(data_diff, 4),
-                        "agrees": agrees})
+            out.append({"a": d["a"], "b": d["b"], "scope": d["scope"], "metric_diff": d["mean"],
+                        "agreement_diff": round(data_diff, 4), "agrees": agrees})
     return out
+
+
+def _ci(ci) -> str:
+    return "n/a" if ci[0] is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def difference_line(d: dict) -> str:
+    size = "" if d.get("effect_size") is None else f"{d['effect_size']:+.2f}"
+    mde = "" if d.get("mde") is None else f"{d['mde']:.4f}"
+    return (f"| {d['a']} | {d['b']} | {d['scope']} | {d['seeds']} | {d['n']} | {d.get('prompts', '')} | "
+            f"{d['mean']:+.4f} | {_ci(d['ci'])} | {_ci(d['adjusted_ci'])} | {'yes' if d['excludes_zero'] else 'no'} | "
+            f"{size} | {mde} |")
 
 
 def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | None = None,
@@ -152,9 +169,9 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
     checks = sign_check(diffs, runs)
     if checks:
         md += ["", "### Positive control: the judged ranking against the data-level truth", "",
-               "| A | B | B − A judged | B − A agreement of training pairs with the truth | same sign |",
-               "|---|---|---|---|---|"]
-        md += [f"| {c['a']} | {c['b']} | {c['metric_diff']:+.4f} | {c['agreement_diff']:+.4f} | "
+               "| A | B | scope | B − A judged | B − A agreement of training pairs with the truth | same sign |",
+               "|---|---|---|---|---|---|"]
+        md += [f"| {c['a']} | {c['b']} | {c['scope']} | {c['metric_diff']:+.4f} | {c['agreement_diff']:+.4f} | "
                f"{'no judged difference' if c['agrees'] is None else 'yes' if c['agrees'] else '**no**'} |"
                for c in checks]
     length_cols = ["policy tokens", "reference tokens", "distinct-2"] if judged else []
@@ -181,19 +198,16 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
         md.append("")
     if diffs:
         md += ["## Paired differences (B − A, paired by every other swept key)", "",
-               "| A | B | scope | n | prompts | mean diff | 95 % CI | adjusted CI | excludes 0 | effect size | detectable |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for d in diffs:
-            size = "" if d.get("effect_size") is None else f"{d['effect_size']:+.2f}"
-            mde = "" if d.get("mde") is None else f"{d['mde']:.4f}"
-            md.append(f"| {d['a']} | {d['b']} | {d['scope']} | {d['n']} | {d.get('prompts', '')} | {d['mean']:+.4f} | "
-                      f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] | [{d['adjusted_ci'][0]:+.4f}, {d['adjusted_ci'][1]:+.4f}] | "
-                      f"{'yes' if d['excludes_zero'] else 'no'} | {size} | {mde} |")
-        method = sorted({d["method"] for d in diffs})
-        md += ["", f"Intervals: {' and '.join(method)}. Adjusted CIs are Bonferroni-widened for all {len(diffs)} rows "
-               "of this table; verdicts are written for the pooled (`all`) rows. Effect size: the mean difference "
-               "over the per-prompt standard deviation (seed and prompt components). Detectable: the smallest "
-               "difference this design finds with 80 % power.", ""]
+               "| A | B | scope | seeds | paired runs | prompts | mean diff | 95 % CI | adjusted CI | excludes 0 | "
+               "effect size | detectable |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        md += [difference_line(d) for d in diffs]
+        md += ["", f"Intervals: {' and '.join(sorted({d['method'] for d in diffs}))} (notus_lab/stats.py): seed "
+               "noise with seeds − 1 degrees of freedom, the prompts' shared lean with prompts − 1, contexts of one "
+               f"seed averaged first. Adjusted CIs are Bonferroni-widened for all {len(diffs)} rows of this table; "
+               "verdicts are written for the pooled rows (`all`, or one value of a key that changes the world or the "
+               "judge, which are never pooled). Effect size: the mean difference over the per-prompt standard "
+               "deviation (seed, prompt and residual components). Detectable: the smallest difference this design "
+               "finds with 80 % power, from the same model and distribution.", ""]
     if len(codes) > 1:
         md += ["## Code versions", "", "| code version (a hash of notus_lab's sources) | runs |", "|---|---|"]
         md += [f"| `{c[:12]}` | {len(names)}: {', '.join(f'`{n}`' for n in names[:4])}{' ...' if len(names) > 4 else ''} |"

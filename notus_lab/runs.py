@@ -13,6 +13,8 @@ from notus_lab.tracking import flatten
 
 SEED_KEYS = ("train.seed", "seed")
 STRATEGY_KEY = "data"
+# keys that change what is measured (the world the data comes from, the judge): a verdict is per value
+NEVER_POOLED = ("data.world.", "judge")
 JUDGED = "generation/win_rate_vs_reference"
 OUTCOME = {"policy": 1.0, "tie": 0.5, "reference": 0.0}  # a judged pair as AlpacaEval counts it
 
@@ -50,6 +52,10 @@ def read_runs(sweep_dir: Path) -> list[dict]:
             run["status"], run["error"] = "failed", f"{failed.get('error')}: {failed.get('message', '')}"
         runs.append(run)
     return runs
+
+
+def never_pooled(key: str) -> bool:
+    return key.startswith(NEVER_POOLED[0]) or key == NEVER_POOLED[1] or key.startswith(NEVER_POOLED[1] + ".")
 
 
 def factors(runs: list[dict]) -> list[str]:

@@ -1,173 +1,252 @@
 """The statistics that turn a sweep into a claim.
 
-Arms are compared in pairs of data strategies, matched on every other swept key (seed, beta, ...: a
-"context") and, where the metric has per-prompt records (judged generations, external judges), prompt by
-prompt. The interval of a paired difference is then a two-level cluster bootstrap (contexts, then prompts
-within them), so both seed and prompt noise are in it; otherwise a t-interval over the paired runs.
-Every row's adjusted interval is Bonferroni-widened for all rows of the table.
+Design. Two data strategies A and B are compared on the difference B - A of a metric, paired on every other
+swept key (a *context*: seed, beta, ...) and, where the metric has per-prompt records, prompt by prompt. Every
+arm answers the SAME held-out prompts, so prompts are crossed with contexts, not nested in them:
 
-Power: from the same per-prompt differences, the between-context (seed) and within-context (prompt)
-variance components give the standard error of a design with S contexts x P prompts,
-    SE(S, P)^2 = var_seed / S + var_prompt / (S P),
-the minimum detectable effect at 80 % power, MDE = (z(1 - a/2m) + z(0.8)) SE, and for a target effect D
-the prompts needed at each number of seeds.
+    d[u, p] = delta + seed[u] + prompt[p] + residual[u, p]
+
+`prompt[p]` is a prompt's lean towards one strategy, shared by every seed. Contexts that share a seed (seed x
+beta) are averaged into one seed unit first: a seed shares data.seed and the initialisation across betas, so a
+pooled row has as many independent units as seeds, not seeds x betas.
+
+Interval. With S seed units and P prompts, the balanced two-way random-effects ANOVA (Searle, Casella &
+McCulloch 1992, Variance Components, ch. 4) gives the mean squares MS_S (S-1 df), MS_P (P-1 df), MS_E
+((S-1)(P-1) df), and the variance of the mean difference splits into a seed part and a prompt part:
+
+    Var = (s_seed^2 + s_resid^2 / P) / S + s_prompt^2 / P,   V_S = MS_S / (S P),   V_P = (MS_P - MS_E)+ / (S P)
+
+with S-1 and P-1 degrees of freedom. Adding two such parts is a Behrens-Fisher problem; at 2 seeds the
+Welch-Satterthwaite t covers only ~0.89 (its degrees of freedom jump exactly when the seed part is small by
+chance), so the interval is Banerjee's (1961, Sankhya A 23) conservative combination
+
+    half(q) = sqrt(t(q, S-1)^2 V_S + t(q, P-1)^2 V_P),
+
+whose coverage tests/test_calibration.py measures on planted designs (2-12 seeds x 50-2000 prompts). A metric
+without per-prompt records is the t-interval over seed units (P = 1, no prompt part). Adjusted intervals use
+alpha / m for the m rows of the table (Bonferroni).
+
+Power, from the same model and distribution: MDE = half(1 - alpha/2m) + half(power), never below the adjusted
+half-width; a design of S' seeds x P' prompts is projected with V_S' = (s_seed^2 + s_resid^2 / P') / S' and
+V_P' = s_prompt^2 / P'.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections import defaultdict
 from itertools import combinations
+from operator import itemgetter
 
-from notus_lab.runs import SEED_KEYS, STRATEGY_KEY, per_prompt_outcomes
+import numpy as np
+
+from notus_lab.runs import SEED_KEYS, STRATEGY_KEY, never_pooled, per_prompt_outcomes
 
 ALPHA, POWER = 0.05, 0.8
+METHOD = {True: "crossed random effects (seeds x shared prompts), Banerjee interval",
+          False: "t over seed units (no per-prompt records)"}
+
+
+def _t(q: float, df) -> np.ndarray:
+    from scipy.special import stdtrit  # Student-t quantile; scipy.stats.t.ppf without its per-call overhead
+
+    return stdtrit(np.maximum(df, 1), q)
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Student-t interval of the mean; (mean, nan, nan) for fewer than 2 values."""
-    from scipy import stats
-
     m = statistics.fmean(values)
     if len(values) < 2:
         return m, math.nan, math.nan
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    half = float(_t(0.5 + confidence / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
     return m, m - half, m + half
 
 
-def cluster_bootstrap(diffs_by_context: list[list[float]], alphas: tuple[float, ...], resamples: int = 4000,
-                      seed: int = 0) -> tuple[float, list[tuple[float, float]]]:
-    """Mean paired difference and its percentile intervals (one per alpha), resampling contexts (the
-    clusters) and, within each drawn context, its prompts."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    k = len(diffs_by_context)
-    point = float(np.mean([np.mean(d) for d in diffs_by_context]))
-    picks = rng.integers(0, k, size=(resamples, k))  # which context fills each slot of each resample
-    means = np.zeros((resamples, k))
-    for c, d in enumerate(diffs_by_context):
-        d = np.asarray(d, dtype=float)
-        drawn = picks == c
-        n = int(drawn.sum())
-        if n:
-            means[drawn] = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
-    boot = means.mean(axis=1)
-    return point, [(float(np.quantile(boot, a / 2)), float(np.quantile(boot, 1 - a / 2))) for a in alphas]
+def mean_squares(d) -> dict:
+    """Two-way ANOVA of d[..., S, P] (seed units x prompts; leading axes are replicates): the mean, the three
+    mean squares and the variance components (negative estimates set to 0). P = 1 is a run-level design."""
+    d = np.asarray(d, dtype=float)
+    s, p = d.shape[-2:]
+    grand = d.mean(axis=(-2, -1))
+    ms_s = p * ((d.mean(axis=-1) - grand[..., None]) ** 2).sum(axis=-1) / (s - 1) if s > 1 else np.full(grand.shape, np.nan)
+    if p > 1:
+        ms_p = s * ((d.mean(axis=-2) - grand[..., None]) ** 2).sum(axis=-1) / (p - 1)
+        total = ((d - grand[..., None, None]) ** 2).sum(axis=(-2, -1))
+        ms_e = (total - (s - 1) * ms_s - (p - 1) * ms_p) / ((s - 1) * (p - 1)) if s > 1 else np.full(grand.shape, np.nan)
+        seed, prompt, resid = np.maximum((ms_s - ms_e) / p, 0), np.maximum((ms_p - ms_e) / s, 0), ms_e
+    else:  # one value per seed unit: its spread is all there is
+        ms_p = ms_e = np.zeros(grand.shape)
+        seed, prompt, resid = ms_s, ms_p, ms_e
+    return {"mean": grand, "seeds": s, "prompts": p, "ms_seed": ms_s, "ms_prompt": ms_p, "ms_resid": ms_e,
+            "seed": seed, "prompt": prompt, "resid": resid}
 
 
-def variance_components(diffs_by_context: list[list[float]]) -> dict:
-    """Within-context (prompt) variance, pooled; between-context (seed) variance net of the prompt noise
-    the context means carry; None for the seed part with a single context (it cannot be estimated)."""
-    means = [statistics.fmean(d) for d in diffs_by_context]
-    dof = sum(len(d) - 1 for d in diffs_by_context)
-    within = sum((x - m) ** 2 for d, m in zip(diffs_by_context, means) for x in d) / dof if dof > 0 else 0.0
-    prompts = statistics.fmean(len(d) for d in diffs_by_context)
-    between = statistics.variance(means) if len(means) > 1 else None
-    seed = None if between is None else max(between - within / prompts, 0.0)
-    return {"prompt": within, "seed": seed, "contexts": len(means), "prompts": prompts}
+def half_width(v_seed, v_prompt, seeds: int, prompts: int, q: float):
+    """Banerjee's combination of the seed part (seeds-1 df) and the prompt part (prompts-1 df) at quantile q."""
+    return np.sqrt(_t(q, seeds - 1) ** 2 * v_seed + (_t(q, prompts - 1) ** 2 * v_prompt if prompts > 1 else 0.0))
 
 
-def z_total(comparisons: int) -> float:
-    from scipy.stats import norm
-
-    return norm.ppf(1 - ALPHA / (2 * comparisons)) + norm.ppf(POWER)
-
-
-def detectable(components: dict, comparisons: int, contexts: int | None = None, prompts: float | None = None) -> float:
-    """The minimum difference this design finds with 80 % power at the adjusted alpha."""
-    s, p = contexts or components["contexts"], prompts or components["prompts"]
-    variance = (components["seed"] or 0.0) / s + components["prompt"] / (s * p)
-    return z_total(comparisons) * math.sqrt(variance)
+def crossed_interval(d, alphas: tuple[float, ...] = (ALPHA,)):
+    """Mean of d[..., S, P] and one (low, high) per alpha; the interval of this module's docstring."""
+    ms = mean_squares(d)
+    s, p = ms["seeds"], ms["prompts"]
+    v_seed = ms["ms_seed"] / (s * p)
+    v_prompt = np.maximum(ms["ms_prompt"] - ms["ms_resid"], 0) / (s * p) if p > 1 else 0.0
+    halves = [half_width(v_seed, v_prompt, s, p, 1 - a / 2) for a in alphas]
+    return ms["mean"], [(ms["mean"] - h, ms["mean"] + h) for h in halves], ms
 
 
-def prompts_needed(components: dict, target: float, comparisons: int, contexts: int) -> int | None:
-    """Prompts per context for `target` at 80 % power with `contexts` seeds; None when seeds alone cap it."""
-    budget = (target / z_total(comparisons)) ** 2 - (components["seed"] or 0.0) / contexts
-    return math.ceil(components["prompt"] / (contexts * budget)) if budget > 0 else None
+def projected(components: dict, seeds: int, prompts: int) -> tuple[float, float]:
+    """(V_S, V_P) of a design with `seeds` units x `prompts` prompts under the estimated components."""
+    if components["prompts"] == 1:  # run-level: only the spread of seed units
+        return components["seed"] / seeds, 0.0
+    return (components["seed"] + components["resid"] / prompts) / seeds, components["prompt"] / prompts
+
+
+def detectable(components: dict, comparisons: int, seeds: int | None = None, prompts: int | None = None) -> float:
+    """The smallest difference a design finds with 80 % power at alpha / comparisons (two-sided)."""
+    s, p = seeds or components["seeds"], prompts or components["prompts"]
+    v_seed, v_prompt = projected(components, s, p)
+    p_df = p if components["prompts"] > 1 else 1
+    return float(half_width(v_seed, v_prompt, s, p_df, 1 - ALPHA / (2 * comparisons))
+                 + half_width(v_seed, v_prompt, s, p_df, POWER))
+
+
+def prompts_needed(components: dict, target: float, comparisons: int, seeds: int, most: int = 10 ** 6) -> int | None:
+    """The fewest shared prompts for `target` at 80 % power with `seeds` units; None when seeds alone cap it."""
+    if components["prompts"] == 1:
+        return 1 if detectable(components, comparisons, seeds) <= target else None
+    if detectable(components, comparisons, seeds, most) > target:
+        return None
+    low, high = 2, most
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if detectable(components, comparisons, seeds, mid) > target else (low, mid)
+    return low
+
+
+def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
+    """One row's statistics from its seed units x prompts matrix (one column when run-level)."""
+    d = np.asarray(unit_rows, dtype=float)
+    s, p = d.shape
+    row = {"method": METHOD[per_prompt], "seeds": s, "mean": float(d.mean())}
+    if per_prompt:
+        row["prompts"] = p
+    if s < 2:  # no seed spread to measure: no interval, no verdict
+        return {**row, "ci": [None, None], "adjusted_ci": [None, None], "mde": None, "effect_size": None,
+                "df": {"seed": 0, "prompt": p - 1}, "variance": None, "excludes_zero": False}
+    _, (ci, adjusted), ms = crossed_interval(d, (ALPHA, ALPHA / comparisons))
+    parts = {k: float(ms[k]) for k in ("seed", "prompt", "resid")} | {"seeds": s, "prompts": p}
+    total = parts["seed"] + parts["prompt"] + parts["resid"]
+    return {**row, "ci": [float(x) for x in ci], "adjusted_ci": [float(x) for x in adjusted],
+            "df": {"seed": s - 1, "prompt": p - 1}, "variance": parts, "mde": detectable(parts, comparisons),
+            "effect_size": row["mean"] / math.sqrt(total) if total > 0 else None,
+            "excludes_zero": bool(adjusted[0] > 0 or adjusted[1] < 0)}
+
+
+def _unit_matrix(a: str, b: str, contexts: list[tuple], cells: dict, seed_at: list[int]) -> tuple[np.ndarray, bool]:
+    """Seed units x prompts of B - A, contexts of one seed averaged; the prompts every context shares."""
+    units = defaultdict(list)
+    for ctx in contexts:
+        units[tuple(ctx[i] for i in seed_at)].append(ctx)
+    records = [cells[(s, ctx)]["prompts"] for s in (a, b) for ctx in contexts]
+    shared = sorted(set.intersection(*(set(r) for r in records))) if all(records) else []
+    if len(shared) > 1:
+        take = itemgetter(*shared)
+        diff = {c: np.subtract(take(cells[(b, c)]["prompts"]), take(cells[(a, c)]["prompts"])) for c in contexts}
+        return np.array([np.mean([diff[c] for c in members], axis=0) for members in units.values()]), True
+    return np.array([[statistics.fmean(cells[(b, c)]["value"] - cells[(a, c)]["value"] for c in members)]
+                     for members in units.values()]), False
+
+
+def compare(cells: dict, others: list[str]) -> list[dict]:
+    """Every pair of strategies in `cells` ({(strategy, context): {"value", "prompts"}}, a context being the
+    values of `others`), pooled over the other keys and per value of each, within each value of the keys that
+    change the world or the judge (never pooled)."""
+    seed_at = [i for i, k in enumerate(others) if k in SEED_KEYS]
+    apart = [i for i, k in enumerate(others) if never_pooled(k)]
+    scoped = [i for i, k in enumerate(others) if i not in seed_at and i not in apart]
+    strategies = sorted({s for s, _ in cells})
+    strata = sorted({tuple(ctx[i] for i in apart) for _, ctx in cells}, key=str)
+    plans = []
+    for a, b in combinations(strategies, 2):
+        for stratum in strata:
+            inside = [ctx for s, ctx in cells if s == a and (b, ctx) in cells and tuple(ctx[i] for i in apart) == stratum]
+            label = [f"{others[i]}={v}" for i, v in zip(apart, stratum)]
+            scopes = [(", ".join(label) or "all", True, inside)]
+            for i in scoped:
+                for v in sorted({ctx[i] for ctx in inside}, key=str):
+                    scopes.append((", ".join(label + [f"{others[i]}={v}"]), False, [c for c in inside if c[i] == v]))
+            plans += [(a, b, scope, pooled, ctxs) for scope, pooled, ctxs in scopes if ctxs]
+    m = max(len(plans), 1)
+    rows = []
+    for a, b, scope, pooled, contexts in plans:
+        matrix, per_prompt = _unit_matrix(a, b, contexts, cells, seed_at)
+        rows.append({"a": a, "b": b, "scope": scope, "pooled": pooled, "n": len(contexts),
+                     **difference(matrix, m, per_prompt), "comparisons": m})
+    return rows
 
 
 def paired_differences(runs: list[dict], metric: str, keys: list[str]) -> list[dict]:
-    """For each pair of strategies: the difference of `metric` between runs that share every other swept key,
-    pooled and per value of each non-seed key, with its interval, effect size and detectable effect."""
+    """The rows of `compare` for a sweep's finished runs, read from their run dirs."""
     if STRATEGY_KEY not in keys:
         return []
     others = [k for k in keys if k != STRATEGY_KEY]
-    value, prompts = {}, {}
+    cells = {}
     for r in runs:
         if r["status"] == "finished" and metric in r["metrics"]:
-            key = (r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))
-            value[key] = r["metrics"][metric]
-            prompts[key] = per_prompt_outcomes(r["dir"], metric)
-    strategies = sorted({s for s, _ in value})
-    scopes = [("all", lambda ctx: True)] + [
-        (f"{k}={v}", lambda ctx, i=others.index(k), v=v: ctx[i] == v)
-        for k in others if k not in SEED_KEYS for v in sorted({ctx[others.index(k)] for _, ctx in value}, key=str)]
-    rows = []
-    for a, b in combinations(strategies, 2):
-        for scope, keep in scopes:
-            contexts = [ctx for s, ctx in value if s == a and keep(ctx) and (b, ctx) in value]
-            if contexts:
-                rows.append((a, b, scope, contexts))
-    m = max(len(rows), 1)
-    out = []
-    for a, b, scope, contexts in rows:
-        row = {"a": a, "b": b, "scope": scope, "n": len(contexts)}
-        if all(prompts.get((s, ctx)) for s in (a, b) for ctx in contexts):
-            per_context = [[prompts[(b, ctx)][p] - prompts[(a, ctx)][p] for p in prompts[(a, ctx)] if p in prompts[(b, ctx)]]
-                           for ctx in contexts]
-            mean, (ci, adjusted) = cluster_bootstrap(per_context, (ALPHA, ALPHA / m))
-            parts = variance_components(per_context)
-            row.update(method="cluster bootstrap (contexts x prompts)", prompts=min(len(d) for d in per_context),
-                       mean=mean, ci=list(ci), adjusted_ci=list(adjusted), variance=parts,
-                       mde=detectable(parts, m), effect_size=mean / math.sqrt((parts["seed"] or 0.0) + parts["prompt"])
-                       if (parts["seed"] or 0.0) + parts["prompt"] > 0 else None)
-        else:
-            diffs = [value[(b, ctx)] - value[(a, ctx)] for ctx in contexts]
-            mean, lo, hi = t_interval(diffs)
-            _, alo, ahi = t_interval(diffs, 1 - ALPHA / m)
-            sd = statistics.stdev(diffs) if len(diffs) > 1 else None
-            parts = {"prompt": 0.0, "seed": None if sd is None else sd ** 2, "contexts": len(diffs), "prompts": 1}
-            row.update(method="t over paired runs", mean=mean, ci=[lo, hi], adjusted_ci=[alo, ahi], variance=parts,
-                       mde=detectable(parts, m) if sd is not None else None,
-                       effect_size=mean / sd if sd else None)
-        row["excludes_zero"] = bool(row["adjusted_ci"][0] > 0 or row["adjusted_ci"][1] < 0)
-        row["comparisons"] = m
-        out.append(row)
-    return out
+            cells[(r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))] = {
+                "value": r["metrics"][metric], "prompts": per_prompt_outcomes(r["dir"], metric)}
+    return compare(cells, others)
 
 
 def verdicts(diffs: list[dict], metric: str) -> list[str]:
     lines = []
     for d in diffs:
-        if d["scope"] != "all" or not d["excludes_zero"]:
+        if not d["pooled"] or not d["excludes_zero"]:
             continue
         winner, loser = (d["b"], d["a"]) if d["mean"] > 0 else (d["a"], d["b"])
         lo, hi = sorted(abs(x) for x in d["adjusted_ci"])
-        unit = f"{d['n']} paired runs" + (f" x {d['prompts']} prompts" if "prompts" in d else "")
+        where = "" if d["scope"] == "all" else f" at {d['scope']}"
         size = f", effect size {abs(d['effect_size']):.2f}" if d.get("effect_size") is not None else ""
-        lines.append(f"**{winner}** beats **{loser}** on `{metric}` by {abs(d['mean']):.4f} "
-                     f"(adjusted 95 % CI {lo:.4f} to {hi:.4f}, {unit}{size})")
+        lines.append(f"**{winner}** beats **{loser}** on `{metric}`{where} by {abs(d['mean']):.4f} "
+                     f"(adjusted 95 % CI {lo:.4f} to {hi:.4f}, {unit(d)}{size})")
     return lines
 
 
+def unit(d: dict) -> str:
+    """"3 seeds (6 paired runs) x 300 prompts": what a row's interval rests on."""
+    runs = f" ({d['n']} paired runs)" if d["n"] != d["seeds"] else ""
+    return f"{d['seeds']} seed{'s' if d['seeds'] != 1 else ''}{runs}" + (f" x {d['prompts']} prompts" if "prompts" in d else "")
+
+
 def design_line(diffs: list[dict]) -> str | None:
-    """"with N paired runs x P prompts this sweep detects differences >= X" from the pooled rows."""
-    pooled = [d for d in diffs if d["scope"] == "all" and d.get("mde") is not None]
+    """What the pooled rows' design supports: its detectable difference, or that it needs more seeds."""
+    pooled = [d for d in diffs if d["pooled"]]
     if not pooled:
         return None
+    if any(d["seeds"] < 2 for d in pooled):
+        return ("A verdict needs at least 2 seeds: with one, seed noise cannot be measured and no interval is "
+                "given (sweep train.seed).")
     worst = max(pooled, key=lambda d: d["mde"])
-    unit = f"{worst['n']} paired runs" + (f" x {worst['prompts']} prompts" if "prompts" in worst else "")
-    return (f"With {unit} this sweep detects differences >= {worst['mde']:.4f} in the metric (80 % power, "
-            f"alpha 0.05 Bonferroni-adjusted for {worst['comparisons']} comparisons; the largest of the pooled rows; "
-            "a paired run is one seed at one setting of the other swept keys).")
+    line = (f"With {unit(worst)} this sweep detects differences >= {worst['mde']:.4f} in the metric (80 % power, "
+            f"alpha 0.05 Bonferroni-adjusted for {worst['comparisons']} comparisons; the largest of the pooled rows). "
+            f"Seed noise has {worst['seeds'] - 1} degree{'s' if worst['seeds'] != 2 else ''} of freedom")
+    undecided = [d for d in pooled if not d["excludes_zero"]]
+    if worst["seeds"] <= 3 and undecided:
+        line += (": the intervals are wide, and a verdict between close strategies needs more seeds "
+                 "(`--target-effect D` gives seeds x prompts)")
+    return line + "."
 
 
-def plan(diffs: list[dict], target: float, seeds=(2, 3, 4, 5, 8, 10)) -> list[dict]:
-    """Seeds and prompts per seed needed to detect `target`, from the pooled rows' largest variances."""
-    pooled = [d for d in diffs if d["scope"] == "all" and "variance" in d and d["variance"]["seed"] is not None]
+def plan(diffs: list[dict], target: float, seeds=(2, 3, 4, 5, 6, 8, 10, 12)) -> list[dict]:
+    """Seeds and shared prompts needed to detect `target`, from the pooled rows' largest components."""
+    pooled = [d for d in diffs if d["pooled"] and d["variance"]]
     if not pooled:
         return []
-    parts = {"prompt": max(d["variance"]["prompt"] for d in pooled), "seed": max(d["variance"]["seed"] for d in pooled)}
+    per_prompt = [d for d in pooled if "prompts" in d] or pooled
+    parts = {k: max(d["variance"][k] for d in per_prompt) for k in ("seed", "prompt", "resid")}
+    parts["prompts"] = per_prompt[0]["variance"]["prompts"]
     m = pooled[0]["comparisons"]
     return [{"seeds": s, "prompts": prompts_needed(parts, target, m, s)} for s in seeds]

@@ -31,9 +31,9 @@ def tables(summary: dict, runs: list[dict]) -> dict:
     arm_keys = [k for k in (summary["arms"][0]["arm"] if summary["arms"] else {})]
     arms = (arm_keys + ["n", "mean", "ci_low", "ci_high", "flags"],
             [[a["arm"][k] for k in arm_keys] + [a["n"], a["mean"], *a["ci"], "; ".join(a["flags"])] for a in summary["arms"]])
-    diffs = (["a", "b", "scope", "n", "prompts", "mean", "ci_low", "ci_high", "adjusted_low", "adjusted_high",
+    diffs = (["a", "b", "scope", "seeds", "n", "prompts", "mean", "ci_low", "ci_high", "adjusted_low", "adjusted_high",
               "excludes_zero", "effect_size", "detectable"],
-             [[d["a"], d["b"], d["scope"], d["n"], d.get("prompts"), d["mean"], *d["ci"], *d["adjusted_ci"],
+             [[d["a"], d["b"], d["scope"], d["seeds"], d["n"], d.get("prompts"), d["mean"], *d["ci"], *d["adjusted_ci"],
                d["excludes_zero"], d.get("effect_size"), d.get("mde")] for d in summary["differences"]])
     finished, signals = [r for r in runs if r["status"] == "finished"], summary["signals"]
     cross = (["run", STRATEGY_KEY] + signals,

@@ -51,7 +51,7 @@ def test_with_the_bug_on_the_mean_rating_model_writes_better_answers(study):
     sweep_dir, summary, text = study
     assert summary["metric"] == "generation/win_rate_vs_reference"  # judged generations decide, not reward accuracy
     d = pooled(summary, "critique", "mean_rating")
-    assert d["method"].startswith("cluster bootstrap") and d["prompts"] == 100 and d["n"] == 2
+    assert d["method"].startswith("crossed random effects") and d["prompts"] == 100 and d["n"] == 2
     assert d["mean"] > 0.03 and d["excludes_zero"]
     assert "**mean_rating** beats **critique** on `generation/win_rate_vs_reference`" in text
     assert pooled(summary, "critique", "critique_fixed")["excludes_zero"]
