@@ -6,8 +6,8 @@ command for external judges:
 
 Writes into <run dir>/generations/:
   alpaca_eval.json       [{"instruction", "output", "generator", "dataset"}]  (alpaca_eval --model_outputs)
-  mt_bench_answers.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
-                          "tstamp"}  (FastChat's data/mt_bench/model_answer/<model_id>.jsonl)
+  model_answer/<model_id>.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
+                          "tstamp"}  (FastChat's data/mt_bench/model_answer/: FastChat names the model by the file)
 Without prompt files, the run's own held-out prompts are used for both (single-turn), so a bundled-world
 run can be exported offline. MT-Bench questions are multi-turn: each turn sees the model's earlier answers.
 """
@@ -169,7 +169,8 @@ def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, 
             chats[i].append({"role": "user", "content": mt[i]["turns"][turn]})
         for i, answer in zip(active, complete(model, tokenizer, [chats[i] for i in active], cfg.generation)):
             chats[i].append({"role": "assistant", "content": answer[0]})
-    with open(out_dir / "mt_bench_answers.jsonl", "w") as f:
+    (out_dir / "model_answer").mkdir(exist_ok=True)
+    with open(out_dir / "model_answer" / f"{model_id}.jsonl", "w") as f:
         for q, chat in zip(mt, chats):
             f.write(json.dumps({"question_id": q["question_id"], "answer_id": uuid.uuid4().hex, "model_id": model_id,
                                 "choices": [{"index": 0, "turns": [m["content"] for m in chat if m["role"] == "assistant"]}],

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from notus_lab import figures
 from notus_lab.console import refuse
-from notus_lab.runs import JUDGED, SEED_KEYS, STRATEGY_KEY, factors, read_runs
+from notus_lab.runs import JUDGED, SEED_KEYS, STRATEGY_KEY, factors, has, read_runs
 from notus_lab.stats import design_line, paired_differences, plan, t_interval, verdicts
 
 COLLAPSE_DISTINCT, COLLAPSE_WORD, LONGER = 0.5, 0.3, 1.2  # degeneration and length flags (issue-free defaults)
@@ -32,7 +32,7 @@ COLLAPSE_DISTINCT, COLLAPSE_WORD, LONGER = 0.5, 0.3, 1.2  # degeneration and len
 def arm_table(runs: list[dict], metric: str, arm_keys: list[str]) -> list[dict]:
     by_arm = defaultdict(list)
     for r in runs:
-        if r["status"] == "finished" and metric in r["metrics"]:
+        if has(r, metric):
             by_arm[tuple(r["overrides"].get(k) for k in arm_keys)].append(r)
     rows = []
     for arm, members in sorted(by_arm.items(), key=lambda kv: tuple(map(str, kv[0]))):
@@ -79,7 +79,7 @@ def default_metric(runs: list[dict]) -> str:
     if not finished:  # nothing to compare yet: the report lists what failed or is unfinished
         return JUDGED
     for metric in (JUDGED, "truth_accuracy"):
-        if all(metric in r["metrics"] for r in finished):
+        if all(has(r, metric) for r in finished):
             return metric
     candidates = sorted({k for r in finished for k, v in r["metrics"].items() if isinstance(v, (int, float))})
     raise SystemExit(f"error: --metric is required: not every run has {JUDGED} or truth_accuracy; allowed one of "
@@ -253,7 +253,8 @@ def main(argv=None) -> None:
     parser.add_argument("sweep_dir", type=Path, help="a multirun dir, e.g. outputs/sweeps/critique_vs_rating")
     parser.add_argument("--metric", help="a metrics.json key, flattened with '/' (default: the judged win rate "
                                          f"{JUDGED} when every run has it, else truth_accuracy); external judges: "
-                                         "alpaca_eval/win_rate, alpaca_eval/length_controlled_winrate, mt_bench/score")
+                                         "alpaca_eval/win_rate, alpaca_eval/length_controlled_winrate, mt_bench/score, "
+                                         "mt_bench_pair/win_rate")
     parser.add_argument("--target-effect", type=float, help="also print the seeds and prompts needed to detect it")
     parser.add_argument("--wandb", choices=("offline", "online", "disabled"), default="disabled",
                         help="log the report as a W&B run (job_type=report) in the sweep's group")

@@ -54,6 +54,12 @@ def read_runs(sweep_dir: Path) -> list[dict]:
     return runs
 
 
+def has(run: dict, metric: str) -> bool:
+    """A finished run with a number for `metric` (an external judge may have recorded None)."""
+    value = run.get("metrics", {}).get(metric)
+    return run["status"] == "finished" and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def never_pooled(key: str) -> bool:
     return key.startswith(NEVER_POOLED[0]) or key == NEVER_POOLED[1] or key.startswith(NEVER_POOLED[1] + ".")
 

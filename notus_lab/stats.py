@@ -41,7 +41,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from notus_lab.runs import SEED_KEYS, STRATEGY_KEY, never_pooled, per_prompt_outcomes
+from notus_lab.runs import SEED_KEYS, STRATEGY_KEY, has, never_pooled, per_prompt_outcomes
 
 ALPHA, POWER = 0.05, 0.8
 METHOD = {True: "crossed random effects (seeds x shared prompts), Banerjee interval",
@@ -195,7 +195,7 @@ def paired_differences(runs: list[dict], metric: str, keys: list[str]) -> list[d
     others = [k for k in keys if k != STRATEGY_KEY]
     cells = {}
     for r in runs:
-        if r["status"] == "finished" and metric in r["metrics"]:
+        if has(r, metric):
             cells[(r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))] = {
                 "value": r["metrics"][metric], "prompts": per_prompt_outcomes(r["dir"], metric)}
     return compare(cells, others)

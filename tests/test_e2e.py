@@ -159,9 +159,15 @@ def test_generate_exports_alpaca_eval_and_multi_turn_mt_bench(full_run, tmp_path
     assert len(alpaca) == min(6, held_out)
     assert all(set(a) == {"instruction", "output", "generator", "dataset"} and a["generator"] == "tiny-dpo" for a in alpaca)
     assert all(isinstance(a["output"], str) for a in alpaca)
-    answers = [json.loads(line) for line in (run_dir / "generations" / "mt_bench_answers.jsonl").read_text().splitlines()]
+    # FastChat names the model by the answer file's name: data/mt_bench/model_answer/<model_id>.jsonl
+    answer_dir = run_dir / "generations" / "model_answer"
+    assert sorted(p.name for p in answer_dir.iterdir()) == ["tiny-dpo.jsonl"]
+    answers = [json.loads(line) for line in (answer_dir / "tiny-dpo.jsonl").read_text().splitlines()]
     assert [a["question_id"] for a in answers] == [81, 82] and all(a["model_id"] == "tiny-dpo" for a in answers)
     assert [len(a["choices"][0]["turns"]) for a in answers] == [2, 1]  # one answer per turn
+    common = pytest.importorskip("fastchat.llm_judge.common")  # FastChat's own reader, where it installs
+    assert {q: len(a["choices"][0]["turns"]) for q, a in common.load_model_answers(str(answer_dir))["tiny-dpo"].items()} \
+        == {81: 2, 82: 1}
 
 
 def test_generate_rejects_a_dir_without_a_model(tmp_path):

@@ -257,9 +257,11 @@ def test_alpaca_eval_and_mt_bench_files_attach_to_their_runs_and_decide_like_any
     a = ext["alpaca_eval"]  # prefs 1.0, 1.0, 2.0 and a swapped tie: 1 win, 2 losses, 1 tie; the null left out
     assert (a["wins"], a["losses"], a["ties"], a["n"]) == (1, 2, 1, 4) and a["win_rate"] == pytest.approx(1.5 / 4)
     assert a["per_prompt"] == {"p0": 0.0, "p1": 0.0, "p2": 1.0, "p3": 0.5}
-    assert a["length_controlled_winrate"] == pytest.approx(0.41) and a["n_total"] == 4
+    assert a["leaderboard_length_controlled_winrate"] == pytest.approx(0.41) and a["leaderboard_n_total"] == 4
+    assert a["n_total"] == 4 and "length_controlled_winrate" not in a  # too few annotations for the GLM
     m = ext["mt_bench"]  # scores 6, 7, 5, 8, 8 averaged; the -1 counted as failed, never averaged
     assert (m["n"], m["failed"], m["turns"]) == (5, 1, 6) and m["score"] == pytest.approx(34 / 5)
+    assert (m["turn_1"], m["turn_2"]) == (pytest.approx(19 / 3), pytest.approx(15 / 2))
     assert m["per_prompt"] == {"81": 6.5, "82": 5.0, "83": 8.0}
     swapped = json.loads((sweep / "mean_rating-2" / "external.json").read_text())["alpaca_eval"]["per_prompt"]
     assert swapped["p3"] == 1.0  # the model as output_1 with preference 1.0 won
@@ -269,11 +271,3 @@ def test_alpaca_eval_and_mt_bench_files_attach_to_their_runs_and_decide_like_any
     assert d["method"].startswith("crossed random effects") and d["mean"] == pytest.approx(0.5625)
     mt = R.write_report(sweep, metric="mt_bench/score")["differences"][0]
     assert mt["mean"] == pytest.approx(2.0) and mt["variance"]["prompt"] == pytest.approx(0.0)
-
-
-def test_external_files_that_match_no_run_are_one_line(tmp_path):
-    sweep = alpaca_sweep(tmp_path)
-    (tmp_path / "other.json").write_text(json.dumps([{"instruction": "p", "output_1": "a", "output_2": "b",
-                                                      "generator_1": "x", "generator_2": "y", "preference": 2.0}]))
-    proc = cli("notus_lab.external", str(sweep), "--alpaca-eval", str(tmp_path / "other.json"))
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "matched no run" in proc.stderr
