@@ -63,7 +63,7 @@ class DataConfig:
     strategy: str = MISSING
     source: str = "world"  # world | a local jsonl/json/parquet file or datasets dir | a hub id
     revision: Optional[str] = None  # hub revision; pin it for reproducible studies
-    split: str = "train"  # split of a hub/local dataset to read
+    split: Optional[str] = None  # split to read; None: the set's own (train_prefs for H4's), else train
     max_rows: Optional[int] = None  # read only the first N rows (quick looks at big files)
     # held-out prompts: carved once from the raw rows, before any strategy sees them
     test_size: float = 0.1  # < 1: fraction of prompts; >= 1: number of prompts

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from notus_lab.config import ConfigError, DataConfig, looks_like_local_path
+from notus_lab.published_sets import RAW, SCHEMAS, Schema, default_split, detect
 from notus_lab.signals import bug_signature, number, signal_score
 
 # ---------------------------------------------------------------------------------------------
@@ -34,7 +35,13 @@ def load_rows(d: DataConfig) -> tuple[list, Counter]:
     else:  # a hub id: the real path, exercised in tests against local files via the same loader
         import datasets
 
-        ds = datasets.load_dataset(d.source, revision=d.revision, split=d.split)
+        split = d.split or default_split(d.source)
+        try:
+            ds = datasets.load_dataset(d.source, revision=d.revision, split=split)
+        except ValueError as e:  # datasets: 'Unknown split "x". Should be one of [...]'
+            if "split" not in str(e).lower():
+                raise
+            raise ConfigError(f"data.split={split!r} is invalid: {d.source} says: {str(e).splitlines()[0]}") from None
         rows = ds.to_list() if d.max_rows is None else ds.select(range(min(d.max_rows, len(ds)))).to_list()
     if d.max_rows is not None:
         rows = rows[: d.max_rows]
@@ -47,9 +54,7 @@ def _load_local(path: Path, d: DataConfig, unreadable: Counter) -> list:
 
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
-            if d.split not in ds:
-                raise ConfigError(f"data.split={d.split!r} is invalid: allowed one of {', '.join(ds)}")
-            ds = ds[d.split]
+            ds = ds[_split_in(d, list(ds))]
         return ds.to_list()
     if path.suffix == ".parquet":
         import datasets
@@ -59,7 +64,7 @@ def _load_local(path: Path, d: DataConfig, unreadable: Counter) -> list:
         with open(path, "rb") as f:
             data = json.load(f)
         if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}
-            data = data.get(d.split, data.get("data", data))
+            data = data["data"] if "data" in data and not d.split else data[_split_in(d, list(data))]
         if not isinstance(data, list):
             raise ConfigError(f"data.source={str(path)!r} is invalid: allowed a JSON list of rows or jsonl")
         return data
@@ -79,6 +84,14 @@ def _load_local(path: Path, d: DataConfig, unreadable: Counter) -> list:
     return rows
 
 
+def _split_in(d: DataConfig, available: list[str]) -> str:
+    """The split to read from a local set whose split names are known; one line when it is not there."""
+    split = d.split or default_split(d.source, available)
+    if split not in available:
+        raise ConfigError(f"data.split={split!r} is invalid: allowed one of {', '.join(available)}")
+    return split
+
+
 def check_shape(rows: list, source: str) -> None:
     """A file that is not UltraFeedback-shaped at all is a config error, not 100% dropped rows."""
     sample = [r for r in rows[:200] if isinstance(r, dict)]
@@ -87,7 +100,17 @@ def check_shape(rows: list, source: str) -> None:
     for key in ("instruction", "completions"):
         if not any(key in r for r in sample):
             raise ConfigError(f"data.source={source!r} is invalid: rows lack the UltraFeedback field {key!r} "
-                              f"(found {sorted(sample[0])[:8]}); use data=prebinarized for prompt/chosen/rejected")
+                              f"(found {sorted(sample[0])[:8]}); use data=prebinarized for an already binarized set")
+
+
+def pair_schema(rows: list, source: str) -> Schema:
+    """The published set's schema (data=prebinarized), or one line listing the columns each one has."""
+    schema = detect(rows)
+    if schema is None:
+        found = sorted(next((r for r in rows if isinstance(r, dict)), {}))[:8]
+        raise ConfigError(f"data.source={source!r} is invalid: allowed rows with the columns of one of "
+                          + "; ".join(f"{s.name} ({', '.join(s.marks)})" for s in SCHEMAS) + f" (found {found})")
+    return schema
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +195,7 @@ def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
              questions: frozenset = frozenset()) -> tuple[list[dict], dict]:
     """Pairs for `d.strategy` from raw rows, and the counts that explain them."""
     if d.strategy == "prebinarized":
-        return _prebinarized(rows, indices)
+        return _prebinarized(rows, indices, pair_schema(rows, d.source))
     dropped, completions_dropped, per_source = Counter(), Counter(), {}
     signal = "mean_rating" if d.strategy == "multi_pair" else d.strategy
     pairs, ties, n_in = [], 0, 0
@@ -213,7 +236,7 @@ def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
             })
         counts["pairs_out"] += len(chosen_rejected)
     report = {
-        "strategy": d.strategy, "rows_in": n_in, "pairs_out": len(pairs),
+        "strategy": d.strategy, "schema": RAW, "rows_in": n_in, "pairs_out": len(pairs),
         "rows_with_pairs": n_in - sum(dropped.values()), "rows_dropped": dict(sorted(dropped.items())),
         "completions_dropped": dict(sorted(completions_dropped.items())), "tie_pairs": ties,
         "per_source": dict(sorted(per_source.items())),
@@ -230,7 +253,7 @@ def _messages_text(x) -> Optional[str]:
     return None
 
 
-def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
+def _prebinarized(rows: list, indices, schema: Schema) -> tuple[list[dict], dict]:
     dropped, pairs = Counter(), []
     idx = range(len(rows)) if indices is None else list(indices)
     for i in idx:
@@ -238,8 +261,8 @@ def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
         if not isinstance(row, dict):
             dropped["not_an_object"] += 1
             continue
-        prompt = _messages_text(row.get("prompt"))
-        chosen, rejected = _messages_text(row.get("chosen")), _messages_text(row.get("rejected"))
+        prompt = _messages_text(row.get(schema.prompt))
+        chosen, rejected = _messages_text(row.get(schema.chosen)), _messages_text(row.get(schema.rejected))
         if prompt is None:
             dropped["missing_prompt"] += 1
         elif chosen is None or rejected is None:
@@ -248,11 +271,14 @@ def _prebinarized(rows: list, indices) -> tuple[list[dict], dict]:
             dropped["duplicate_response"] += 1
         else:
             pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                          "score_chosen": number(row.get("score_chosen")),
-                          "score_rejected": number(row.get("score_rejected")), "row_index": i,
+                          "score_chosen": number(row.get(schema.score_chosen)),
+                          "score_rejected": number(row.get(schema.score_rejected)), "row_index": i,
                           "source": row.get("source", "unknown")})
-    return pairs, {"strategy": "prebinarized", "rows_in": len(idx), "pairs_out": len(pairs),
-                   "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {}, "tie_pairs": 0}
+    scored = [p for p in pairs if p["score_chosen"] is not None and p["score_rejected"] is not None]
+    return pairs, {"strategy": "prebinarized", "schema": schema.name, "rows_in": len(idx), "pairs_out": len(pairs),
+                   "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {},
+                   "tie_pairs": sum(p["score_chosen"] == p["score_rejected"] for p in scored),
+                   "scored_pairs": len(scored)}
 
 
 def load_questions(path: Optional[str]) -> frozenset:
@@ -286,24 +312,30 @@ def as_data_config(d) -> DataConfig:
     return OmegaConf.to_object(d)
 
 
-def prompt_text(row, d: DataConfig) -> Optional[str]:
-    """A row's prompt as text: the instruction, or a prebinarized pair's prompt (text or chat messages)."""
+def prompt_text(row, column: str = "instruction") -> Optional[str]:
+    """A row's prompt as text: the instruction, or a published set's prompt column (text or chat messages)."""
     if not isinstance(row, dict):
         return None
-    text = _messages_text(row.get("prompt")) if d.strategy == "prebinarized" else row.get("instruction")
+    text = _messages_text(row.get(column))
     return text if isinstance(text, str) and text.strip() else None
+
+
+def prompt_column(rows: list, d: DataConfig) -> str:
+    return pair_schema(rows, d.source).prompt if d.strategy == "prebinarized" else "instruction"
 
 
 def split_for(rows: list, d: DataConfig) -> tuple[list[int], list[int]]:
     """The run's held-out split (prebinarized pairs are split by their prompt text, like raw rows)."""
     if d.strategy == "prebinarized":
-        rows = [{"instruction": prompt_text(r, d) or ""} if isinstance(r, dict) else None for r in rows]
+        column = prompt_column(rows, d)
+        rows = [{"instruction": prompt_text(r, column) or ""} if isinstance(r, dict) else None for r in rows]
     return split_rows(rows, d.test_size, d.split_seed)
 
 
 def held_out_prompts(rows: list, test_idx: list[int], d: DataConfig) -> list[str]:
     """The held-out prompts as text, each once, in split order: what judged generations answer."""
-    return list(dict.fromkeys(p for i in test_idx if (p := prompt_text(rows[i], d))))
+    column = prompt_column(rows, d)
+    return list(dict.fromkeys(p for i in test_idx if (p := prompt_text(rows[i], column))))
 
 
 def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None,

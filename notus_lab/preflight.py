@@ -7,6 +7,7 @@ composes the command line with Hydra first, so a typo in a key or option is one 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from notus_lab.config import (ASPECTS, CONF_DIR, LOSS_TYPES, OPTIMIZERS, SCHEDULERS, STRATEGIES, ConfigError,
                               NotusConfig, group_options, looks_like_local_path)
+from notus_lab.published_sets import default_split
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -89,8 +91,14 @@ def validate_data(d) -> None:
         _require(w.critique_curve > 0, "data.world.critique_curve", w.critique_curve, "a number > 0")
         _require(w.critique_step in (0.5, 1.0), "data.world.critique_step", w.critique_step, "0.5 or 1.0")
     elif looks_like_local_path(d.source):
-        _require(os.path.exists(os.path.expanduser(d.source)), "data.source", d.source,
+        path = os.path.expanduser(d.source)
+        _require(os.path.exists(path), "data.source", d.source,
                  "world, an existing jsonl/json/parquet file or datasets directory, or a hub id (org/name)")
+        splits = os.path.join(path, "dataset_dict.json")  # a saved DatasetDict names its splits here
+        if os.path.isfile(splits):
+            available = json.loads(open(splits).read()).get("splits", [])
+            split = d.split or default_split(d.source, available)
+            _require(split in available, "data.split", split, f"one of {', '.join(available)}")
     else:
         _require(re.fullmatch(r"[\w.-]+/[\w.-]+", d.source) is not None, "data.source", d.source,
                  "world, an existing jsonl/json/parquet file or datasets directory, or a hub id (org/name)")

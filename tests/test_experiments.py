@@ -8,9 +8,9 @@ from notus_lab.preflight import validate
 from conftest import compose
 
 TABLE = {  # beta, lr, schedule, warmup, epochs, optim, global batch, data, adapter, lora r/alpha/dropout
-    "notus_7b_v1": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 64, "mean_rating", "full", None),
-    "notus_7b_v1_lora": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 512, "mean_rating", "lora", (64, 16, 0.1)),
-    "zephyr_7b_beta": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 64, "critique", "full", None),
+    "notus_7b_v1": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 64, "prebinarized", "full", None),
+    "notus_7b_v1_lora": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 512, "prebinarized", "lora", (64, 16, 0.1)),
+    "zephyr_7b_beta": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 64, "prebinarized", "full", None),
     "handbook_2024": (0.01, 5e-7, "cosine", 0.1, 1, "adamw_torch", 128, "critique", "full", None),
 }
 
@@ -31,6 +31,13 @@ def test_recipe_matches_the_field_notes(name):
         assert gradient_accumulation_steps(cfg) == 512 // 2  # on one GPU; 32 on 8, as Notus ran it
     if data == "critique":
         assert cfg.data.tie_policy == "keep"
+    if name in PUBLISHED:  # the set the model was trained on, as published
+        assert (cfg.data.source, cfg.data.split, cfg.data.test_size) == (*PUBLISHED[name], 2000)
+
+
+PUBLISHED = {"notus_7b_v1": ("argilla/ultrafeedback-binarized-preferences", "train"),
+             "notus_7b_v1_lora": ("argilla/ultrafeedback-binarized-preferences", "train"),
+             "zephyr_7b_beta": ("HuggingFaceH4/ultrafeedback_binarized", "train_prefs")}
 
 
 def test_hardware_override_keeps_the_recipe_science():

@@ -1,0 +1,144 @@
+"""The published UltraFeedback sets as they are: rows built to each set's own schema (column names, chat
+message lists, score columns, split names) are read with their scores, named in the report, trained on
+end to end, and a split that is not there is one line listing the splits."""
+
+import json
+
+import pytest
+
+from notus_lab.config import ConfigError, DataConfig
+from notus_lab.data import binarize, load_rows
+from notus_lab.published_sets import KNOWN, default_split
+
+from conftest import cli, compose
+from rows import completion, row
+
+PROMPTS = [f"name a river near city {i}" for i in range(24)]
+
+
+def chat(user, assistant):
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+def notus_v1_rows():  # argilla/ultrafeedback-binarized-preferences
+    return [{"source": "evol_instruct", "instruction": p, "chosen_response": f"the good answer {i}",
+             "chosen_avg_rating": 4.5, "chosen_model": "gpt-4", "rejected_response": f"a bad answer {i}",
+             "rejected_avg_rating": 2.25 + (i % 3) * 0.5, "rejected_model": "alpaca-7b"} for i, p in enumerate(PROMPTS)]
+
+
+def cleaned_rows():  # argilla/ultrafeedback-binarized-preferences-cleaned
+    return [{"source": "sharegpt", "prompt": p, "chosen": chat(p, f"the good answer {i}"), "chosen-rating": 5.0,
+             "chosen-model": "gpt-4", "rejected": chat(p, f"a bad answer {i}"), "rejected-rating": 1.0 + i % 3,
+             "rejected-model": "falcon-40b-instruct"} for i, p in enumerate(PROMPTS)]
+
+
+def h4_rows():  # HuggingFaceH4/ultrafeedback_binarized, train_prefs
+    return [{"prompt": p, "prompt_id": f"{i:064x}", "chosen": chat(p, f"the good answer {i}"),
+             "rejected": chat(p, f"a bad answer {i}"), "messages": chat(p, f"the good answer {i}"),
+             "score_chosen": 8.0, "score_rejected": 8.0 if i % 4 == 0 else 4.0} for i, p in enumerate(PROMPTS)]
+
+
+def openbmb_rows():  # openbmb/UltraFeedback at the fixed critique
+    return [row(completion(f"the good answer {i}", ("5", "5", "4", "5"), 8.5, **{"fine-grained_score": 4.75}),
+                completion(f"a bad answer {i}", ("2", "N/A", "2", "3"), 4.0, **{"fine-grained_score": 2.33}),
+                instruction=p, source="flan_v2_niv2") for i, p in enumerate(PROMPTS)]
+
+
+SETS = {"argilla_notus_v1": (notus_v1_rows, "prebinarized", (4.5, 2.25)),
+        "argilla_cleaned": (cleaned_rows, "prebinarized", (5.0, 1.0)),
+        "h4_ultrafeedback_binarized": (h4_rows, "prebinarized", (8.0, 8.0)),
+        "openbmb_ultrafeedback": (openbmb_rows, "mean_rating", (4.75, 7 / 3))}
+
+
+@pytest.mark.parametrize("schema", sorted(SETS))
+def test_each_published_set_is_read_by_its_own_columns_with_its_scores(schema):
+    make, strategy, first_scores = SETS[schema]
+    pairs, report = binarize(make(), DataConfig(strategy=strategy))
+    assert report["schema"] == schema and report["pairs_out"] == len(PROMPTS) and report["rows_dropped"] == {}
+    assert (pairs[0]["prompt"], pairs[0]["chosen"], pairs[0]["rejected"]) == (PROMPTS[0], "the good answer 0", "a bad answer 0")
+    assert (pairs[0]["score_chosen"], pairs[0]["score_rejected"]) == pytest.approx(first_scores)
+    if schema == "h4_ultrafeedback_binarized":
+        assert report["tie_pairs"] == 6  # H4 kept its ties; the scores show them
+
+
+def test_min_margin_sees_a_published_sets_own_ratings():
+    pairs, _ = binarize(notus_v1_rows(), DataConfig(strategy="prebinarized"))
+    margins = [p["score_chosen"] - p["score_rejected"] for p in pairs]
+    assert sorted(set(margins)) == [1.25, 1.75, 2.25]
+
+
+def test_rows_of_no_known_schema_are_one_line_naming_the_schemas():
+    with pytest.raises(ConfigError) as e:
+        binarize([{"question": "q", "answer": "a"}], DataConfig(strategy="prebinarized", source="x.jsonl"))
+    assert "argilla_notus_v1 (instruction, chosen_response, rejected_response)" in str(e.value)
+    assert "found ['answer', 'question']" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_sets_default_split_is_its_own():
+    assert default_split("HuggingFaceH4/ultrafeedback_binarized") == "train_prefs"
+    assert default_split("argilla/ultrafeedback-binarized-preferences") == "train"
+    assert default_split("my/set", ["train_prefs", "test_prefs", "train_sft"]) == "train_prefs"
+    assert default_split("my/set", ["only"]) == "only" and default_split("my/set", ["a", "b"]) == "train"
+    assert KNOWN["openbmb/UltraFeedback"]["revision"].startswith("40b43656")
+
+
+def test_the_hub_split_defaults_to_the_sets_own_and_a_missing_split_is_one_line(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, revision=None, split=None, **kw):  # the hub is unreachable here
+        calls.append(split)
+        if split not in ("train_prefs", "test_prefs"):
+            raise ValueError(f'Unknown split "{split}". Should be one of [\'train_prefs\', \'test_prefs\'].')
+        return datasets.Dataset.from_list(h4_rows())
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    rows, _ = load_rows(DataConfig(strategy="prebinarized", source="HuggingFaceH4/ultrafeedback_binarized"))
+    assert calls == ["train_prefs"] and len(rows) == len(PROMPTS)
+    with pytest.raises(ConfigError) as e:
+        load_rows(DataConfig(strategy="prebinarized", source="HuggingFaceH4/ultrafeedback_binarized", split="train"))
+    assert str(e.value).startswith("data.split='train' is invalid:") and "'train_prefs', 'test_prefs'" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def h4_dir(tmp_path_factory):
+    import datasets
+
+    path = tmp_path_factory.mktemp("h4") / "ultrafeedback_binarized"
+    datasets.DatasetDict({"train_prefs": datasets.Dataset.from_list(h4_rows()),
+                          "test_prefs": datasets.Dataset.from_list(h4_rows()[:4])}).save_to_disk(str(path))
+    return path
+
+
+def test_a_local_split_that_is_not_there_is_refused_before_anything_loads(h4_dir):
+    proc = cli("notus_lab.binarize", "data=prebinarized", f"data.source={h4_dir}", "data.split=train")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: data.split='train' is invalid: allowed one of train_prefs, test_prefs"
+
+
+def test_a_local_datasetdict_of_h4_reads_train_prefs_by_default(h4_dir, tmp_path):
+    proc = cli("notus_lab.binarize", "data=prebinarized", f"data.source={h4_dir}", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "data_report.json").read_text())
+    assert report["schema"] == "h4_ultrafeedback_binarized" and report["rows_in"] == len(PROMPTS) - 2  # 2 held out
+
+
+@pytest.mark.parametrize("schema", sorted(SETS))
+def test_each_published_set_trains_end_to_end_with_its_scores_in_pairs_jsonl(schema, tmp_path):
+    from notus_lab.train import run
+
+    make, strategy, _ = SETS[schema]
+    source = tmp_path / f"{schema}.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in make()))
+    binarized = cli("notus_lab.binarize", f"data={strategy}", f"data.source={source}", "data.test_size=4",
+                    f"hydra.run.dir={tmp_path / 'pairs'}")
+    assert binarized.returncode == 0, binarized.stderr[-2000:]
+    pairs = [json.loads(line) for line in (tmp_path / "pairs" / "pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == len(PROMPTS) and all(p["score_chosen"] is not None and p["score_rejected"] is not None
+                                               for p in pairs)
+    cfg = compose(f"data={strategy}", f"data.source={source}", "data.test_size=4", "train.epochs=3",
+                  "train.logging_steps=1", "judge=none", "eval.signals=[]", "wandb.mode=disabled")
+    metrics = run(cfg, tmp_path / "run")
+    assert metrics["train"]["steps"] > 0 and json.loads((tmp_path / "run" / "data_report.json").read_text())["schema"] \
+        == schema
