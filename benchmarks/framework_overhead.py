@@ -49,7 +49,7 @@ def bare_trl_arm(cfg, out: Path) -> float:
     path = base_path(cfg.base)
     set_seed(cfg.train.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    dataset = D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)
+    dataset = D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.max_length)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").eval()
     args = DPOConfig(

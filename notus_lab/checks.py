@@ -44,12 +44,15 @@ def precision_record(hw, policy_weights: str) -> dict:
 
 
 def memory_record(cfg) -> dict:
-    """The preflight's per-GPU estimate next to what CUDA measured on this rank: keeps the estimate honest."""
+    """The preflight's per-GPU and per-node estimates next to what CUDA measured on this rank: keeps the
+    estimate honest."""
     import torch
 
     from notus_lab import memory
 
-    out = {"estimate": memory.estimate(cfg)["total"] if cfg.base.shape.num_parameters else None}
+    known = bool(cfg.base.shape.num_parameters)
+    out = {"estimate": memory.estimate(cfg)["total"] if known else None,
+           "host_estimate": memory.host_estimate(cfg)["total"] if known else None}
     if torch.cuda.is_available():
         out["measured_peak"] = round(torch.cuda.max_memory_allocated() / memory.GB, 1)
     return out

@@ -147,6 +147,15 @@ class OptimizerConfig:
 
 
 @dataclass
+class NodeConfig:
+    """What one node must give a run (a SLURM job asks for exactly this: conf/hydra/launcher/slurm.yaml)."""
+
+    gpus: Optional[int] = None  # GPUs per node (null on CPU profiles)
+    cpus: int = 2  # cores per node: the ranks, their data loading, and a CPU optimizer where DeepSpeed offloads
+    mem_gb: Optional[int] = None  # host memory per node; the memory preflight refuses a run that needs more
+
+
+@dataclass
 class HardwareConfig:
     """How the science is executed. Never changes what is learned, only where and how fast."""
 
@@ -164,6 +173,7 @@ class HardwareConfig:
     gpu_memory_gb: Optional[float] = None  # per GPU; the memory preflight checks the run fits (null: unchecked)
     deepspeed: Optional[Any] = None  # a DeepSpeed config, as data
     fsdp: Optional[Any] = None  # accelerate FSDP settings, as data
+    node: NodeConfig = field(default_factory=NodeConfig)
 
 
 @dataclass
@@ -275,8 +285,6 @@ def _slug(override_dirname: str) -> str:
 
 if not OmegaConf.has_resolver("slug"):
     OmegaConf.register_new_resolver("slug", _slug)
-if not OmegaConf.has_resolver("gpus_on_cuda"):  # a SLURM request for GPUs only when the profile runs on them
-    OmegaConf.register_new_resolver("gpus_on_cuda", lambda device, n: n if device == "cuda" else None)
 register_configs()
 
 

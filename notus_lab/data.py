@@ -398,15 +398,28 @@ def fingerprint_rows(rows: list) -> str:
     return h.hexdigest()[:16]
 
 
-def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int):
-    """TRL's conversational preference format; long prompts keep their last `max_prompt_length` tokens
-    (TRL 1.x dropped max_prompt_length, the Notus/Zephyr recipes still use 512)."""
+def truncated_prompts(pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None) -> list[str]:
+    """The recipes' rule (TRL 0.7, which Zephyr and Notus trained with; truncation_mode keep_end): a prompt
+    keeps its last `max_prompt_length` tokens only when prompt + the longer answer exceed `max_length`; a
+    long prompt with short answers is kept whole. (TRL 1.x dropped max_prompt_length.)"""
+    prompts = [p["prompt"] for p in pairs]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    if max_length is None:
+        longer = [0] * len(pairs)
+    else:
+        chosen = tokenizer([p["chosen"] for p in pairs], add_special_tokens=False)["input_ids"]
+        rejected = tokenizer([p["rejected"] for p in pairs], add_special_tokens=False)["input_ids"]
+        longer = [max(len(c), len(r)) for c, r in zip(chosen, rejected)]
+    return [tokenizer.decode(ids[-max_prompt_length:])
+            if len(ids) > max_prompt_length and (max_length is None or len(ids) + n > max_length) else p
+            for p, ids, n in zip(prompts, prompt_ids, longer)]
+
+
+def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None = None):
+    """TRL's conversational preference format, prompts truncated by the recipes' rule (truncated_prompts)."""
     import datasets
 
-    prompts = [p["prompt"] for p in pairs]
-    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    prompts = [tokenizer.decode(t[-max_prompt_length:]) if len(t) > max_prompt_length else p
-               for p, t in zip(prompts, ids)]
+    prompts = truncated_prompts(pairs, tokenizer, max_prompt_length, max_length)
     return datasets.Dataset.from_dict({
         "prompt": [[{"role": "system", "content": ""}, {"role": "user", "content": p}] for p in prompts],
         "chosen": [[{"role": "assistant", "content": p["chosen"]}] for p in pairs],
@@ -414,7 +427,8 @@ def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int):
     })
 
 
-def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, cache_dir: Path, salt: str):
+def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None,
+                              cache_dir: Path, salt: str):
     """`to_preference_dataset`, saved once under a key of its content (the pairs, the tokenizer, the prompt
     truncation, and `salt`: everything else that changes what TRL computes from it, such as max_length,
     precision and the base model). Loaded from disk, the dataset has cache files and a stable fingerprint,
@@ -429,14 +443,14 @@ def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: i
     h = hashlib.sha256()
     h.update(tokenizer.backend_tokenizer.to_str().encode() if hasattr(tokenizer, "backend_tokenizer") else b"")
     h.update(str(getattr(tokenizer, "chat_template", "")).encode())
-    h.update(f"{max_prompt_length}|{salt}".encode())
+    h.update(f"{max_prompt_length}|{max_length}|{salt}".encode())
     for p in pairs:
         h.update(json.dumps([p["prompt"], p["chosen"], p["rejected"]]).encode())
     target = Path(os.path.expanduser(cache_dir)) / h.hexdigest()[:20]
     if not (target / "dataset_info.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-        to_preference_dataset(pairs, tokenizer, max_prompt_length).save_to_disk(str(tmp))
+        to_preference_dataset(pairs, tokenizer, max_prompt_length, max_length).save_to_disk(str(tmp))
         try:
             os.replace(tmp, target)  # atomic: a reader never sees half a dataset
         except OSError:  # another arm saved the same content first

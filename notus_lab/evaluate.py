@@ -82,12 +82,11 @@ def judged_generations(cfg, model_dir, base: str, prompts: list[str], truth_pair
     """(summary for metrics.json["generation"], one record per prompt x sample for generations.jsonl)."""
     from notus_lab.generate import answer_prompts, device_for
     from notus_lab.judge import agreement_with_truth, make_judge, win_rate, winner
-    from notus_lab.model import torch_dtype
 
     g = cfg.generation
     prompts = prompts[: g.max_prompts] if g.max_prompts else prompts
     policy_answers, reference_answers, tokenizer = answer_prompts(cfg, model_dir, base, prompts)
-    judge = make_judge(cfg, device_for(cfg), torch_dtype(cfg.hardware.precision))
+    judge = make_judge(cfg, device_for(cfg))
     flat = [(p, k, pa, ra) for p, pas, ras in zip(prompts, policy_answers, reference_answers)
             for k, (pa, ra) in enumerate(zip(pas, ras))]
     flat_prompts = [p for p, *_ in flat]

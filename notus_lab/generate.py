@@ -2,14 +2,17 @@
 device and precision. Used after training for judged generations (evaluate.py), and by the export
 command for external judges:
 
-    python -m notus_lab.generate <run dir> [--alpaca-eval alpaca_eval.json] [--mt-bench question.jsonl]
+    python -m notus_lab.generate <run dir> [--benchmark alpaca_eval|mt_bench] [--alpaca-eval alpaca_eval.json]
+                                           [--mt-bench question.jsonl]
 
 Writes into <run dir>/generations/:
   alpaca_eval.json       [{"instruction", "output", "generator", "dataset"}]  (alpaca_eval --model_outputs)
   model_answer/<model_id>.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
                           "tstamp"}  (FastChat's data/mt_bench/model_answer/: FastChat names the model by the file)
+  settings.json          the decoding each file was made with, the device and dtype
 Without prompt files, the run's own held-out prompts are used for both (single-turn), so a bundled-world
 run can be exported offline. MT-Bench questions are multi-turn: each turn sees the model's earlier answers.
+`--benchmark` reproduces the decoding behind the published numbers (ALPACA_EVAL, MT_BENCH_TEMPERATURE).
 """
 
 from __future__ import annotations
@@ -75,24 +78,29 @@ def reference_of(cfg, policy, base: str):
 
 
 def complete(model, tokenizer, conversations: list[list[dict]], g) -> list[list[str]]:
-    """`g.samples_per_prompt` answers (one when greedy) per chat conversation, in the Zephyr template with
-    an empty system turn. Batched, KV-cached; each batch's sampling seed is fixed, so a policy and its
-    reference draw with the same random numbers."""
+    """`g.samples_per_prompt` answers (one when greedy) per chat conversation, in the base's own chat template
+    with an empty system turn (Zephyr's `<|system|>\n</s>`). Batched by prompt length, so that a batch is not
+    padded to the longest prompt of the set, KV-cached; each batch's sampling seed is fixed, so a policy and
+    its reference draw with the same random numbers. Answers come back in the conversations' order."""
     import torch
 
     n = g.samples_per_prompt if g.do_sample else 1
     sampling = dict(do_sample=True, temperature=g.temperature, top_p=g.top_p) if g.do_sample else dict(do_sample=False)
-    out = []
-    for b, i in enumerate(range(0, len(conversations), g.batch_size)):
-        texts = [tokenizer.apply_chat_template([{"role": "system", "content": ""}] + c, tokenize=False,
-                                               add_generation_prompt=True) for c in conversations[i:i + g.batch_size]]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    texts = [tokenizer.apply_chat_template([{"role": "system", "content": ""}] + c, tokenize=False,
+                                           add_generation_prompt=True) for c in conversations]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda k: lengths[k])
+    out = [None] * len(texts)
+    for b, i in enumerate(range(0, len(order), g.batch_size)):
+        batch = order[i:i + g.batch_size]
+        enc = tokenizer([texts[k] for k in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(g.seed + b)
         with torch.inference_mode():
             ids = model.generate(**enc, max_new_tokens=g.max_new_tokens, num_return_sequences=n, use_cache=True,
                                  pad_token_id=tokenizer.pad_token_id, **sampling)
         answers = [t.strip() for t in tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-        out += [answers[k:k + n] for k in range(0, len(answers), n)]
+        for j, k in enumerate(batch):
+            out[k] = answers[j * n:(j + 1) * n]
     return out
 
 
@@ -127,8 +135,54 @@ def held_out_prompts(cfg) -> list[str]:
     return D.held_out_prompts(rows, D.split_for(rows, d)[1], d)
 
 
+# The decoding behind the published numbers: alpaca_eval's models_configs/zephyr-7b-beta, and FastChat's
+# gen_model_answer (1024 new tokens, one choice, a temperature per category: 0 is greedy; 0.7 for others)
+ALPACA_EVAL = {"max_new_tokens": 2048, "do_sample": True, "temperature": 0.7, "top_p": 1.0}
+MT_BENCH_TOKENS, MT_BENCH_DEFAULT_TEMPERATURE = 1024, 0.7
+MT_BENCH_TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
+                        "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
+BENCHMARKS = ("alpaca_eval", "mt_bench")
+
+
+def mt_bench_decoding(category: str | None, max_new_tokens: int) -> dict:
+    """FastChat's decoding for one question's category (fastchat/llm_judge/common.py temperature_config)."""
+    t = MT_BENCH_TEMPERATURE.get(category, MT_BENCH_DEFAULT_TEMPERATURE)
+    return {"max_new_tokens": max_new_tokens, "do_sample": t >= 1e-4, "temperature": t, "top_p": 1.0}
+
+
+def benchmark_prompts(cfg, alpaca_file: Path | None, mt_bench_file: Path | None, limit: int | None):
+    """AlpacaEval instructions and MT-Bench questions: the files given, else the run's held-out prompts."""
+    alpaca = json.loads(Path(alpaca_file).read_text()) if alpaca_file else None
+    mt = [json.loads(line) for line in Path(mt_bench_file).read_text().splitlines() if line.strip()] if mt_bench_file else None
+    if alpaca is None or mt is None:
+        prompts = held_out_prompts(cfg)
+        alpaca = alpaca if alpaca is not None else [{"instruction": p, "dataset": "notus_lab_held_out"} for p in prompts]
+        mt = mt if mt is not None else [{"question_id": i + 1, "category": "notus_lab_held_out", "turns": [p]}
+                                        for i, p in enumerate(prompts)]
+    return alpaca[:limit], mt[:limit]
+
+
+def answer_mt_bench(model, tokenizer, questions: list[dict], decoding) -> list[list[str]]:
+    """Every turn of every question; each turn sees the model's earlier answers; decoding(question) -> g."""
+    chats = [[] for _ in questions]
+    for turn in range(max((len(q["turns"]) for q in questions), default=0)):
+        active = [i for i, q in enumerate(questions) if turn < len(q["turns"])]
+        for i in active:
+            chats[i].append({"role": "user", "content": questions[i]["turns"][turn]})
+        groups = {}
+        for i in active:  # one generate pass per decoding (MT-Bench: per category temperature)
+            groups.setdefault(json.dumps(decoding(questions[i]), sort_keys=True), []).append(i)
+        for members in groups.values():
+            for i, answer in zip(members, complete(model, tokenizer, [chats[i] for i in members], decoding(questions[members[0]]))):
+                chats[i].append({"role": "assistant", "content": answer[0]})
+    return [[m["content"] for m in chat if m["role"] == "assistant"] for chat in chats]
+
+
 def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, model_id: str | None,
-           max_new_tokens: int, batch_size: int, limit: int | None, device: str | None = None) -> dict:
+           max_new_tokens: int | None, batch_size: int, limit: int | None, device: str | None = None,
+           benchmark: str | None = None) -> dict:
+    """Answers for the external judges in their own file formats, with the decoding recorded beside them:
+    the benchmark's published settings with `benchmark`, else the run's decoding (one answer per prompt)."""
     from omegaconf import OmegaConf
 
     from notus_lab.model import base_path
@@ -137,46 +191,45 @@ def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, 
     cfg = run_config(run_dir)
     if device:
         cfg.hardware.device = device
-    # one answer per prompt with the run's decoding (AlpacaEval and MT-Bench take one per question)
-    cfg.generation = OmegaConf.merge(cfg.generation, {"samples_per_prompt": 1, "max_new_tokens": max_new_tokens,
-                                                      "batch_size": batch_size})
+    run_decoding = {"samples_per_prompt": 1, "batch_size": batch_size, "max_new_tokens": max_new_tokens or 512}
     model_id = model_id or run_dir.name
     out_dir = run_dir / "generations"
     out_dir.mkdir(exist_ok=True)
-    if alpaca_file:
-        alpaca = json.loads(Path(alpaca_file).read_text())
-    if mt_bench_file:
-        mt = [json.loads(line) for line in Path(mt_bench_file).read_text().splitlines() if line.strip()]
-    if not (alpaca_file and mt_bench_file):
-        prompts = held_out_prompts(cfg)
-        if not alpaca_file:
-            alpaca = [{"instruction": p, "dataset": "notus_lab_held_out"} for p in prompts]
-        if not mt_bench_file:
-            mt = [{"question_id": i + 1, "category": "notus_lab_held_out", "turns": [p]} for i, p in enumerate(prompts)]
-    alpaca, mt = alpaca[:limit], mt[:limit]
+    alpaca, mt = benchmark_prompts(cfg, alpaca_file, mt_bench_file, limit)
     model_dir = run_dir / "merged" if (run_dir / "merged").is_dir() else run_dir / "model"
     model, tokenizer = load_policy(cfg, model_dir, base_path(cfg.base))
 
-    outputs = complete(model, tokenizer, [[{"role": "user", "content": a["instruction"]}] for a in alpaca], cfg.generation)
-    write_json(out_dir / "alpaca_eval.json", [
-        {"instruction": a["instruction"], "output": o[0], "generator": model_id, "dataset": a.get("dataset", "")}
-        for a, o in zip(alpaca, outputs)])
+    def decoding(preset: dict):
+        return OmegaConf.merge(cfg.generation, run_decoding, preset)
 
-    chats = [[] for _ in mt]
-    for turn in range(max((len(q["turns"]) for q in mt), default=0)):
-        active = [i for i, q in enumerate(mt) if turn < len(q["turns"])]
-        for i in active:
-            chats[i].append({"role": "user", "content": mt[i]["turns"][turn]})
-        for i, answer in zip(active, complete(model, tokenizer, [chats[i] for i in active], cfg.generation)):
-            chats[i].append({"role": "assistant", "content": answer[0]})
-    (out_dir / "model_answer").mkdir(exist_ok=True)
-    with open(out_dir / "model_answer" / f"{model_id}.jsonl", "w") as f:
-        for q, chat in zip(mt, chats):
-            f.write(json.dumps({"question_id": q["question_id"], "answer_id": uuid.uuid4().hex, "model_id": model_id,
-                                "choices": [{"index": 0, "turns": [m["content"] for m in chat if m["role"] == "assistant"]}],
-                                "tstamp": time.time()}) + "\n")
-    return {"alpaca_eval": len(alpaca), "mt_bench": len(mt), "dir": str(out_dir), "device": str(model.device),
-            "dtype": str(next(model.parameters()).dtype)}
+    settings = {"benchmark": benchmark, "device": str(model.device), "dtype": str(next(model.parameters()).dtype),
+                "chat_template": "the base's own (tokenizer.apply_chat_template), empty system turn"}
+    written = {}
+    if benchmark in (None, "alpaca_eval"):
+        preset = {**ALPACA_EVAL, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {})} if benchmark else {}
+        outputs = complete(model, tokenizer, [[{"role": "user", "content": a["instruction"]}] for a in alpaca], decoding(preset))
+        write_json(out_dir / "alpaca_eval.json", [
+            {"instruction": a["instruction"], "output": o[0], "generator": model_id, "dataset": a.get("dataset", "")}
+            for a, o in zip(alpaca, outputs)])
+        settings["alpaca_eval"] = {k: decoding(preset)[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p")}
+        written["alpaca_eval"] = len(alpaca)
+    if benchmark in (None, "mt_bench"):
+        tokens = max_new_tokens or MT_BENCH_TOKENS
+        per_question = (lambda q: decoding(mt_bench_decoding(q.get("category"), tokens))) if benchmark \
+            else (lambda q: decoding({}))
+        answers = answer_mt_bench(model, tokenizer, mt, per_question)
+        (out_dir / "model_answer").mkdir(exist_ok=True)
+        with open(out_dir / "model_answer" / f"{model_id}.jsonl", "w") as f:
+            for q, turns in zip(mt, answers):
+                f.write(json.dumps({"question_id": q["question_id"], "answer_id": uuid.uuid4().hex, "model_id": model_id,
+                                    "choices": [{"index": 0, "turns": turns}], "tstamp": time.time()}) + "\n")
+        settings["mt_bench"] = {"max_new_tokens": tokens, "temperature_by_category": MT_BENCH_TEMPERATURE,
+                                "default_temperature": MT_BENCH_DEFAULT_TEMPERATURE} if benchmark else \
+            {k: decoding({})[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p")}
+        written["mt_bench"] = len(mt)
+    write_json(out_dir / "settings.json", settings)
+    return {"alpaca_eval": written.get("alpaca_eval", 0), "mt_bench": written.get("mt_bench", 0), "dir": str(out_dir),
+            "device": settings["device"], "dtype": settings["dtype"]}
 
 
 def main(argv=None) -> None:
@@ -185,7 +238,11 @@ def main(argv=None) -> None:
     p.add_argument("--alpaca-eval", type=Path, help="AlpacaEval prompts: a json list of {instruction, dataset}")
     p.add_argument("--mt-bench", type=Path, help="MT-Bench questions: question.jsonl with question_id and turns")
     p.add_argument("--model-id", help="name the judges will show (default: the run dir's name)")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--benchmark", choices=BENCHMARKS,
+                   help="answer one benchmark with its published decoding: alpaca_eval (2048 new tokens, "
+                        "temperature 0.7, top_p 1.0, sampled) or mt_bench (1024 new tokens, FastChat's "
+                        "temperature per category, greedy where it is 0); recorded in generations/settings.json")
+    p.add_argument("--max-new-tokens", type=int, help="default: the benchmark's own, else 512")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="only the first N prompts of each set (quick looks)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: the run's own hardware.device")
@@ -204,7 +261,7 @@ def main(argv=None) -> None:
             problems.append(("--device", args.device or "cuda (the run's)", "cpu on a machine without CUDA"))
     refuse(problems)
     done = export(args.run_dir, args.alpaca_eval, args.mt_bench, args.model_id, args.max_new_tokens,
-                  args.batch_size, args.limit, args.device)
+                  args.batch_size, args.limit, args.device, args.benchmark)
     print(f"wrote {done['alpaca_eval']} AlpacaEval outputs and {done['mt_bench']} MT-Bench answers to {done['dir']} "
           f"({done['device']}, {done['dtype']})")
 

@@ -24,7 +24,7 @@ class RewardModelJudge:
     name = "reward_model"
 
     def __init__(self, path: str, revision: str | None = None, trust_remote_code: bool = False,
-                 device: str = "cpu", dtype=None, batch_size: int = 64):
+                 device: str = "cpu", batch_size: int = 64):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -33,7 +33,9 @@ class RewardModelJudge:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            path, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype or torch.float32,
+            # fp32 whatever the run's precision: bf16 resolves a score near 2-4 only to ~0.016, and close
+            # answers would tie
+            path, revision=revision, trust_remote_code=trust_remote_code, dtype=torch.float32,
             use_safetensors=True).to(device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -54,7 +56,7 @@ class RewardModelJudge:
         return scores
 
 
-def make_judge(cfg, device: str = "cpu", dtype=None):
+def make_judge(cfg, device: str = "cpu"):
     """The run's judge, or None for judge=none."""
     j = cfg.judge
     if j.name == "none":
@@ -66,7 +68,7 @@ def make_judge(cfg, device: str = "cpu", dtype=None):
         from notus_lab.reward_model import build_tiny_reward_model
 
         path = str(build_tiny_reward_model(cfg.base))
-    return RewardModelJudge(path, j.revision, j.trust_remote_code, device, dtype, j.batch_size)
+    return RewardModelJudge(path, j.revision, j.trust_remote_code, device, j.batch_size)
 
 
 def winner(policy_score: float, reference_score: float) -> str:

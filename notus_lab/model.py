@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -21,11 +22,32 @@ def base_path(base_cfg) -> str:
     return str(build_tiny(base_cfg))
 
 
-def fingerprint_base(path: str) -> str:
-    """Hash of the weights and tokenizer files of a local checkpoint; the hub id + revision otherwise."""
+def resolved_revision(repo_id: str, revision: str | None) -> str:
+    """The commit a hub revision (a branch, a tag, None for main) points to: from the local HF cache, else
+    the hub's metadata; 'unresolved:<revision>' when neither answers (offline, nothing cached)."""
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(cached, str):  # .../snapshots/<commit>/config.json
+        return Path(cached).parent.name
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            from huggingface_hub import HfApi
+
+            return HfApi().model_info(repo_id, revision=revision).sha
+        except Exception:  # no network, no such repo: the run will say so when it loads
+            pass
+    return f"unresolved:{revision or 'main'}"
+
+
+def fingerprint_base(path: str, revision: str | None = None) -> str:
+    """Hash of the weights and tokenizer files of a local checkpoint; the hub id @ its resolved commit
+    otherwise, so that cached reference log-probs are never reused across revisions of a base."""
     p = Path(path)
     if not p.is_dir():
-        return f"hub:{path}"
+        return f"hub:{path}@{resolved_revision(path, revision)}"
     h = hashlib.sha256()
     for f in sorted(p.iterdir()):
         if f.suffix in (".safetensors", ".json") and f.is_file():

@@ -175,7 +175,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         if writer:
             (run_dir / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
             write_json(run_dir / "data_report.json", report)
-            base_fingerprint = M.fingerprint_base(base)  # reads every weight file once: reused below
+            base_fingerprint = M.fingerprint_base(base, cfg.base.revision)  # reads every weight file once: reused below
             write_json(run_dir / "provenance.json", provenance(D.fingerprint_rows(prepared["rows"]), base_fingerprint,
                                                               science_fingerprint(resolved)))
             log.info("rank %d wrote config.yaml, data_report.json, provenance.json", args.process_index)
@@ -204,9 +204,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides, group: str | None) -> dict
         salt = "|".join(map(str, (base_fingerprint, cfg.train.max_length, cfg.hardware.precision,
                                   M.attention(cfg.hardware), cfg.model.quantization, version("trl"))))
         as_dataset = lambda pairs: D.cached_preference_dataset(  # noqa: E731
-            pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.reference_cache_dir or cache_root(cfg.base) / "datasets", salt)
+            pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.max_length, cfg.train.reference_cache_dir or cache_root(cfg.base) / "datasets", salt)
     else:
-        as_dataset = lambda pairs: D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length)  # noqa: E731
+        as_dataset = lambda pairs: D.to_preference_dataset(  # noqa: E731
+            pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.max_length)
     train_ds = as_dataset(prepared["train_pairs"])
     eval_ds = {name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs}
 

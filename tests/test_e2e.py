@@ -170,6 +170,52 @@ def test_generate_exports_alpaca_eval_and_multi_turn_mt_bench(full_run, tmp_path
         == {81: 2, 82: 1}
 
 
+def test_benchmark_presets_decode_as_the_published_numbers_were_made(full_run, tmp_path):
+    from notus_lab.generate import ALPACA_EVAL, MT_BENCH_TEMPERATURE, mt_bench_decoding
+
+    fastchat = pytest.importorskip("fastchat.llm_judge.common")
+    assert MT_BENCH_TEMPERATURE == fastchat.temperature_config  # FastChat's own table
+    assert mt_bench_decoding("math", 1024) == {"max_new_tokens": 1024, "do_sample": False, "temperature": 0.0, "top_p": 1.0}
+    assert mt_bench_decoding("writing", 1024)["do_sample"] and mt_bench_decoding("stem", 1024)["temperature"] == 0.1
+    run_dir, _ = full_run
+    questions = tmp_path / "question.jsonl"
+    questions.write_text("".join(json.dumps({"question_id": q, "category": c, "turns": [t, "and then?"]}) + "\n"
+                                 for q, c, t in ((81, "writing", "plan the river"), (111, "math", "count the violins"),
+                                                 (121, "coding", "review the bridge"))))
+    proc = cli("notus_lab.generate", str(run_dir), "--benchmark", "mt_bench", "--mt-bench", str(questions),
+               "--max-new-tokens", "6", "--model-id", "tiny-mt")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = json.loads((run_dir / "generations" / "settings.json").read_text())
+    assert settings["benchmark"] == "mt_bench" and settings["mt_bench"]["temperature_by_category"]["coding"] == 0.0
+    assert settings["dtype"] == "torch.float32" and "alpaca_eval" not in settings
+    answers = fastchat.load_model_answers(str(run_dir / "generations" / "model_answer"))["tiny-mt"]
+    assert sorted(answers) == [81, 111, 121] and all(len(a["choices"][0]["turns"]) == 2 for a in answers.values())
+    proc = cli("notus_lab.generate", str(run_dir), "--benchmark", "alpaca_eval", "--limit", "5", "--max-new-tokens", "6",
+               "--model-id", "tiny-ae")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = json.loads((run_dir / "generations" / "settings.json").read_text())
+    assert settings["alpaca_eval"] == {**ALPACA_EVAL, "max_new_tokens": 6} and ALPACA_EVAL["max_new_tokens"] == 2048
+    utils = pytest.importorskip("alpaca_eval.utils")  # alpaca_eval's own loader of --model_outputs
+    outputs = utils.load_or_convert_to_dataframe(str(run_dir / "generations" / "alpaca_eval.json"))
+    assert list(outputs["generator"].unique()) == ["tiny-ae"] and len(outputs) == 5
+
+
+def test_length_batched_generation_returns_each_answer_to_its_own_prompt(full_run):
+    from omegaconf import OmegaConf
+
+    from notus_lab.generate import complete, load_policy, run_config
+    from notus_lab.model import base_path
+
+    run_dir, _ = full_run
+    cfg = run_config(run_dir)
+    model, tokenizer = load_policy(cfg, run_dir / "model", base_path(cfg.base))
+    prompts = ["plan the river near the old bridge at night please", "hi", "review the violin", "count"]
+    g = OmegaConf.merge(cfg.generation, {"do_sample": False, "max_new_tokens": 6, "batch_size": 2})
+    together = complete(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts], g)
+    alone = [complete(model, tokenizer, [[{"role": "user", "content": p}]], g)[0] for p in prompts]
+    assert together == alone  # greedy: the same answer whatever batch (and padding) it was in
+
+
 def test_generate_rejects_a_dir_without_a_model(tmp_path):
     proc = cli("notus_lab.generate", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip() == (

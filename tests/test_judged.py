@@ -95,6 +95,13 @@ def test_a_reward_model_trained_here_judges_a_run(tmp_path):
     for r in records_of(tmp_path / "run"):
         assert r["winner"] == winner(r["policy_score"], r["reference_score"])
         assert isinstance(r["policy_score"], float)
+    import torch
+
+    from notus_lab.judge import make_judge
+
+    # a bf16 run's judge still scores in fp32: bf16 would tie answers whose scores differ by < ~0.016
+    judge = make_judge(compose("judge=reward_model", f"judge.model={rm}", "hardware.precision=bf16"))
+    assert next(judge.model.parameters()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,15 +9,82 @@ from notus_lab.preflight import validate
 from conftest import cli, compose
 
 
-def test_notus_full_fits_eight_a100_40gb_with_zero3_offload_as_notus_ran_it():
+SHAPE_7B = dict(total_params=7.24e9, largest_layer_params=32000 * 4096)  # Mistral-7B: the embedding / lm_head
+
+
+@pytest.mark.parametrize("offload_optimizer, offload_param", [(False, False), (True, False), (True, True)])
+def test_zero3_model_states_are_deepspeeds_own_estimate_on_the_7b_shape(offload_optimizer, offload_param):
+    """DeepSpeed's estimator (Adam: 12 bytes of master + moments a parameter), on 8 GPUs of one node."""
+    stage3 = pytest.importorskip("deepspeed.runtime.zero.stage3")
+    cpu, gpu, _ = stage3.estimate_zero3_model_states_mem_needs(
+        num_gpus_per_node=8, num_nodes=1, cpu_offload=offload_optimizer, cpu_offload_params=offload_param,
+        zero_init=True, additional_buffer_factor=1.5, **SHAPE_7B)
+    ours_cpu, ours_gpu = memory.zero3_model_states(SHAPE_7B["total_params"], SHAPE_7B["largest_layer_params"], 8, 1,
+                                                   offload_optimizer, offload_param, optimizer_bytes=12)
+    assert ours_gpu == pytest.approx(gpu, rel=1e-6)
+    assert ours_cpu == pytest.approx(cpu, rel=1e-6, abs=1)  # DeepSpeed's zero_init on-GPU case keeps ~0 on the CPU
+    assert memory.largest_module(compose("+experiment=notus_7b_v1").base.shape) == SHAPE_7B["largest_layer_params"]
+
+
+def test_a100_40gb_x8_fits_a_notus_full_run_without_offload_and_the_offload_profile_needs_the_node():
+    """Corrected ZeRO-3: fp32 gradient partitions (4 bytes), fp32 master + RMSprop (8), the gathered layer."""
     cfg = compose("+experiment=notus_7b_v1")
-    assert cfg.hardware.name == "a100_40gb_x8" and cfg.hardware.gpu_memory_gb == 40
+    assert cfg.hardware.name == "a100_40gb_x8" and cfg.hardware.deepspeed.zero_optimization.offload_param is None
     need = memory.estimate(cfg)
-    assert need["total"] < 40 and need["optimizer"] == 0 and need["gradients"] == 0  # offloaded to CPU
+    n = 7.24e9 / 8 / 2**30  # parameters per GPU, in Gi
+    assert need["weights"] == pytest.approx(2 * n, abs=0.1) and need["gradients"] == pytest.approx(4 * n, abs=0.1)
+    assert need["optimizer"] == pytest.approx(8 * n, abs=0.1) and need["reference"] == pytest.approx(2 * n, abs=0.1)
+    assert 24 < need["total"] < 40  # fits 40 GB with a margin: no offload needed
     validate(cfg)
-    # without the offload the same 8 x 40 GB still shard everything eight ways, but hold the optimizer
-    no_offload = memory.estimate(compose("+experiment=notus_7b_v1", "hardware=a100_80gb_x8"))
-    assert no_offload["optimizer"] > 5 and no_offload["weights"] == pytest.approx(7.24e9 * 2 / 8 / 2**30, abs=0.1)
+    offload = compose("+experiment=notus_7b_v1", "hardware=a100_40gb_x8_offload")
+    gpu, host = memory.estimate(offload), memory.host_estimate(offload)
+    assert gpu["optimizer"] == gpu["gradients"] == gpu["weights"] == 0 and gpu["total"] < need["total"]
+    # on the node: 7.24B x (2 bf16 params + 4 fp32 grads + 4 master + 4 RMSprop) x 1.5, and the offloaded reference
+    assert host["deepspeed_states"] == pytest.approx(7.24e9 * 14 * 1.5 / 2**30, abs=0.1)
+    assert host["offloaded_reference"] == pytest.approx(7.24e9 * 2 * 1.5 / 2**30, abs=0.1)
+    assert memory.host_estimate(cfg)["total"] < 128 < host["total"] < offload.hardware.node.mem_gb
+    validate(offload)
+
+
+def test_a_node_without_the_host_memory_the_run_needs_is_refused_in_one_line():
+    cfg = compose("+experiment=notus_7b_v1", "hardware=a100_40gb_x8_offload", "hardware.node.mem_gb=128")
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("hardware.node.mem_gb=128 is invalid: full fine-tuning of ")
+    assert "GB of host memory per node (deepspeed_states 141.6" in line and "hardware.node.mem_gb >= " in line
+
+
+def test_every_rank_holding_its_copy_counts_in_host_memory():
+    """Without ZeRO-3's partitioned load, 8 DDP ranks each hold a whole bf16 base while loading."""
+    lora = memory.host_estimate(compose("+experiment=notus_7b_v1_lora", "hardware=gpu", "hardware.num_processes=8",
+                                        "hardware.distributed=ddp"))
+    assert lora["checkpoint_loading"] == pytest.approx(8 * 7.24e9 * 2 / 2**30, abs=0.2)
+
+
+def test_the_slurm_request_is_the_profiles_node(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hydra/launcher=slurm", return_hydra=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher)  # unresolved: where each number comes from
+    assert (launcher["gpus_per_node"], launcher["cpus_per_task"], launcher["mem_gb"]) == (
+        "${hardware.node.gpus}", "${hardware.node.cpus}", "${hardware.node.mem_gb}")
+    assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.cpus_per_task, cfg.hydra.launcher.mem_gb) == (8, 32, 128)
+    assert cfg.hydra.launcher.mem_gb >= memory.host_estimate(cfg)["total"] and cfg.hydra.launcher.cpus_per_task >= 8 * 4
+    offload = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8_offload", "hydra/launcher=slurm",
+                      "hydra.launcher.partition=gpu", return_hydra=True)
+    assert (offload.hydra.launcher.cpus_per_task, offload.hydra.launcher.mem_gb) == (64, 320)  # a CPU optimizer
+    shown = cli("notus_lab", "+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hydra/launcher=slurm",
+                "--cfg", "all", "--resolve")
+    assert shown.returncode == 0 and "gpus_per_node: 8" in shown.stdout and "mem_gb: 128" in shown.stdout
+
+
+def test_the_preflight_line_shows_both_memories(capsys):
+    memory._said.clear()
+    memory.check(compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8"))
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("memory preflight (hardware=a100_40gb_x8): ~27.9 GB per GPU of 40; ~")
+    assert "GB host per node of the 128 GB the node asks for (deepspeed_states 5.9, checkpoint_loading 40" in line
 
 
 def test_a_full_7b_on_one_80gb_gpu_does_not_fit_and_the_error_says_what_would():

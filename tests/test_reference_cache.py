@@ -67,3 +67,43 @@ def test_a_different_model_length_or_data_never_reuses_the_cache(tmp_path, refer
     first = len(reference_forwards)
     arm(tmp_path, "b", change)
     assert len(reference_forwards) > first
+
+
+def test_a_hub_base_is_fingerprinted_by_its_resolved_commit(tmp_path, monkeypatch):
+    """Two revisions of one hub base never share cached reference log-probs: the fingerprint (and so the
+    cache key's salt) carries the commit the revision resolves to, read from the HF cache offline."""
+    from huggingface_hub import constants
+
+    from notus_lab.model import fingerprint_base
+
+    repo = tmp_path / "models--org--base"
+    for ref, commit in (("main", "a" * 40), ("v2", "b" * 40)):
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert fingerprint_base("org/base") == f"hub:org/base@{'a' * 40}"
+    assert fingerprint_base("org/base", "v2") == f"hub:org/base@{'b' * 40}"
+    assert fingerprint_base("org/base", "c" * 40) == f"hub:org/base@{'c' * 40}"  # a commit is its own answer
+    assert fingerprint_base("org/other", "v1") == "hub:org/other@unresolved:v1"  # offline, nothing cached
+
+
+def test_a_long_prompt_is_cut_only_when_prompt_and_the_longer_answer_exceed_max_length():
+    """Zephyr's and Notus's TRL (0.7, truncation_mode keep_end)."""
+    from transformers import AutoTokenizer
+
+    from notus_lab.data import truncated_prompts
+    from notus_lab.model import base_path
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path(compose().base))
+    prompt = " ".join(f"river {i}" for i in range(60))
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    short, long = "a short answer", " ".join(["the violin sings"] * 40)
+    pairs = [{"prompt": prompt, "chosen": short, "rejected": short},
+             {"prompt": prompt, "chosen": short, "rejected": long}]
+    kept, cut = truncated_prompts(pairs, tokenizer, 32, n_prompt + 20)
+    assert n_prompt > 32 and kept == prompt  # prompt + short answers fit max_length: the prompt stays whole
+    cut_ids = tokenizer(cut, add_special_tokens=False)["input_ids"]
+    assert len(cut_ids) <= 33 and prompt.endswith(cut.strip()[-20:])  # its last 32 tokens
