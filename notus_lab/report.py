@@ -163,7 +163,7 @@ def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | Non
         md += ["", design]
     if needed:
         md += ["", f"To detect a difference of {target_effect:g} (80 % power, same adjustment):", "",
-               "| seeds | prompts per seed |", "|---|---|"]
+               "| seeds | shared prompts (every seed answers the same) |", "|---|---|"]
         md += [f"| {p['seeds']} | {p['prompts'] if p['prompts'] is not None else 'not reachable: seed noise alone is larger'} |"
                for p in needed]
     checks = sign_check(diffs, runs)

@@ -60,8 +60,8 @@ def test_two_ranks_never_race_on_the_run_records(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install -e '.[test]' brings deepspeed")
 @pytest.mark.parametrize("profile", [
-    "a100_40gb_x8",  # the Notus recipe: ZeRO-3, parameters and optimizer offloaded to CPU
-    "h100_x8",  # ZeRO-3 without offload
+    "a100_40gb_x8_offload",  # as Notus ran it: ZeRO-3, parameters and optimizer offloaded to CPU
+    "a100_40gb_x8",  # ZeRO-3 without offload (what the memory preflight says fits 8 x 40 GB)
 ])
 def test_zero3_profiles_shard_for_real_and_train_what_ddp_trains(tmp_path, ddp_run, profile):
     """The 8-GPU profiles' DeepSpeed settings, run for real on 2 gloo ranks: the model is really sharded
@@ -90,10 +90,10 @@ def test_zero3_profiles_shard_for_real_and_train_what_ddp_trains(tmp_path, ddp_r
 
 
 def test_zero3_profiles_offload_only_where_memory_needs_it():
-    offload = engine_arguments(compose("hardware=a100_40gb_x8").hardware)["deepspeed"]["zero_optimization"]
+    offload = engine_arguments(compose("hardware=a100_40gb_x8_offload").hardware)["deepspeed"]["zero_optimization"]
     assert offload["stage"] == 3
     assert offload["offload_param"]["device"] == offload["offload_optimizer"]["device"] == "cpu"
-    for profile in ("a100_80gb_x8", "h100_x8"):
+    for profile in ("a100_40gb_x8", "a100_80gb_x8", "h100_x8"):
         zero = engine_arguments(compose(f"hardware={profile}").hardware)["deepspeed"]["zero_optimization"]
         assert zero["stage"] == 3 and "offload_param" not in zero and "offload_optimizer" not in zero
     fsdp = engine_arguments(compose("hardware=fsdp_x8").hardware)
