@@ -171,7 +171,8 @@ def answer_mt_bench(model, tokenizer, questions: list[dict], decoding) -> list[l
             chats[i].append({"role": "user", "content": questions[i]["turns"][turn]})
         groups = {}
         for i in active:  # one generate pass per decoding (MT-Bench: per category temperature)
-            groups.setdefault(json.dumps(decoding(questions[i]), sort_keys=True), []).append(i)
+            g = decoding(questions[i])
+            groups.setdefault(tuple(sorted((k, g[k]) for k in g)), []).append(i)
         for members in groups.values():
             for i, answer in zip(members, complete(model, tokenizer, [chats[i] for i in members], decoding(questions[members[0]]))):
                 chats[i].append({"role": "assistant", "content": answer[0]})
