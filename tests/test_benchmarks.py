@@ -5,7 +5,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
 
 def test_mfu_benchmark_measures_every_mode_with_and_without_precomputed_reference():

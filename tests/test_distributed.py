@@ -13,6 +13,8 @@ from notus_lab.train import engine_arguments
 
 from conftest import QUICK, cli, compose
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 
 # A GPU profile rehearsed on this CPU box: its engine settings untouched, only where it runs changed
 ON_TWO_CPU_RANKS = ("hardware.device=cpu", "hardware.num_processes=2", "hardware.precision=fp32",

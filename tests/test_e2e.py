@@ -10,6 +10,8 @@ from notus_lab.train import run
 
 from conftest import QUICK, cli, compose, without_timings
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 # planted at run time, shaped like real ones (an HF token is hf_ + 30+ letters), never a literal in source
 FAKE_WANDB_KEY = "wandbkey_" + "0123456789abcdef" * 2
 FAKE_HF_TOKEN = "hf" + "_" + "FAKE" * 7 + "123456"

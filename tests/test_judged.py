@@ -11,6 +11,8 @@ from notus_lab.world import text_quality
 
 from conftest import QUICK, cli, compose
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 GENERATION_KEYS = {"judge", "n_prompts", "samples_per_prompt", "win_rate_vs_reference", "policy_score",
                    "reference_score", "policy_distinct_2", "reference_distinct_2", "policy_mean_tokens",
                    "reference_mean_tokens"}

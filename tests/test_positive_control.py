@@ -11,6 +11,8 @@ from notus_lab.runs import read_runs
 
 from conftest import cli
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 # 4 seeds: the report's interval gives seed noise seeds - 1 degrees of freedom, and 2 seeds (1 df) could not
 # carry even the bug's verdict; 300 held-out prompts of a 1000-row world
 REDUCED = ("data.world.critique_bug_rate=1.0", "data.world.rows=1000", "data.test_size=300", "train.max_steps=40",

@@ -7,6 +7,8 @@ from notus_lab.train import run
 
 from conftest import compose
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 SMALL = ("model=full", "optimizer=rmsprop", "optimizer.lr=5e-7", "train.max_steps=3", "data.world.rows=200",
          "eval.signals=[]", "judge=none", "wandb.mode=disabled")
 

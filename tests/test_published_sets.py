@@ -124,6 +124,7 @@ def test_a_local_datasetdict_of_h4_reads_train_prefs_by_default(h4_dir, tmp_path
     assert report["schema"] == "h4_ultrafeedback_binarized" and report["rows_in"] == len(PROMPTS) - 2  # 2 held out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", sorted(SETS))
 def test_each_published_set_trains_end_to_end_with_its_scores_in_pairs_jsonl(schema, tmp_path):
     from notus_lab.train import run

@@ -9,6 +9,8 @@ from notus_lab.train import run
 
 from conftest import QUICK, compose, without_timings
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 
 @pytest.fixture
 def reference_forwards(monkeypatch):

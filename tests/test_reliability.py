@@ -19,6 +19,8 @@ from notus_lab.world import generate_rows
 
 from conftest import QUICK, ROOT, cli, compose, without_timings
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 # ---------------------------------------------------------------------------------------------
 # Kill a real training process, run the same command again, get the uninterrupted result
 

@@ -19,7 +19,7 @@ from notus_lab.runs import read_runs
 from conftest import ROOT, cli
 from wandb_records import run_record
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # a real SLURM cluster on this machine
 TINY = ("data.world.rows=200", "train.logging_steps=2", "hardware.eval_batch_size=128",
         "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=15", "hydra.launcher.signal_delay_s=60")
 

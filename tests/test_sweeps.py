@@ -31,6 +31,7 @@ def sweep(tmp_path_factory):
     return tmp / "sweep", args, first
 
 
+@pytest.mark.slow
 def test_a_failed_arm_does_not_lose_the_others(sweep):
     sweep_dir, _, first = sweep
     assert first.returncode != 0  # the sweep says something failed...
@@ -49,6 +50,7 @@ def test_a_failed_arm_does_not_lose_the_others(sweep):
             assert f"eval/{signal}/rewards/accuracies" in m
 
 
+@pytest.mark.slow
 def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
     sweep_dir, _, _ = sweep
     ids = set()
@@ -65,6 +67,7 @@ def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
     assert len(ids) == 4
 
 
+@pytest.mark.slow
 def test_relaunching_the_sweep_reruns_only_what_is_missing_or_failed(sweep):
     sweep_dir, args, _ = sweep
     finished = {r["dir"]: (r["dir"] / "metrics.json").stat().st_mtime_ns
@@ -76,6 +79,7 @@ def test_relaunching_the_sweep_reruns_only_what_is_missing_or_failed(sweep):
         assert (run_dir / "metrics.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_report_lists_arms_failures_and_plots(sweep):
     sweep_dir, _, _ = sweep
     out = cli("notus_lab.report", str(sweep_dir))
@@ -166,6 +170,7 @@ def test_a_sweep_where_nothing_finished_still_gets_a_report_of_what_failed(tmp_p
     assert "0 finished, 1 failed, 1 unfinished" in text and "`oom` | failed" in text and "`killed` | unfinished" in text
 
 
+@pytest.mark.slow
 def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figures(sweep):
     from wandb_records import run_record
 
@@ -184,6 +189,7 @@ def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figur
     assert {"figure_forest", "figure_arms", "figure_margins", "figure_curves"} <= images
 
 
+@pytest.mark.slow
 def test_the_saved_wandb_report_reads_metrics_the_arms_logged_and_only_the_sweeps_group(sweep):
     from notus_lab.wandb_report import report_spec, study_settings
     from wandb_records import history_keys, summary

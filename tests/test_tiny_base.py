@@ -10,6 +10,8 @@ from notus_lab.world import SENTENCE, generate_rows, prompt_topics
 
 from conftest import compose
 
+pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
+
 
 def in_grammar_and_on_topic(prompt: str, answer: str) -> bool:
     topics = prompt_topics(prompt)
