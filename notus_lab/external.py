@@ -39,7 +39,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from notus_lab.console import refuse
-from notus_lab.tracking import write_json
+from notus_lab.tracking import read_jsonl, write_json
 
 PERCENT = ("win_rate", "standard_error", "discrete_win_rate", "length_controlled_winrate", "lc_standard_error")
 LEADERBOARD = PERCENT + ("n_wins", "n_wins_base", "n_draws", "n_total", "avg_length", "mode")
@@ -211,16 +211,12 @@ def mt_bench_pair(judgments: list[dict], model: str) -> dict | None:
             "errors": errors, "opponents": sorted(opponents), "per_prompt": {q: statistics.fmean(v) for q, v in per.items()}}
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def attach(target: Path, alpaca_file: Path | None, leaderboard_file: Path | None, mt_files: list[Path] = ()) -> dict:
     """Write external.json into every run dir under `target` (or `target` itself) that the files judge."""
     annotations = json.loads(alpaca_file.read_text()) if alpaca_file else []
     single, pair = [], []
     for path in mt_files:
-        records = _jsonl(path)
+        records = read_jsonl(path)
         (pair if records and "model_1" in records[0] else single).extend(records)
     board = {}
     if leaderboard_file:

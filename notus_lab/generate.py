@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from notus_lab.console import refuse
-from notus_lab.tracking import write_json
+from notus_lab.tracking import read_jsonl, write_json
 
 
 def device_for(cfg) -> str:
@@ -153,7 +153,7 @@ def mt_bench_decoding(category: str | None, max_new_tokens: int) -> dict:
 def benchmark_prompts(cfg, alpaca_file: Path | None, mt_bench_file: Path | None, limit: int | None):
     """AlpacaEval instructions and MT-Bench questions: the files given, else the run's held-out prompts."""
     alpaca = json.loads(Path(alpaca_file).read_text()) if alpaca_file else None
-    mt = [json.loads(line) for line in Path(mt_bench_file).read_text().splitlines() if line.strip()] if mt_bench_file else None
+    mt = read_jsonl(mt_bench_file) if mt_bench_file else None
     if alpaca is None or mt is None:
         prompts = held_out_prompts(cfg)
         alpaca = alpaca if alpaca is not None else [{"instruction": p, "dataset": "notus_lab_held_out"} for p in prompts]

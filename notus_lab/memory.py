@@ -117,7 +117,7 @@ def estimate(cfg) -> dict:
         weights = n * (low if deepspeed else 4)
         master = 4 * n if deepspeed and half else 0
         parts["weights"] = weights / shard_weights
-        parts["gradients"] = n * (4 if deepspeed else 4) / shard_grads  # DeepSpeed reduces into fp32 partitions
+        parts["gradients"] = 4 * n / shard_grads  # fp32: DeepSpeed reduces into fp32 partitions, elsewhere fp32 weights
         parts["optimizer"] = 0 if zero["offload_optimizer"] else (n * state + master) / shard_states
         parts["reference"] = 0 if tr.precompute_reference else n * low / shard_weights
     else:

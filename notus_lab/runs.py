@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from notus_lab.tracking import flatten
+from notus_lab.tracking import flatten, read_jsonl
 
 SEED_KEYS = ("train.seed", "seed")
 STRATEGY_KEY = "data"
@@ -72,7 +72,7 @@ def factors(runs: list[dict]) -> list[str]:
 
 def generation_records(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "generations.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return read_jsonl(path) if path.exists() else []
 
 
 def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:

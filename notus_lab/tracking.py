@@ -60,6 +60,11 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a jsonl file, blank lines skipped."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def log_generations(wb, records: list[dict], n: int = 64) -> None:
     """A sample of judged generations as a W&B table (the first `n` prompt x sample records)."""
     import wandb
