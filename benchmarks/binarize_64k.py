@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 
-from notus_lab.config import DataConfig, WorldConfig
-from notus_lab.audit import audit
-from notus_lab.data import binarize
-from notus_lab.world import generate_rows
+from notus_lab.config.schema import DataConfig, WorldConfig
+from notus_lab.data.audit import audit
+from notus_lab.data.pairs import binarize
+from notus_lab.data.world import generate_rows
 
 STRATEGIES = {
     "critique": DataConfig(strategy="critique", tie_policy="keep"),

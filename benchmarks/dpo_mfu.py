@@ -87,7 +87,7 @@ def dataset(pairs: int, length: int):
 
     import datasets
 
-    from notus_lab.world import vocabulary_text
+    from notus_lab.data.world import vocabulary_text
 
     words, rng, half = sorted(set(vocabulary_text().split())), random.Random(0), length // 2
     text = lambda n: " ".join(rng.choice(words) for _ in range(n))  # noqa: E731
@@ -102,8 +102,8 @@ def pad_tokenizer():
 
     from omegaconf import OmegaConf
 
-    from notus_lab.config import BaseConfig
-    from notus_lab.model import base_path
+    from notus_lab.config.schema import BaseConfig
+    from notus_lab.models.loading import base_path
 
     return AutoTokenizer.from_pretrained(base_path(OmegaConf.structured(BaseConfig)))
 

@@ -22,14 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def compose(*overrides):
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from notus_lab.config import CONF_DIR
+    from notus_lab.config.options import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))
 
 
 def notus_lab_arm(cfg, out: Path) -> float:
-    from notus_lab.train import run
+    from notus_lab.train.pipeline import run
 
     m = run(cfg, out)
     return m["train"]["num_tokens"] / m["train"]["runtime_s"]
@@ -41,15 +41,16 @@ def bare_trl_arm(cfg, out: Path) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import DPOConfig, DPOTrainer
 
-    from notus_lab import data as D
-    from notus_lab.config import eval_data_configs
-    from notus_lab.model import base_path
+    from notus_lab.data.preference_dataset import to_preference_dataset
+    from notus_lab.data.prepare import prepare
+    from notus_lab.config.options import eval_data_configs
+    from notus_lab.models.loading import base_path
 
-    pairs = D.prepare(cfg.data, eval_sets=eval_data_configs(cfg))["train_pairs"]  # same pairs as the other arm
+    pairs = prepare(cfg.data, eval_sets=eval_data_configs(cfg))["train_pairs"]  # same pairs as the other arm
     path = base_path(cfg.base)
     set_seed(cfg.train.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    dataset = D.to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.max_length)
+    dataset = to_preference_dataset(pairs, tokenizer, cfg.train.max_prompt_length, cfg.train.max_length)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").eval()
     args = DPOConfig(

@@ -4,6 +4,8 @@ A sweep (`--multirun`) writes every arm to outputs/sweeps/<sweep_name>/<override
 W&B group <sweep_name>. An arm that fails leaves failed.json and the sweep goes on with the others.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
@@ -14,8 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from notus_lab.config import CONF_DIR, ConfigError
-from notus_lab.preflight import fail, launch
+from notus_lab.config.compose import launch
+from notus_lab.config.options import CONF_DIR
+from notus_lab.core.errors import STOPS, exit_on
 
 log = logging.getLogger("notus_lab")
 
@@ -24,33 +27,30 @@ log = logging.getLogger("notus_lab")
 def main(cfg: DictConfig) -> None:
     from pathlib import Path
 
-    from notus_lab.console import summary
-    from notus_lab.distributed import relaunch_if_needed
-    from notus_lab.run_dir import Interrupted, RunDirBusy
-    from notus_lab.train import run
+    from notus_lab.core.console import summary
+    from notus_lab.core.run_dir import RunDir
+    from notus_lab.train.launcher import relaunch_if_needed
+    from notus_lab.train.pipeline import run
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
     try:
         if relaunch_if_needed(cfg, run_dir, list(hc.overrides.task)):  # the processes it started did the run
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics = json.loads(RunDir(run_dir).metrics.read_text())
         else:
             metrics = run(cfg, run_dir, overrides=list(hc.overrides.task), group=cfg.sweep_name if multirun else None)
         if int(os.environ.get("RANK", "0")) == 0:
             print(summary(run_dir, metrics, multirun), flush=True)
-    except (ConfigError, RunDirBusy, Interrupted) as exc:
+    except STOPS as exc:
         log.error("%s", exc)
         if multirun:
             raise  # Hydra marks this arm failed and goes on with the others
-        if isinstance(exc, ConfigError):
-            fail(exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(130 if isinstance(exc, Interrupted) else 3)
+        exit_on(exc)
 
 
 if __name__ == "__main__":
-    from notus_lab.console import quiet_third_party_noise
+    from notus_lab.core.console import quiet_third_party_noise
 
     sys.argv = [sys.argv[0], *quiet_third_party_noise(sys.argv[1:])]
     launch(main)

@@ -19,9 +19,12 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from notus_lab.config import CONF_DIR, ConfigError, DataConfig
-from notus_lab.preflight import fail, launch, validate_data
-from notus_lab.tracking import write_json
+from notus_lab.config.compose import launch
+from notus_lab.config.options import CONF_DIR
+from notus_lab.config.schema import DataConfig
+from notus_lab.config.validate import validate_data
+from notus_lab.core.errors import STOPS, exit_on, invalid
+from notus_lab.core.files import write_json
 
 
 @dataclass
@@ -55,15 +58,16 @@ def write_pairs(pairs: list[dict], out: Path, fmt: str) -> None:
 
 def binarize_to(cfg, out: Path) -> dict:
     """The data stage of a training run (same split, same pairs), written out instead of trained on."""
-    from notus_lab import data as D
-    from notus_lab.audit import write_summary
+    from notus_lab.data.audit import write_summary
+    from notus_lab.data.pairs import as_data_config
+    from notus_lab.data.prepare import prepare
 
     if cfg.format not in ("jsonl", "parquet", "datasets"):
-        raise ConfigError(f"format={cfg.format!r} is invalid: allowed one of jsonl, parquet, datasets")
+        raise invalid("format", cfg.format, "one of jsonl, parquet, datasets")
     validate_data(cfg.data)
-    d = D.as_data_config(cfg.data)
+    d = as_data_config(cfg.data)
     points = []
-    prepared = D.prepare(d, points=points)
+    prepared = prepare(d, points=points)
     report = prepared["report"]
     for p in prepared["train_pairs"]:
         p["split"] = "train"
@@ -87,8 +91,8 @@ def main(cfg: DictConfig) -> None:
     gc.disable()
     try:
         report = binarize_to(cfg, out)
-    except ConfigError as exc:
-        fail(exc)
+    except STOPS as exc:
+        exit_on(exc)
     print(f"{report['rows_in']} rows -> {report['pairs_out']} train pairs + {report['held_out']['pairs_out']} "
           f"held-out pairs; dropped {report['rows_dropped']}; written to {out}")
 

@@ -12,97 +12,18 @@ agreement with the truth on held-out world pairs is measured and saved in `judge
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-RM_WORLD_SEED = 2_000_003  # its own prompts and completions: never the rows a study trains on
-HELD_OUT = 300  # world rows kept out of training to measure the judge's agreement with the truth
-
-
-def _pairs(labels: str, rows: list, indices) -> list[dict]:
-    from omegaconf import OmegaConf
-
-    from notus_lab.audit import truth_pairs
-    from notus_lab.config import DataConfig, load_option
-    from notus_lab.data import binarize
-
-    if labels == "truth":
-        return truth_pairs(rows, indices)
-    option = OmegaConf.merge(OmegaConf.structured(DataConfig), load_option("data", labels))
-    return binarize(rows, OmegaConf.to_object(option), indices)[0]
-
-
-def train_reward_model(out: Path, base_dir: str, labels: str = "truth", rows: int = 2000, epochs: float = 1.0,
-                       lr: float = 1e-3, seed: int = 0) -> dict:
-    """Train and save a reward model into `out`; returns its card (labels, pairs, agreement with the truth)."""
-    import datasets
-    from transformers import AutoTokenizer
-    from trl import RewardConfig, RewardTrainer
-
-    from notus_lab.audit import truth_pairs
-    from notus_lab.config import WorldConfig
-    from notus_lab.judge import RewardModelJudge, agreement_with_truth
-    from notus_lab.world import generate_rows
-
-    world = list(generate_rows(WorldConfig(rows=rows + HELD_OUT, seed=RM_WORLD_SEED)))
-    train = _pairs(labels, world, range(rows))
-    conversation = lambda p, answer: [{"role": "system", "content": ""}, {"role": "user", "content": p["prompt"]},  # noqa: E731
-                                      {"role": "assistant", "content": answer}]
-    dataset = datasets.Dataset.from_list([{"chosen": conversation(p, p["chosen"]), "rejected": conversation(p, p["rejected"])}
-                                          for p in train])
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    scratch = Path(tempfile.mkdtemp(prefix="notus-rm-"))
-    try:
-        args = RewardConfig(output_dir=str(scratch), num_train_epochs=epochs, per_device_train_batch_size=64,
-                            learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0.05, seed=seed, max_length=256,
-                            use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no",
-                            report_to=[], logging_steps=25, disable_tqdm=True, dataloader_num_workers=0)
-        trainer = RewardTrainer(model=base_dir, args=args, train_dataset=dataset, processing_class=tokenizer)
-        trainer.train()
-        out.mkdir(parents=True, exist_ok=True)
-        trainer.save_model(str(out))
-        tokenizer.save_pretrained(str(out))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    judge = RewardModelJudge(str(out))
-    card = {"base": base_dir, "labels": labels, "train_pairs": len(train), "epochs": epochs, "world_seed": RM_WORLD_SEED,
-            "truth_agreement_held_out": agreement_with_truth(judge, truth_pairs(world, range(rows, rows + HELD_OUT)))}
-    (out / "judge_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
-
-
-def build_tiny_reward_model(base_cfg) -> Path:
-    """`judge.model=tiny`: the default reward model on the tiny base, built once into the cache."""
-    import fcntl
-
-    from notus_lab.model import base_path, fingerprint_base
-    from notus_lab.tiny_base import cache_root
-
-    base = base_path(base_cfg)
-    target = cache_root(base_cfg) / f"tiny-rm-{hashlib.sha256(fingerprint_base(base).encode()).hexdigest()[:12]}"
-    if (target / "judge_card.json").exists():
-        return target
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "judge_card.json").exists():
-            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
-            try:
-                train_reward_model(tmp, base)
-                os.rename(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+from notus_lab.core.errors import run_command
+from notus_lab.judging.reward_model import train_reward_model
 
 
 def main(argv=None) -> None:
     from omegaconf import OmegaConf
 
-    from notus_lab.config import BaseConfig, group_options
-    from notus_lab.console import refuse
+    from notus_lab.config.options import group_options
+    from notus_lab.config.schema import BaseConfig
+    from notus_lab.core.errors import refuse
 
     p = argparse.ArgumentParser(prog="python -m notus_lab.reward_model", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="where the reward model goes")
@@ -114,7 +35,7 @@ def main(argv=None) -> None:
     problems = [("--labels", args.labels, "one of " + ", ".join(allowed))] if args.labels not in allowed else []
     problems += [(k, v, "a number > 0") for k, v in (("--rows", args.rows), ("--epochs", args.epochs)) if v <= 0]
     refuse(problems)
-    from notus_lab.model import base_path
+    from notus_lab.models.loading import base_path
 
     card = train_reward_model(args.out, base_path(OmegaConf.structured(BaseConfig)), args.labels, args.rows, args.epochs)
     print(f"reward model ({card['labels']} labels, {card['train_pairs']} pairs) in {args.out}; agreement with the "
@@ -122,4 +43,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

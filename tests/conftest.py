@@ -21,7 +21,7 @@ def tiny_cache(tmp_path_factory):
 def compose(*overrides: str, return_hydra: bool = False):
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from notus_lab.config import CONF_DIR
+    from notus_lab.config.options import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra)

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from notus_lab.config import DataConfig
-from notus_lab.audit import audit
-from notus_lab.data import binarize, split_rows
+from notus_lab.config.schema import DataConfig
+from notus_lab.data.audit import audit
+from notus_lab.data.pairs import binarize, split_rows
 
 from rows import completion as C, row as R
 

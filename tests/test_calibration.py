@@ -7,9 +7,8 @@ Each coverage cell has 1,500 replicates: Monte Carlo error +-0.0056 at 0.95, so 
 import numpy as np
 import pytest
 
-from notus_lab.calibration import (PROMPTS, SEEDS, World, coverage_table, effect_in_outcome, mc_error,
-                                   null_sweep_verdict_rate, planted, rejections)
-from notus_lab.stats import crossed_interval, detectable, mean_squares
+from notus_lab.study.calibration import PROMPTS, SEEDS, World, coverage_table, effect_in_outcome, mc_error, null_sweep_verdict_rate, planted, rejections
+from notus_lab.study.stats import crossed_interval, detectable, mean_squares
 
 REPS = 1500
 WORLDS = {"judged": World("judged"), "scores": World("scores", seed_sd=0.2, lean_sd=0.3)}

@@ -4,8 +4,11 @@ import time
 
 import pytest
 
-from notus_lab.config import ConfigError, gradient_accumulation_steps, group_options
-from notus_lab.preflight import preflight, validate
+from notus_lab.core.errors import ConfigError
+from notus_lab.config.derived import gradient_accumulation_steps
+from notus_lab.config.options import group_options
+from notus_lab.config.compose import preflight
+from notus_lab.config.validate import validate
 
 from conftest import cli, compose
 
@@ -105,7 +108,7 @@ def test_sweeps_are_read_with_hydras_own_parser(overrides, message):
 
 
 def test_sweep_values_expand_as_hydra_expands_them():
-    from notus_lab.preflight import sweep_variants
+    from notus_lab.config.compose import sweep_variants
 
     variants = sweep_variants(["beta=range(0.01,0.1,0.04)", "data=glob(critique*)", "run_name='a,b'"])
     assert {v[1] for v in variants} == {"beta=0.01", "beta=0.05", "beta=0.09"}
@@ -129,7 +132,7 @@ def test_bad_overrides_fail_fast_from_the_command_line():
 
 
 def test_run_dirs_of_different_commands_never_collide():
-    from notus_lab.config import _slug
+    from notus_lab.config.science import _slug
 
     assert _slug("beta=0.1,data=critique") == "beta=0.1,data=critique" and _slug("") == "default"
     long_a = "data.source=/some/very/long/path/" + "x" * 200 + ",train.seed=1"
@@ -159,7 +162,7 @@ def test_deepspeed_profiles_without_a_usable_deepspeed_are_one_line(monkeypatch)
 def test_flash_attention_asked_where_it_cannot_load_is_one_line_naming_the_install(monkeypatch):
     import importlib.util
 
-    from notus_lab import preflight as P
+    from notus_lab.config import validate as P
 
     monkeypatch.setattr(P, "_on_a_cuda_machine", lambda: True)  # the GPU node the job runs on
     real = importlib.util.find_spec
@@ -175,7 +178,7 @@ def test_auto_attention_takes_flash_attention_only_where_it_runs(monkeypatch):
 
     import torch
 
-    from notus_lab.model import attention
+    from notus_lab.models.loading import attention
 
     gpu = compose("hardware=gpu").hardware
     assert gpu.attn_implementation == "auto" and attention(compose().hardware) == "sdpa"

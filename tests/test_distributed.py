@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from notus_lab.config import gradient_accumulation_steps
-from notus_lab.distributed import accelerate_command
-from notus_lab.train import engine_arguments
+from notus_lab.config.derived import gradient_accumulation_steps
+from notus_lab.train.launcher import accelerate_command
+from notus_lab.train.trainer import engine_arguments
 
 from conftest import QUICK, cli, compose
 
@@ -124,7 +124,7 @@ def test_the_fsdp_profile_becomes_accelerates_fsdp2_plugin():
     Trainer's arguments into accelerate's own plugin, which rejects unknown or FSDP1-only settings."""
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    from notus_lab.train import dpo_config
+    from notus_lab.train.trainer import dpo_config
 
     cfg = compose("hardware=fsdp_x8", "train.global_batch_size=128", "hardware.device=cpu", "hardware.precision=fp32")
     plugin = FullyShardedDataParallelPlugin(**dpo_config(cfg, Path("unused"), []).fsdp_plugin_args)
@@ -134,7 +134,7 @@ def test_the_fsdp_profile_becomes_accelerates_fsdp2_plugin():
 
 
 def test_a_run_refuses_an_engine_other_than_the_profiles():
-    from notus_lab.checks import check_engine
+    from notus_lab.train.runtime_checks import check_engine
 
     check_engine(compose("hardware=ddp_cpu_x2").hardware, "multi_cpu", 2)
     check_engine(compose("hardware=a100_40gb_x8").hardware, "deepspeed", 8)
@@ -181,7 +181,7 @@ def test_a_run_refuses_to_train_with_another_optimizer_than_it_asked_for():
     import torch
     from transformers import TrainerControl, TrainerState
 
-    from notus_lab.checks import optimizer_check_callback
+    from notus_lab.train.runtime_checks import optimizer_check_callback
 
     class DeepSpeedCPUAdam(torch.optim.Adam):  # the class name is what the check reads
         pass

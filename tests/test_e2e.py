@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from notus_lab.model import base_path
-from notus_lab.train import run
+from notus_lab.models.loading import base_path
+from notus_lab.train.pipeline import run
 
 from conftest import QUICK, cli, compose, without_timings
 
@@ -98,7 +98,7 @@ def test_lora_run_saves_an_adapter_and_merges_on_request(tmp_path):
 def test_qlora_quantizes_the_base_to_4bit_nf4_on_cpu(tmp_path):
     import bitsandbytes as bnb
 
-    from notus_lab.model import load_models
+    from notus_lab.models.loading import load_models
 
     cfg = compose("model=qlora", *QUICK)
     policy, reference, peft_config = load_models(cfg, base_path(cfg.base))
@@ -109,7 +109,7 @@ def test_qlora_quantizes_the_base_to_4bit_nf4_on_cpu(tmp_path):
 
 
 def test_full_fine_tuning_gets_an_explicit_frozen_reference():
-    from notus_lab.model import load_models
+    from notus_lab.models.loading import load_models
 
     cfg = compose("model=full")
     policy, reference, peft_config = load_models(cfg, base_path(cfg.base))
@@ -173,7 +173,7 @@ def test_generate_exports_alpaca_eval_and_multi_turn_mt_bench(full_run, tmp_path
 
 
 def test_benchmark_presets_decode_as_the_published_numbers_were_made(full_run, tmp_path):
-    from notus_lab.generate import ALPACA_EVAL, MT_BENCH_TEMPERATURE, mt_bench_decoding
+    from notus_lab.judging.benchmarks import ALPACA_EVAL, MT_BENCH_TEMPERATURE, mt_bench_decoding
 
     fastchat = pytest.importorskip("fastchat.llm_judge.common")
     assert MT_BENCH_TEMPERATURE == fastchat.temperature_config  # FastChat's own table
@@ -205,8 +205,9 @@ def test_benchmark_presets_decode_as_the_published_numbers_were_made(full_run, t
 def test_length_batched_generation_returns_each_answer_to_its_own_prompt(full_run):
     from omegaconf import OmegaConf
 
-    from notus_lab.generate import complete, load_policy, run_config
-    from notus_lab.model import base_path
+    from notus_lab.judging.generation import complete, load_policy
+    from notus_lab.judging.benchmarks import run_config
+    from notus_lab.models.loading import base_path
 
     run_dir, _ = full_run
     cfg = run_config(run_dir)
@@ -228,7 +229,7 @@ def test_qlora_under_zero3_or_fsdp_stores_4bit_weights_shardably_and_lets_the_en
     import torch
     from transformers import AutoModelForCausalLM
 
-    from notus_lab.model import load_causal_lm, quantization_config
+    from notus_lab.models.loading import load_causal_lm, quantization_config
 
     seen = {}
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.update(kw))

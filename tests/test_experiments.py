@@ -2,8 +2,8 @@
 
 import pytest
 
-from notus_lab.config import gradient_accumulation_steps
-from notus_lab.preflight import validate
+from notus_lab.config.derived import gradient_accumulation_steps
+from notus_lab.config.validate import validate
 
 from conftest import compose
 
@@ -73,7 +73,7 @@ def test_the_7b_study_builds_the_notus_recipe_on_the_hardware_the_user_picks(tmp
     from transformers import Trainer, get_scheduler
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-    from notus_lab.train import dpo_config
+    from notus_lab.train.trainer import dpo_config
 
     cfg = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8")
     validate(cfg)  # the memory preflight included: it fits 8 x A100-40GB as Notus ran it
@@ -110,8 +110,8 @@ def test_the_7b_study_builds_the_notus_recipe_on_the_hardware_the_user_picks(tmp
 
 
 def test_the_7b_study_asks_for_a_hardware_choice_in_one_line():
-    from notus_lab.config import ConfigError
-    from notus_lab.preflight import preflight
+    from notus_lab.core.errors import ConfigError
+    from notus_lab.config.compose import preflight
 
     with pytest.raises(ConfigError, match=r"^hardware=\?\?\? is invalid: allowed one of a100_40gb_x8, "):
         preflight(["+experiment=critique_vs_rating_7b"])

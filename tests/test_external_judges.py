@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from notus_lab import external as E
-from notus_lab import report as R
+from notus_lab.study import external_judges as E
+from notus_lab.study import report as R
 
 from conftest import cli
 from test_report_stats import plant

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from notus_lab.judge import TruthJudge, win_rate, winner
-from notus_lab.train import run
-from notus_lab.world import text_quality
+from notus_lab.judging.judges import TruthJudge, win_rate, winner
+from notus_lab.train.pipeline import run
+from notus_lab.data.world import text_quality
 
 from conftest import QUICK, cli, compose
 
@@ -30,13 +30,13 @@ def lora_and_full(tmp_path_factory):
 
 
 def test_metrics_and_generations_file_keep_the_contract(lora_and_full):
-    from notus_lab import data as D
+    from notus_lab.data.prepare import prepare
 
     run_dir, metrics = lora_and_full["full"]
     g = metrics["generation"]
     assert GENERATION_KEYS <= set(g) and g["judge"] == "truth" and g["samples_per_prompt"] == 2
     cfg = compose(*QUICK)
-    prepared = D.prepare(cfg.data)
+    prepared = prepare(cfg.data)
     assert g["n_prompts"] == len(prepared["held_out_prompts"]) == 30  # every held-out prompt of the split
     records = records_of(run_dir)
     assert len(records) == g["n_prompts"] * g["samples_per_prompt"]
@@ -99,7 +99,7 @@ def test_a_reward_model_trained_here_judges_a_run(tmp_path):
         assert isinstance(r["policy_score"], float)
     import torch
 
-    from notus_lab.judge import make_judge
+    from notus_lab.judging.judged import make_judge
 
     # a bf16 run's judge still scores in fp32: bf16 would tie answers whose scores differ by < ~0.016
     judge = make_judge(compose("judge=reward_model", f"judge.model={rm}", "hardware.precision=bf16"))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from notus_lab import memory
-from notus_lab.config import ConfigError
-from notus_lab.preflight import validate
+from notus_lab.config import memory
+from notus_lab.core.errors import ConfigError
+from notus_lab.config.validate import validate
 
 from conftest import cli, compose
 
@@ -122,4 +122,4 @@ def test_the_estimate_follows_batch_length_and_checkpointing():
 def test_the_cli_refuses_a_run_that_cannot_fit_before_loading_anything():
     proc = cli("notus_lab", "+experiment=notus_7b_v1", "hardware=gpu")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "needs ~" in proc.stderr and "allowed: model=lora" in proc.stderr
+    assert "needs ~" in proc.stderr and "allowed model=lora" in proc.stderr

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from notus_lab.runs import read_runs
+from notus_lab.study.runs import read_runs
 
 from conftest import cli
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st
 
-from notus_lab.config import DataConfig
-from notus_lab.data import binarize
+from notus_lab.config.schema import DataConfig
+from notus_lab.data.pairs import binarize
 
 RATING = st.one_of(st.sampled_from(["1", "2", "3", "4", "5", "N/A"]), st.sampled_from(["five", "", "0", "7", "nan"]),
                    st.integers(-2, 7), st.floats(allow_nan=True, allow_infinity=True), st.none())

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from notus_lab.config import ConfigError, DataConfig
-from notus_lab.data import binarize, load_rows
-from notus_lab.published_sets import KNOWN, default_split
+from notus_lab.core.errors import ConfigError
+from notus_lab.config.schema import DataConfig
+from notus_lab.data.pairs import binarize
+from notus_lab.data.sources import load_rows
+from notus_lab.data.published_sets import KNOWN, default_split
 
 from conftest import cli, compose
 from rows import completion, row
@@ -127,7 +129,7 @@ def test_a_local_datasetdict_of_h4_reads_train_prefs_by_default(h4_dir, tmp_path
 @pytest.mark.slow
 @pytest.mark.parametrize("schema", sorted(SETS))
 def test_each_published_set_trains_end_to_end_with_its_scores_in_pairs_jsonl(schema, tmp_path):
-    from notus_lab.train import run
+    from notus_lab.train.pipeline import run
 
     make, strategy, _ = SETS[schema]
     source = tmp_path / f"{schema}.jsonl"

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from notus_lab.train import run
+from notus_lab.train.pipeline import run
 
 from conftest import QUICK, compose, without_timings
 
@@ -50,7 +50,7 @@ def other_base(tmp_path_factory):
     """The tiny base with one weight nudged: same files, same shape, another model (no second SFT build)."""
     from safetensors.torch import load_file, save_file
 
-    from notus_lab.model import base_path
+    from notus_lab.models.loading import base_path
 
     path = tmp_path_factory.mktemp("other_base")
     shutil.copytree(base_path(compose().base), path, dirs_exist_ok=True)
@@ -76,7 +76,7 @@ def test_a_hub_base_is_fingerprinted_by_its_resolved_commit(tmp_path, monkeypatc
     cache key's salt) carries the commit the revision resolves to, read from the HF cache offline."""
     from huggingface_hub import constants
 
-    from notus_lab.model import fingerprint_base
+    from notus_lab.models.loading import fingerprint_base
 
     repo = tmp_path / "models--org--base"
     for ref, commit in (("main", "a" * 40), ("v2", "b" * 40)):
@@ -96,8 +96,8 @@ def test_a_long_prompt_is_cut_only_when_prompt_and_the_longer_answer_exceed_max_
     """Zephyr's and Notus's TRL (0.7, truncation_mode keep_end)."""
     from transformers import AutoTokenizer
 
-    from notus_lab.data import truncated_prompts
-    from notus_lab.model import base_path
+    from notus_lab.data.preference_dataset import truncated_prompts
+    from notus_lab.models.loading import base_path
 
     tokenizer = AutoTokenizer.from_pretrained(base_path(compose().base))
     prompt = " ".join(f"river {i}" for i in range(60))

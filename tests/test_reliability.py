@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from notus_lab.config import DataConfig, WorldConfig
-from notus_lab.data import binarize, prepare
-from notus_lab.world import generate_rows
+from notus_lab.config.schema import DataConfig, WorldConfig
+from notus_lab.data.pairs import binarize
+from notus_lab.data.prepare import prepare
+from notus_lab.data.world import generate_rows
 
 from conftest import QUICK, ROOT, cli, compose, without_timings
 
@@ -98,7 +99,7 @@ def test_sigint_also_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
 def test_the_same_signal_twice_at_once_is_one_request_and_a_later_one_stops_now(monkeypatch):
     """SLURM signals every process of a step and the launcher passes the signal on too: a rank gets it twice.
     That is one request (save, then stop); the same signal later is a second one (stop now)."""
-    from notus_lab import run_dir
+    from notus_lab.train import stop_signals as run_dir
 
     later = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: later.append(signum))
@@ -117,7 +118,7 @@ def test_the_same_signal_twice_at_once_is_one_request_and_a_later_one_stops_now(
 
 
 def test_a_half_written_checkpoint_is_never_picked_up(tmp_path):
-    from notus_lab.run_dir import latest_checkpoint
+    from notus_lab.core.run_dir import latest_checkpoint
 
     done, torn = tmp_path / "checkpoint-10", tmp_path / "checkpoint-20"
     done.mkdir(), torn.mkdir()
@@ -128,7 +129,7 @@ def test_a_half_written_checkpoint_is_never_picked_up(tmp_path):
 
 
 def test_train_resume_false_starts_over(tmp_path):
-    from notus_lab.train import run
+    from notus_lab.train.pipeline import run
 
     first = run(compose("model=lora", *QUICK), tmp_path)
     (tmp_path / "checkpoints" / "checkpoint-999").mkdir(parents=True)
@@ -145,7 +146,7 @@ def test_a_crashing_run_records_its_error_and_releases_the_run_dir(tmp_path, mon
     import torch
     from trl import DPOTrainer
 
-    from notus_lab.train import run
+    from notus_lab.train.pipeline import run
 
     def out_of_memory(self, *a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -161,7 +162,7 @@ def test_a_crashing_run_records_its_error_and_releases_the_run_dir(tmp_path, mon
 
 
 def test_two_processes_never_write_into_the_same_run_dir(tmp_path):
-    from notus_lab.run_dir import run_dir_lock
+    from notus_lab.core.run_dir import run_dir_lock
 
     with run_dir_lock(tmp_path):  # this process is "training" there
         proc = cli("notus_lab", *QUICK, f"hydra.run.dir={tmp_path}")
@@ -182,7 +183,7 @@ def test_wandb_down_falls_back_to_offline_and_the_run_finishes(tmp_path):
 def test_weights_load_as_safetensors_without_remote_code(monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from notus_lab.model import base_path, load_causal_lm
+    from notus_lab.models.loading import base_path, load_causal_lm
 
     seen = {}
 
@@ -302,8 +303,8 @@ def test_fuzzed_file_goes_through_the_whole_data_stage(tmp_path):
 def test_a_finished_run_of_other_settings_or_other_code_is_never_handed_back(tmp_path):
     """The run dir is the command, but defaults and code change under it: relaunching into a finished run
     whose science or code differs says what changed, in one line, instead of returning stale metrics."""
-    from notus_lab.config import ConfigError
-    from notus_lab.train import run
+    from notus_lab.core.errors import ConfigError
+    from notus_lab.train.pipeline import run
 
     small = ("data.world.rows=200", "train.max_steps=2", "eval.signals=[]", "judge=none", "wandb.mode=disabled")
     first = run(compose(*small), tmp_path)
@@ -322,7 +323,7 @@ def test_a_finished_run_of_other_settings_or_other_code_is_never_handed_back(tmp
 
 
 def test_the_report_flags_runs_from_different_code_versions(tmp_path):
-    from notus_lab import report as R
+    from notus_lab.study import report as R
 
     for i, (data, commit) in enumerate([("critique", "a" * 40), ("mean_rating", "b" * 40)]):
         run_dir = tmp_path / f"r{i}"

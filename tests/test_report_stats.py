@@ -8,8 +8,8 @@ import math
 import pytest
 import yaml
 
-from notus_lab import report as R
-from notus_lab.stats import detectable
+from notus_lab.study import report as R
+from notus_lab.study.stats import detectable
 
 from conftest import cli
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from notus_lab.runs import read_runs
+from notus_lab.study.runs import read_runs
 
 from conftest import ROOT, cli
 from wandb_records import run_record

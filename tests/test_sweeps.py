@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from notus_lab import report as R
-from notus_lab.runs import read_runs
-from notus_lab.stats import t_interval
+from notus_lab.study import report as R
+from notus_lab.study.runs import read_runs
+from notus_lab.study.stats import t_interval
 
 from conftest import cli
 from wandb_records import run_record, summary
@@ -191,7 +191,7 @@ def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figur
 
 @pytest.mark.slow
 def test_the_saved_wandb_report_reads_metrics_the_arms_logged_and_only_the_sweeps_group(sweep):
-    from notus_lab.wandb_report import report_spec, study_settings
+    from notus_lab.study.wandb_report import report_spec, study_settings
     from wandb_records import history_keys, summary
 
     sweep_dir, _, _ = sweep

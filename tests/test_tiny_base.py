@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from notus_lab.config import WorldConfig
-from notus_lab.evaluate import text_stats
-from notus_lab.world import SENTENCE, generate_rows, prompt_topics
+from notus_lab.config.schema import WorldConfig
+from notus_lab.judging.generation import text_stats
+from notus_lab.data.world import SENTENCE, generate_rows, prompt_topics
 
 from conftest import compose
 
@@ -25,8 +25,8 @@ def base_answers():
     """The base's answers to 200 prompts it never saw, decoded as the judged generations decode them."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from notus_lab.generate import complete
-    from notus_lab.model import base_path
+    from notus_lab.judging.generation import complete
+    from notus_lab.models.loading import base_path
 
     cfg = compose()
     path = base_path(cfg.base)
@@ -54,7 +54,7 @@ def test_the_base_learned_the_worlds_completions_by_sft():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from notus_lab.model import base_path
+    from notus_lab.models.loading import base_path
 
     path = base_path(compose().base)
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
@@ -72,8 +72,8 @@ def test_the_base_learned_the_worlds_completions_by_sft():
 
 
 def test_the_base_is_built_once_and_addressed_by_its_recipe():
-    from notus_lab.model import base_path
-    from notus_lab.tiny_base import tiny_path
+    from notus_lab.models.loading import base_path
+    from notus_lab.models.tiny_base import tiny_path
 
     cfg = compose()
     path = base_path(cfg.base)

@@ -4,10 +4,10 @@ cannot pin down."""
 
 import pytest
 
-from notus_lab.audit import audit, truth_agreement
-from notus_lab.config import DataConfig, WorldConfig
-from notus_lab.data import binarize
-from notus_lab.world import GOOD_FOR, TOPICS, generate_rows, prompt_topics, text_quality
+from notus_lab.data.audit import audit, truth_agreement
+from notus_lab.config.schema import DataConfig, WorldConfig
+from notus_lab.data.pairs import binarize
+from notus_lab.data.world import GOOD_FOR, TOPICS, generate_rows, prompt_topics, text_quality
 
 # real rows (50 prompts x 4 completions, fixed vintage) and each figure's 95 % interval at that sample size
 REAL = {"chosen_differs": (0.50, 0.36, 0.64), "critique_vs_mean_rating_correlation": (0.78, 0.72, 0.83),
@@ -73,7 +73,7 @@ PROMPT = "explain the river , the violin and the harbor briefly ."
 
 
 def adjectives(topic: str, good: bool) -> list[str]:
-    from notus_lab.world import ADJECTIVES
+    from notus_lab.data.world import ADJECTIVES
 
     return sorted(GOOD_FOR[topic]) if good else sorted(set(ADJECTIVES) - GOOD_FOR[topic])
 

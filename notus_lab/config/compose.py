@@ -1,0 +1,104 @@
+"""Compose a command line with Hydra before anything loads, each swept value once, and turn Hydra's
+multi-line errors into the one-line format."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from omegaconf import DictConfig, OmegaConf
+
+from notus_lab.config.options import CONF_DIR, group_options
+from notus_lab.config.schema import NotusConfig
+from notus_lab.config.validate import validate
+from notus_lab.core.errors import ConfigError, exit_on, message
+
+
+def _one_line(exc: BaseException, overrides: list[str]) -> str:
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = exc  # Hydra wraps the OmegaConf error that knows the key
+    while (cause.__cause__ or cause.__context__) is not None and not getattr(cause, "full_key", None):
+        cause = cause.__cause__ or cause.__context__
+    given = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    required = re.search(r"You must specify '([\w/]+)'", str(exc))
+    if required:  # a group an experiment leaves to the user (`override /hardware: ???`)
+        group = required.group(1)
+        return message(group, None, f"one of {', '.join(group_options(group))} (this command needs a choice)", shown="???")
+    found = re.search(r"Could not (?:find|load) '([\w/]+)/([^']+)'", str(exc))
+    if found:
+        group, option = found.groups()
+        return message(group, option, f"one of {', '.join(group_options(group))}")
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.select(OmegaConf.structured(NotusConfig), parent) if parent else OmegaConf.structured(NotusConfig)
+        keys = ", ".join(node.keys()) if isinstance(node, DictConfig) else "none"
+        return message(key, given.get(key, "?"), why="unknown key", allowed=f"keys{' of ' + parent if parent else ''}: {keys}")
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        reason = str(cause).splitlines()[0]
+        return message(key, given.get(key, "?"), why=reason)
+    return f"{str(exc).strip().splitlines()[0]}"
+
+
+def sweep_variants(overrides: list[str], sweeper_params: dict | None = None) -> list[list[str]]:
+    """The override lists to check for a command: each swept value once, the other sweeps held at their
+    first value (every value is tried without composing the cartesian product). Sweeps are read by
+    Hydra's own parser, so `range(...)`, `choice(...)`, `glob(...)`, `key=a,b` and quoted values holding
+    commas mean what they mean to Hydra; `sweeper_params` (an experiment's hydra.sweeper.params) sweep
+    the keys the command line leaves alone."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    parser = OverridesParser.create()
+    given = [(text, parser.parse_override(text)) for text in overrides]
+    named = {o.get_key_element().lstrip("+~") for _, o in given}
+    given += [(f"{k}={v}", parser.parse_override(f"{k}={v}")) for k, v in (sweeper_params or {}).items()
+              if k not in named]
+    fixed, swept = [], []
+    for text, o in given:
+        if not o.is_sweep_override():
+            fixed.append(text)
+            continue
+        value = o.value()
+        values = value.filter(group_options(o.key_or_group)) if isinstance(value, Glob) else list(o.sweep_string_iterator())
+        swept.append([f"{o.get_key_element()}={v}" for v in values])
+    if not swept:
+        return [fixed]
+    firsts = [vs[0] for vs in swept]
+    return [fixed + firsts[:i] + [v] + firsts[i + 1:] for i, vs in enumerate(swept) for v in vs]
+
+
+def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
+    """Raise ConfigError (one line) if the command cannot run. `check(cfg)` defaults to `validate`.
+    A sweep is checked value by value (`sweep_variants`), its experiment's own sweep included."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg") or a.startswith("--info") for a in argv):
+        return
+    check = check or validate
+    overrides = [a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            params = None
+            if "-m" in argv or "--multirun" in argv:
+                first = sweep_variants(overrides)[0]
+                node = compose(config_name, overrides=first, return_hydra_config=True).hydra.sweeper.get("params")
+                params = OmegaConf.to_container(node) if isinstance(node, DictConfig) else {}
+            for v in sweep_variants(overrides, params):
+                check(compose(config_name, overrides=v))
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf parse and composition errors
+        raise ConfigError(_one_line(exc, overrides)) from None
+
+
+def launch(hydra_main, config_name: str = "config", check=None) -> None:
+    """Preflight the command line (one-line errors, nothing loaded), then hand it to Hydra."""
+    try:
+        preflight(sys.argv[1:], config_name, check)
+    except ConfigError as exc:
+        exit_on(exc)
+    hydra_main()

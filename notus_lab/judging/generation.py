@@ -1,0 +1,126 @@
+"""Generation: the trained policy and its reference answer prompts, batched with a KV cache on the run's
+device and precision. Used after training for judged generations (evaluate.py), and by the export
+command for external judges:
+
+    python -m notus_lab.generate <run dir> [--benchmark alpaca_eval|mt_bench] [--alpaca-eval alpaca_eval.json]
+                                           [--mt-bench question.jsonl]
+
+Writes into <run dir>/generations/:
+  alpaca_eval.json       [{"instruction", "output", "generator", "dataset"}]  (alpaca_eval --model_outputs)
+  model_answer/<model_id>.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
+                          "tstamp"}  (FastChat's data/mt_bench/model_answer/: FastChat names the model by the file)
+  settings.json          the decoding each file was made with, the device and dtype
+Without prompt files, the run's own held-out prompts are used for both (single-turn), so a bundled-world
+run can be exported offline. MT-Bench questions are multi-turn: each turn sees the model's earlier answers.
+`--benchmark` reproduces the decoding behind the published numbers (ALPACA_EVAL, MT_BENCH_TEMPERATURE).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def device_for(cfg) -> str:
+    """The run's device: its own GPU under a multi-process launch, the CPU otherwise."""
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cfg.hardware.device == "cuda" else "cpu"
+
+
+def load_policy(cfg, model_dir: Path, base: str):
+    """(policy, tokenizer) as trained, on the run's device and precision: the full model, or the base
+    (quantized as in training) with the LoRA adapter on top."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from notus_lab.models.loading import attention, load_causal_lm, torch_dtype
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    device = device_for(cfg)
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        quantized = cfg.model.quantization != "none"
+        base_model = load_causal_lm(cfg, base, quantized)
+        if not quantized:
+            base_model = base_model.to(device)
+        policy = PeftModel.from_pretrained(base_model, str(model_dir))
+    else:
+        policy = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch_dtype(cfg.hardware.precision), attn_implementation=attention(cfg.hardware),
+            use_safetensors=True).to(device)
+    return policy.eval(), tokenizer
+
+
+@contextmanager
+def reference_of(cfg, policy, base: str):
+    """The policy's DPO reference: the same model with its adapter off (LoRA), or the SFT base (full)."""
+    if hasattr(policy, "disable_adapter"):
+        with policy.disable_adapter():
+            yield policy
+        return
+    from notus_lab.models.loading import load_causal_lm
+
+    reference = load_causal_lm(cfg, base, quantized=False).to(policy.device).eval()
+    try:
+        yield reference
+    finally:
+        del reference
+
+
+def complete(model, tokenizer, conversations: list[list[dict]], g) -> list[list[str]]:
+    """`g.samples_per_prompt` answers (one when greedy) per chat conversation, in the base's own chat template
+    with an empty system turn (Zephyr's `<|system|>\n</s>`). Batched by prompt length, so that a batch is not
+    padded to the longest prompt of the set, KV-cached; each batch's sampling seed is fixed, so a policy and
+    its reference draw with the same random numbers. Answers come back in the conversations' order."""
+    import torch
+
+    n = g.samples_per_prompt if g.do_sample else 1
+    sampling = dict(do_sample=True, temperature=g.temperature, top_p=g.top_p) if g.do_sample else dict(do_sample=False)
+    texts = [tokenizer.apply_chat_template([{"role": "system", "content": ""}] + c, tokenize=False,
+                                           add_generation_prompt=True) for c in conversations]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda k: lengths[k])
+    out = [None] * len(texts)
+    for b, i in enumerate(range(0, len(order), g.batch_size)):
+        batch = order[i:i + g.batch_size]
+        enc = tokenizer([texts[k] for k in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        torch.manual_seed(g.seed + b)
+        with torch.inference_mode():
+            ids = model.generate(**enc, max_new_tokens=g.max_new_tokens, num_return_sequences=n, use_cache=True,
+                                 pad_token_id=tokenizer.pad_token_id, **sampling)
+        answers = [t.strip() for t in tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+        for j, k in enumerate(batch):
+            out[k] = answers[j * n:(j + 1) * n]
+    return out
+
+
+def answer_prompts(cfg, model_dir: Path, base: str, prompts: list[str]) -> tuple[list[list[str]], list[list[str]], object]:
+    """(policy answers, reference answers, tokenizer) for single-turn prompts, same decoding for both."""
+    policy, tokenizer = load_policy(cfg, model_dir, base)
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    policy_answers = complete(policy, tokenizer, chats, cfg.generation)
+    with reference_of(cfg, policy, base) as reference:
+        reference_answers = complete(reference, tokenizer, chats, cfg.generation)
+    return policy_answers, reference_answers, tokenizer
+
+
+def text_stats(answers: list[str], tokenizer) -> dict:
+    """Degeneration diagnostics of a set of answers: distinct-2 (unique word bigrams over bigrams, per answer,
+    averaged; an answer of fewer than two words counts 0), mean length in model tokens, and the share of all
+    words taken by the most frequent one."""
+    from collections import Counter
+
+    distinct, words = [], Counter()
+    for a in answers:
+        w = a.split()
+        words.update(w)
+        bigrams = list(zip(w, w[1:]))
+        distinct.append(len(set(bigrams)) / len(bigrams) if bigrams else 0.0)
+    lengths = [len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]] if answers else [0]
+    total = sum(words.values())
+    return {"distinct_2": round(sum(distinct) / max(len(distinct), 1), 4),
+            "mean_tokens": round(sum(lengths) / len(lengths), 2),
+            "top_word_share": round(words.most_common(1)[0][1] / total, 4) if total else 1.0}

@@ -1,0 +1,112 @@
+"""The report's figures: the forest plot of paired differences (what researchers read), the metric per arm
+with one dot per seed, and held-out curves over training steps per strategy."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from notus_lab.study.runs import STRATEGY_KEY
+from notus_lab.study.stats import t_interval
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel: str) -> None:
+    """Each arm's mean with its 95 % t-interval over seeds, and every seed as a dot beside it."""
+    plt = _pyplot()
+
+    def others(row):  # the arm's swept keys other than the strategy: one x position per combination
+        return tuple((k, row["arm"][k]) for k in arm_keys if k != STRATEGY_KEY)
+
+    strategies = sorted({r["arm"].get(STRATEGY_KEY) for r in rows}, key=str)
+    groups = sorted({others(r) for r in rows}, key=str)
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(groups) * max(1, len(strategies))), 3.6))
+    width = 0.8 / max(1, len(strategies))
+    for i, s in enumerate(strategies):
+        xs, ys, errs, dots = [], [], [], []
+        for r in rows:
+            vals = [m["metrics"][metric] for m in r["members"] if metric in m["metrics"]]
+            if r["arm"].get(STRATEGY_KEY) != s or not vals:
+                continue
+            mean, lo, hi = t_interval(vals)
+            x = groups.index(others(r)) + (i - (len(strategies) - 1) / 2) * width
+            xs.append(x)
+            ys.append(mean)
+            errs.append(0 if math.isnan(lo) else (hi - lo) / 2)
+            dots += [(x + width * 0.25, v) for v in vals]
+        bars = ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=4, label=str(s))  # points: no bar hides a small gap
+        if dots:
+            ax.scatter(*zip(*dots), s=12, alpha=0.5, color=bars[0].get_color())
+    ax.set_xticks(range(len(groups)), [", ".join(f"{k}={v}" for k, v in g) or "all" for g in groups])
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{ylabel}\nmean and 95 % CI over seeds; small dots: one per seed", fontsize=9)
+    _save(fig, path)
+
+
+def forest(diffs: list[dict], metric: str, path: Path) -> None:
+    """One row per paired difference (B - A, scope): the estimate, its 95 % CI (thick) and its
+    Bonferroni-adjusted CI (thin); a row whose adjusted CI clears zero is drawn solid."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(diffs) + 1.2))
+    for y, d in enumerate(reversed(diffs)):
+        color = "tab:blue" if d["excludes_zero"] else "tab:gray"
+        if d["ci"][0] is not None:  # one seed: no interval, the estimate alone
+            ax.plot(d["adjusted_ci"], [y, y], color=color, lw=1)
+            ax.plot(d["ci"], [y, y], color=color, lw=4, alpha=0.6)
+        ax.plot([d["mean"]], [y], "o", color=color, mfc="white" if not d["excludes_zero"] else color)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(diffs)), [f"{d['b']} − {d['a']} ({d['scope']})" for d in reversed(diffs)], fontsize=8)
+    ax.set_xlabel(f"difference in {metric}")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # readable ticks whatever the range
+    ax.set_title("paired differences: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+def curves(runs: list[dict], signal: str, path: Path) -> bool:
+    """Held-out reward accuracy under `signal` over training steps, one line per run, coloured by strategy.
+    False when no run logged more than one evaluation (train.eval_steps was off)."""
+    series = []
+    for r in runs:
+        points = r.get("eval_history", {}).get(signal) or []
+        if len(points) > 1:
+            series.append((str(r["overrides"].get(STRATEGY_KEY)), points))
+    if not series:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    colors = {s: f"C{i}" for i, s in enumerate(sorted({s for s, _ in series}))}
+    for strategy, points in series:
+        ax.plot(*zip(*points), color=colors[strategy], alpha=0.25, lw=1)
+    by_step = {s: {} for s in colors}  # each strategy's values at each step it was evaluated
+    for strategy, points in series:
+        for step, value in points:
+            by_step[strategy].setdefault(step, []).append(value)
+    for strategy, color in colors.items():  # the strategy's mean
+        steps = sorted(by_step[strategy])
+        ax.plot(steps, [statistics.fmean(by_step[strategy][x]) for x in steps], color=color, lw=2.5, marker="o",
+                label=strategy)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"eval {signal} rewards/accuracies")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title("held-out curves: thin, one line per run; thick, the strategy's mean", fontsize=9)
+    _save(fig, path)
+    return True

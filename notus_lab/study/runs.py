@@ -1,0 +1,99 @@
+"""Reading a sweep: its run dirs with their overrides, status, metrics (external judges' included) and
+the per-prompt outcomes that let the report pair arms prompt by prompt. Reads files only: no W&B needed."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from notus_lab.core.files import flatten, read_jsonl
+
+SEED_KEYS = ("train.seed", "seed")
+
+
+STRATEGY_KEY = "data"
+
+
+# keys that change what is measured (the world the data comes from, the judge): a verdict is per value
+NEVER_POOLED = ("data.world.", "judge")
+
+
+JUDGED = "generation/win_rate_vs_reference"
+
+
+OUTCOME = {"policy": 1.0, "tie": 0.5, "reference": 0.0}  # a judged pair as AlpacaEval counts it
+
+
+def _overrides(run_dir: Path) -> dict:
+    """The command-line/sweep overrides of one job, from the record Hydra keeps in .hydra/."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    items = yaml.safe_load(path.read_text()) if path.exists() else []
+    return dict(o.lstrip("+~").split("=", 1) for o in items or [] if "=" in o)
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_runs(sweep_dir: Path) -> list[dict]:
+    """Every job dir of the sweep with its status: finished, failed (with the error) or unfinished."""
+    runs = []
+    for run_dir in sorted(p for p in Path(sweep_dir).iterdir()
+                          if (p / "config.yaml").is_file() or (p / ".hydra" / "config.yaml").is_file()):
+        run = {"dir": run_dir, "name": run_dir.name, "overrides": _overrides(run_dir), "status": "unfinished"}
+        if (run_dir / "metrics.json").exists():
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            # external judges attached by `python -m notus_lab.external`, without their per-prompt detail
+            external = {judge: {k: v for k, v in result.items() if not k.startswith("per_")}
+                        for judge, result in _json(run_dir / "external.json").items()}
+            run["status"], run["metrics"] = "finished", flatten({**metrics, **external})
+            run["eval_history"] = metrics.get("eval_history", {})
+            # in the bundled world: how often this arm's own training pairs prefer the truly better answer
+            run["truth_agreement"] = _json(run_dir / "data_report.json").get("truth_agreement", {}).get("train", {}).get("agreement")
+            provenance = _json(run_dir / "provenance.json")
+            run["code"] = provenance.get("code_version") or provenance.get("git_commit")
+        elif (run_dir / "failed.json").exists():
+            failed = json.loads((run_dir / "failed.json").read_text())
+            run["status"], run["error"] = "failed", f"{failed.get('error')}: {failed.get('message', '')}"
+        runs.append(run)
+    return runs
+
+
+def has(run: dict, metric: str) -> bool:
+    """A finished run with a number for `metric` (an external judge may have recorded None)."""
+    value = run.get("metrics", {}).get(metric)
+    return run["status"] == "finished" and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def never_pooled(key: str) -> bool:
+    return key.startswith(NEVER_POOLED[0]) or key == NEVER_POOLED[1] or key.startswith(NEVER_POOLED[1] + ".")
+
+
+def factors(runs: list[dict]) -> list[str]:
+    """Swept keys: overrides whose value differs between jobs."""
+    keys = sorted({k for r in runs for k in r["overrides"]})
+    return [k for k in keys if len({r["overrides"].get(k) for r in runs}) > 1]
+
+
+def generation_records(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "generations.jsonl"
+    return read_jsonl(path) if path.exists() else []
+
+
+def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
+    """{prompt: the run's value of `metric` on that prompt}, averaged over samples or turns; None when the
+    metric has no per-prompt record (then arms are paired by run only)."""
+    if metric in (JUDGED, "generation/policy_score"):
+        sums, counts = defaultdict(float), defaultdict(int)
+        for r in generation_records(run_dir):
+            sums[r["prompt"]] += OUTCOME[r["winner"]] if metric == JUDGED else r["policy_score"]
+            counts[r["prompt"]] += 1
+        return {p: sums[p] / counts[p] for p in sums} or None
+    judge, _, key = metric.partition("/")
+    per = _json(Path(run_dir) / "external.json").get(judge, {}).get("per_prompt")
+    if per and key in ("win_rate", "score"):
+        return {str(k): float(v) for k, v in per.items()}
+    return None
