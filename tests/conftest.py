@@ -39,6 +39,7 @@ def without_timings(metrics: dict) -> dict:
     """Metrics as two runs of the same command must reproduce them: everything but wall times."""
     metrics["train"].pop("runtime_s")
     metrics.pop("timings_s", None)
+    metrics.pop("compute", None)  # wall seconds x devices
     return metrics
 
 

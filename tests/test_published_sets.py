@@ -10,7 +10,7 @@ from notus_lab.core.errors import ConfigError
 from notus_lab.config.schema import DataConfig
 from notus_lab.data.pairs import binarize
 from notus_lab.data.sources import load_rows
-from notus_lab.data.published_sets import KNOWN, default_split
+from notus_lab.config.published_sets import KNOWN, default_split
 
 from conftest import cli, compose
 from rows import completion, row
