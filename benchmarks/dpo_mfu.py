@@ -80,6 +80,13 @@ def build(shape: str, mode: str, device: str, dtype):
     return model, config, n_params
 
 
+def model_flops(n_params: float, layers: int, hidden: int, seq: float, mode: str, precompute: bool) -> float:
+    """Model FLOPs per trained token: notus_lab.study.cost's formula, the one the report's projections use."""
+    from notus_lab.study.cost import dpo_flops_per_token
+
+    return dpo_flops_per_token(n_params, "full" if mode == "full" else "lora", not precompute, layers, hidden, seq)
+
+
 def dataset(pairs: int, length: int):
     """Text pairs of about `length` tokens (prompt half, completion half) in the tiny tokenizer's words;
     the exact token counts are read back from TRL's tokenized dataset."""
@@ -146,11 +153,8 @@ def one(shape: str, mode: str, precompute: bool, device: str, length: int, batch
     per_pair = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(
         tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"])) / len(tokenized)
     tokens = steps * batch * per_pair  # prompt + completion, for the chosen and the rejected forward
-    h, l = config.hidden_size, config.num_hidden_layers
     seq = per_pair / 2  # tokens of one forward sequence (prompt + one completion)
-    policy = (6 * n_params + 12 * l * h * seq) if mode == "full" else (4 * n_params + 8 * l * h * seq)
-    ref = 0 if precompute else 2 * n_params + 4 * l * h * seq
-    flops = tokens * (policy + ref)
+    flops = tokens * model_flops(n_params, config.num_hidden_layers, config.hidden_size, seq, mode, precompute)
     peak_mem = torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB: this process's peak RSS
     return {"mode": mode, "precompute_ref": precompute, "params": n_params, "tokens_per_s": tokens / seconds,
@@ -211,8 +215,7 @@ def main() -> None:
     notus_like = next((r for r in rows if r["mode"] == "full" and not r["precompute_ref"]), None)
     if notus_like is None:
         return
-    n7b = 7.24e9
-    per_token = 6 * n7b + 12 * 32 * 4096 * 1024 + 2 * n7b + 4 * 32 * 4096 * 1024
+    per_token = model_flops(7.24e9, 32, 4096, 1024, "full", precompute=False)
     epoch_tokens = NOTUS_EPOCH_PAIRS * 2 * 1024
     hours = epoch_tokens * per_token / (8 * 312e12 * notus_like["mfu"]) / 3600
     print(f"Projection: one Notus epoch ({NOTUS_EPOCH_PAIRS} pairs of <= 1024 tokens, full DPO with its reference "

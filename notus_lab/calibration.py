@@ -1,5 +1,5 @@
 """Is a "95 %" interval right 95 % of the time? Planted designs with a known answer, through the report's own
-statistics (notus_lab/stats.py), numpy only.
+statistics (notus_lab/study/stats.py), numpy only.
 
     python -m notus_lab.calibration [--reps 2000]     # the coverage and power tables of the README
 

@@ -1,6 +1,5 @@
-"""Generation: the trained policy and its reference answer prompts, batched with a KV cache on the run's
-device and precision. Used after training for judged generations (evaluate.py), and by the export
-command for external judges:
+"""Answers for external judges: a finished run's policy answers AlpacaEval's and MT-Bench's prompts in
+their own file shapes (the code: notus_lab/judging/benchmarks.py and generation.py):
 
     python -m notus_lab.generate <run dir> [--benchmark alpaca_eval|mt_bench] [--alpaca-eval alpaca_eval.json]
                                            [--mt-bench question.jsonl]

@@ -5,7 +5,7 @@
 The metric is the judged win rate against the reference when every run has one, else truth_accuracy,
 else --metric is required: never one of the compared signals' own labels. An arm is one setting of the
 swept keys other than the seed: mean and 95 % t-interval over seeds, with its answers' length and
-degeneration beside it. Pairs of data strategies are compared with the statistics of notus_lab/stats.py
+degeneration beside it. Pairs of data strategies are compared with the statistics of notus_lab/study/stats.py
 (paired by seed and every other swept key, and prompt by prompt where the metric allows); a verdict line is
 written only when a Bonferroni-adjusted interval excludes zero. Failed and unfinished arms are listed,
 never dropped. `--wandb offline|online` also logs the report as a W&B run in the sweep's group.

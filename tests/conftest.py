@@ -1,11 +1,7 @@
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -16,32 +12,3 @@ def tiny_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("notus_cache")
     os.environ["NOTUS_LAB_CACHE"] = str(cache)
     return cache
-
-
-def compose(*overrides: str, return_hydra: bool = False):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from notus_lab.config.options import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra)
-
-
-def cli(*args: str, env=None, timeout=600):
-    """Run `python -m ...` as a user would; returns CompletedProcess."""
-    # a child gets its own W&B service, never the one an in-process test run left in WANDB_SERVICE
-    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "WANDB_SERVICE"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
-
-
-def without_timings(metrics: dict) -> dict:
-    """Metrics as two runs of the same command must reproduce them: everything but wall times."""
-    metrics["train"].pop("runtime_s")
-    metrics.pop("timings_s", None)
-    metrics.pop("compute", None)  # wall seconds x devices
-    return metrics
-
-
-# small and fast: a few hundred rows, one epoch
-QUICK = ("data.world.rows=300", "train.epochs=1", "train.logging_steps=2", "hardware.eval_batch_size=128")

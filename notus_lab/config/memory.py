@@ -196,8 +196,7 @@ def alternatives(cfg) -> list[tuple[str, float]]:
     """Settings that would fit the same science: another adaptation, or another GPU profile."""
     from omegaconf import OmegaConf
 
-    from notus_lab.config.options import group_options, load_option
-    from notus_lab.config.schema import HardwareConfig
+    from notus_lab.config.options import group_options, hardware_profile, load_option
 
     out = []
     if cfg.model.adapter == "full":
@@ -207,7 +206,7 @@ def alternatives(cfg) -> list[tuple[str, float]]:
             out.append((f"model={option}", estimate(other)["total"], other.hardware.gpu_memory_gb))
     for option in group_options("hardware"):
         other = copy.deepcopy(cfg)
-        other.hardware = OmegaConf.merge(OmegaConf.structured(HardwareConfig), load_option("hardware", option))
+        other.hardware = hardware_profile(option)
         hw = other.hardware
         if option == cfg.hardware.name or hw.device != "cuda" or not hw.gpu_memory_gb or \
                 cfg.train.global_batch_size % (hw.per_device_batch_size * world_size(hw)):

@@ -33,3 +33,10 @@ def eval_data_configs(cfg) -> dict:
         merged = OmegaConf.merge(cfg.data, option, {"tie_policy": "drop", "min_margin": 0.0, "rejected": "random"})
         out[name] = OmegaConf.to_object(merged)
     return out
+
+
+def hardware_profile(option: str):
+    """A conf/hardware option on its own, with the schema's defaults for what it leaves out."""
+    from notus_lab.config.schema import HardwareConfig
+
+    return OmegaConf.merge(OmegaConf.structured(HardwareConfig), load_option("hardware", option))

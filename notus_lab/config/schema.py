@@ -1,7 +1,7 @@
 """Structured configs: the schema every YAML file in conf/ is checked against.
 
 Hydra merges conf/*.yaml into these dataclasses, so a wrong type or an unknown key fails at
-composition time. notus_lab/preflight.py adds the checks a type cannot express (ranges, combinations,
+composition time. notus_lab/config/validate.py adds the checks a type cannot express (ranges, combinations,
 files), before any data or model is loaded. Values derived from the config live here too.
 """
 
@@ -90,7 +90,7 @@ class DataConfig:
 
 @dataclass
 class TinyConfig:
-    """The locally built SFT base (base.name=tiny): its Mistral shape and its SFT recipe (notus_lab/tiny_base.py)."""
+    """The locally built SFT base (base.name=tiny): its Mistral shape and its SFT recipe (notus_lab/models/tiny_base.py)."""
 
     hidden_size: int = 128
     intermediate_size: int = 256
@@ -107,7 +107,7 @@ class TinyConfig:
 
 @dataclass
 class ShapeConfig:
-    """The base's architecture numbers, for the memory preflight (notus_lab/memory.py); null: not checked."""
+    """The base's architecture numbers, for the memory preflight (notus_lab/config/memory.py); null: not checked."""
 
     num_parameters: Optional[float] = None
     hidden_size: Optional[int] = None

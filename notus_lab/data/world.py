@@ -168,7 +168,7 @@ def rating_noise(cfg: WorldConfig, qualities: list[float]) -> float:
 
     With V the variance of 4 x quality (the signal on the 1-5 scale), error sigma, shared share rho and
     the rounding's 1/12: agreement = (V + rho sigma^2) / (V + sigma^2 + 1/12). Clipping at 1 and 5 is
-    left out, so the agreement measured on rows comes out a little off (see tests/test_world.py)."""
+    left out, so the agreement measured on rows comes out a little off (see tests/unit/test_world.py)."""
     v = statistics.pvariance([4 * q for q in qualities]) if len(qualities) > 1 else 0.0
     r, rho = cfg.aspect_agreement, cfg.annotator_correlation
     return math.sqrt(max(v * (1 - r) - r / 12, 0.0) / (r - rho))

@@ -17,9 +17,13 @@ run can be exported offline. MT-Bench questions are multi-turn: each turn sees t
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+from notus_lab.core.cache import build_once
+from notus_lab.models.tiny_base import cache_root
 
 
 def device_for(cfg) -> str:
@@ -97,14 +101,40 @@ def complete(model, tokenizer, conversations: list[list[dict]], g) -> list[list[
     return out
 
 
-def answer_prompts(cfg, model_dir: Path, base: str, prompts: list[str]) -> tuple[list[list[str]], list[list[str]], object]:
-    """(policy answers, reference answers, tokenizer) for single-turn prompts, same decoding for both."""
+def answer_prompts(cfg, model_dir: Path, base: str, prompts: list[str], base_fingerprint: str | None = None
+                   ) -> tuple[list[list[str]], list[list[str]], object]:
+    """(policy answers, reference answers, tokenizer) for single-turn prompts, same decoding for both.
+    With the base's fingerprint, the reference's answers are cached: every arm of a study that shares the
+    base, the prompts and the decoding gets the same ones, computed once."""
     policy, tokenizer = load_policy(cfg, model_dir, base)
     chats = [[{"role": "user", "content": p}] for p in prompts]
     policy_answers = complete(policy, tokenizer, chats, cfg.generation)
-    with reference_of(cfg, policy, base) as reference:
-        reference_answers = complete(reference, tokenizer, chats, cfg.generation)
-    return policy_answers, reference_answers, tokenizer
+
+    def reference_answers() -> list[list[str]]:
+        with reference_of(cfg, policy, base) as reference:
+            return complete(reference, tokenizer, chats, cfg.generation)
+
+    if base_fingerprint is None:
+        return policy_answers, reference_answers(), tokenizer
+    target = cache_root(cfg.base) / "reference_answers" / reference_key(cfg, base_fingerprint, prompts, tokenizer)
+    build_once(target, "answers.json", lambda tmp: (tmp / "answers.json").write_text(json.dumps(reference_answers())))
+    return policy_answers, json.loads((target / "answers.json").read_text()), tokenizer
+
+
+def reference_key(cfg, base_fingerprint: str, prompts: list[str], tokenizer) -> str:
+    """Everything the reference's answers depend on: the base as the reference holds it (quantized under
+    QLoRA), its precision, attention and device, the prompts in the chat template, the decoding, the versions."""
+    import hashlib
+    from importlib.metadata import version
+
+    from notus_lab.models.loading import attention
+
+    m, g, hw = cfg.model, cfg.generation, cfg.hardware
+    held_as = f"{m.adapter}|{m.quantization}|{m.bnb_4bit_quant_type}|{m.bnb_4bit_use_double_quant}" if m.adapter == "lora" else "full"
+    parts = [base_fingerprint, held_as, hw.precision, attention(hw), hw.device, str(tokenizer.chat_template),
+             json.dumps({k: g[k] for k in ("samples_per_prompt", "do_sample", "temperature", "top_p", "max_new_tokens",
+                                           "batch_size", "seed")}), version("torch"), version("transformers"), *prompts]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
 
 def text_stats(answers: list[str], tokenizer) -> dict:

@@ -3,8 +3,8 @@ compares each pair of answers, and the run records who won."""
 
 from __future__ import annotations
 
-from notus_lab.judging.generation import text_stats
-from notus_lab.judging.judges import RewardModelJudge, TruthJudge
+from notus_lab.judging.generation import answer_prompts, device_for, text_stats
+from notus_lab.judging.judges import RewardModelJudge, TruthJudge, agreement_with_truth, win_rate, winner
 
 
 def make_judge(cfg, device: str = "cpu"):
@@ -22,15 +22,13 @@ def make_judge(cfg, device: str = "cpu"):
     return RewardModelJudge(path, j.revision, j.trust_remote_code, device, j.batch_size)
 
 
-def judged_generations(cfg, model_dir, base: str, prompts: list[str], truth_pairs: list[dict] | None = None):
-    """(summary for metrics.json["generation"], one record per prompt x sample for generations.jsonl)."""
-    from notus_lab.judging.generation import answer_prompts, device_for
-    from notus_lab.judging.judged import make_judge
-    from notus_lab.judging.judges import agreement_with_truth, win_rate, winner
-
+def judged_generations(cfg, model_dir, base: str, prompts: list[str], truth_pairs: list[dict] | None = None,
+                       base_fingerprint: str | None = None):
+    """(summary for metrics.json["generation"], one record per prompt x sample for generations.jsonl).
+    `base_fingerprint` lets arms that share the base share the reference's answers (generation.answer_prompts)."""
     g = cfg.generation
     prompts = prompts[: g.max_prompts] if g.max_prompts else prompts
-    policy_answers, reference_answers, tokenizer = answer_prompts(cfg, model_dir, base, prompts)
+    policy_answers, reference_answers, tokenizer = answer_prompts(cfg, model_dir, base, prompts, base_fingerprint)
     judge = make_judge(cfg, device_for(cfg))
     flat = [(p, k, pa, ra) for p, pas, ras in zip(prompts, policy_answers, reference_answers)
             for k, (pa, ra) in enumerate(zip(pas, ras))]

@@ -1,4 +1,4 @@
-"""Model stage: the base checkpoint (base=tiny is built by notus_lab/tiny_base.py), policy, reference, adapters.
+"""Model stage: the base checkpoint (base=tiny is built by notus_lab/models/tiny_base.py), policy, reference, adapters.
 
 The same loaders serve the tiny CPU model and zephyr-7b-sft-full; only the path differs.
 """

@@ -59,11 +59,15 @@ def design_cost(cost: dict, arms: int, seeds: int, prompts: int) -> float:
     return arms * seeds * (cost["fixed_hours"] + cost["per_prompt_hours"] * prompts)
 
 
-def dpo_flops_per_token(n_params: float, adapter: str, reference: bool = True) -> float:
-    """Model FLOPs per trained token (attention's share left out at this scale): the policy's forward and
-    backward (6N full; 4N with a frozen base under LoRA), plus the reference's forward (2N) unless
-    its log-probs are precomputed."""
-    return (6 if adapter == "full" else 4) * n_params + (2 * n_params if reference else 0)
+def dpo_flops_per_token(n_params: float, adapter: str, reference: bool = True, layers: int = 0, hidden: int = 0,
+                        seq: float = 0) -> float:
+    """Model FLOPs per trained token, attention counted as in PaLM's appendix B (l layers, h hidden, s tokens
+    per sequence; 0 leaves it out): the policy's forward and backward (6N + 12lhs full; 4N + 8lhs with a frozen
+    base under LoRA: activations only), plus the reference's forward (2N + 4lhs) unless its log-probs are
+    precomputed. N excludes the input embedding (a lookup)."""
+    attn = layers * hidden * seq
+    policy = 6 * n_params + 12 * attn if adapter == "full" else 4 * n_params + 8 * attn
+    return policy + (2 * n_params + 4 * attn if reference else 0)
 
 
 def projected_arm_gpu_hours(n_params: float, gpus: int, peak_tflops: float, adapter: str = "full",

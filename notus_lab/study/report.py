@@ -5,7 +5,7 @@
 The metric is the judged win rate against the reference when every run has one, else truth_accuracy,
 else --metric is required: never one of the compared signals' own labels. An arm is one setting of the
 swept keys other than the seed: mean and 95 % t-interval over seeds, with its answers' length and
-degeneration beside it. Pairs of data strategies are compared with the statistics of notus_lab/stats.py
+degeneration beside it. Pairs of data strategies are compared with the statistics of notus_lab/study/stats.py
 (paired by seed and every other swept key, and prompt by prompt where the metric allows); a verdict line is
 written only when a Bonferroni-adjusted interval excludes zero. Failed and unfinished arms are listed,
 never dropped. `--wandb offline|online` also logs the report as a W&B run in the sweep's group.
@@ -180,20 +180,21 @@ def study(sweep_dir: Path, metric: str | None, target_effect: float | None, proj
 def price_plan(needed: list[dict], cost: dict, arms: int, project_hardware: str) -> None:
     """Each design's cost: at this sweep's measured rate (its own device), and projected to 7B arms of the
     Notus recipe on `project_hardware` (FLOPs at an assumed MFU: a projection, never a measurement)."""
-    from notus_lab.config.options import load_option
+    from notus_lab.config.derived import world_size
+    from notus_lab.config.options import hardware_profile, load_option
 
-    hw = load_option("hardware", project_hardware)
-    shape = load_option("base", "zephyr_sft_full").shape
-    per_arm = projected_arm_gpu_hours(shape.num_parameters, hw.num_processes * hw.num_nodes, hw.peak_tflops) \
-        if hw.get("peak_tflops") else None
+    hw = hardware_profile(project_hardware)
+    shape = load_option("base", "zephyr_sft_full").base.shape  # a `@package _global_` option
+    per_arm = projected_arm_gpu_hours(shape.num_parameters, world_size(hw), hw.peak_tflops) \
+        if hw.peak_tflops else None
     for p in needed:
         if p["prompts"] is None:
             p["cost"] = p["cost_7b_projected"] = None
             continue
-        p["cost"] = round(design_cost(cost, arms, p["seeds"], p["prompts"]), 4)
+        p["cost"] = float(f"{design_cost(cost, arms, p['seeds'], p['prompts']):.4g}")
         p["cost_7b_projected"] = round(arms * p["seeds"] * per_arm) if per_arm else None
     cost["projection"] = {"hardware": project_hardware, "per_arm_gpu_hours": round(per_arm, 1) if per_arm else None,
-                          "assumes": f"full DPO with a reference, {NOTUS_PAIRS:,} pairs x {NOTUS_EPOCHS} epochs, "
+                          "assumes": f"training only (generating and judging the prompts comes on top): full DPO with a reference, {NOTUS_PAIRS:,} pairs x {NOTUS_EPOCHS} epochs, "
                                      f"2 x {NOTUS_MAX_LENGTH} tokens per pair (an upper bound), MFU {ASSUMED_MFU:.0%}"}
 
 

@@ -22,7 +22,7 @@ chance), so the interval is Banerjee's (1961, Sankhya A 23) conservative combina
 
     half(q) = sqrt(t(q, S-1)^2 V_S + t(q, P-1)^2 V_P),
 
-whose coverage tests/test_calibration.py measures on planted designs (2-12 seeds x 50-2000 prompts). A metric
+whose coverage tests/unit/test_calibration.py measures on planted designs (2-12 seeds x 50-2000 prompts). A metric
 without per-prompt records is the t-interval over seed units (P = 1, no prompt part). Adjusted intervals use
 alpha / m for the m rows of the table (Bonferroni).
 

@@ -139,7 +139,7 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
     check_engine(cfg.hardware, engine, trainer.args.world_size)
     train_out = train_until_done_or_stopped(cfg, rd, trainer, stop, wb)
     clock.lap("train")
-    if built.eval_ds:
+    if built.eval_ds and not evaluated_at_the_last_step(trainer, built.eval_ds):
         trainer.evaluate(eval_dataset=built.eval_ds)
     clock.lap("evaluate")
     metrics = summarize(trainer.state.log_history, train_out.metrics, list(built.eval_ds))
@@ -150,7 +150,7 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
     del trainer, built
     release_memory()
     if writer and cfg.judge.name != "none":
-        judge_generations(cfg, rd, base, prepared, metrics, wb)
+        judge_generations(cfg, rd, base, base_fingerprint, prepared, metrics, wb)
         clock.lap("generate")
     # precomputed reference log-probs happen inside train and evaluate; without them, inside every step
     metrics["timings_s"] = {**clock.timings, "reference_precompute": round(reference_s, 2), "total": clock.total()}
@@ -261,6 +261,14 @@ def train_until_done_or_stopped(cfg, rd: RunDir, trainer, stop, wb):
     return train_out
 
 
+def evaluated_at_the_last_step(trainer, eval_ds: dict) -> bool:
+    """Whether periodic evaluation (train.eval_steps) already scored every held-out set on the final weights:
+    the same model on the same sets gives the same numbers, so evaluating again would only cost time."""
+    step = trainer.state.global_step
+    done = {k for h in trainer.state.log_history if h.get("step") == step for k in h}
+    return all(f"eval_{name}_loss" in done for name in eval_ds)
+
+
 def what_ran(cfg, trainer, engine: str, optimizer_built: dict, built: Built) -> dict:
     """What the run checks about itself once built: what ran, not what was asked for."""
     import torch
@@ -294,12 +302,13 @@ def save_model(cfg, rd: RunDir, trainer, tokenizer, writer: bool, clock: StageCl
     clock.lap("save")
 
 
-def judge_generations(cfg, rd: RunDir, base: str, prepared: dict, metrics: dict, wb) -> None:
-    """The policy and its reference answer the held-out prompts; the judge compares them."""
+def judge_generations(cfg, rd: RunDir, base: str, base_fingerprint: str | None, prepared: dict, metrics: dict, wb) -> None:
+    """The policy and its reference answer the held-out prompts (the reference's answers shared by every arm
+    on the same base); the judge compares them."""
     from notus_lab.judging.judged import judged_generations
 
     metrics["generation"], records = judged_generations(
-        cfg, rd.model, base, prepared["held_out_prompts"], prepared["eval_pairs"].get("truth"))
+        cfg, rd.model, base, prepared["held_out_prompts"], prepared["eval_pairs"].get("truth"), base_fingerprint)
     write_jsonl(rd.generations, records)
     if wb is not None:
         log_generations(wb, records)

@@ -17,8 +17,7 @@ from notus_lab.config.schema import DataConfig, WorldConfig
 from notus_lab.data.pairs import binarize
 from notus_lab.data.prepare import prepare
 from notus_lab.data.world import generate_rows
-
-from conftest import QUICK, ROOT, cli, compose, without_timings
+from tests.helpers import QUICK, ROOT, cli, compose, without_timings
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 

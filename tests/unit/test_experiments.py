@@ -4,8 +4,7 @@ import pytest
 
 from notus_lab.config.derived import gradient_accumulation_steps
 from notus_lab.config.validate import validate
-
-from conftest import compose
+from tests.helpers import compose
 
 TABLE = {  # beta, lr, schedule, warmup, epochs, optim, global batch, data, adapter, lora r/alpha/dropout
     "notus_7b_v1": (0.1, 5e-7, "linear", 0.1, 3, "rmsprop", 64, "prebinarized", "full", None),
@@ -110,8 +109,8 @@ def test_the_7b_study_builds_the_notus_recipe_on_the_hardware_the_user_picks(tmp
 
 
 def test_the_7b_study_asks_for_a_hardware_choice_in_one_line():
-    from notus_lab.core.errors import ConfigError
     from notus_lab.config.compose import preflight
+    from notus_lab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^hardware=\?\?\? is invalid: allowed one of a100_40gb_x8, "):
         preflight(["+experiment=critique_vs_rating_7b"])

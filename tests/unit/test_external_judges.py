@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report_stats import plant
 
 from notus_lab.study import external_judges as E
 from notus_lab.study import report as R
-
-from conftest import cli
-from test_report_stats import plant
+from tests.helpers import cli
 
 MODEL, BASELINE = "tiny-notus", "gpt4_1106_preview"
 

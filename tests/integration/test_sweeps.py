@@ -1,19 +1,16 @@
 """Sweeps end to end: a real local multirun (parallel launcher) with a failing arm, W&B groups read
-back from the offline run files, idempotent relaunch, and the report's statistics."""
+back from the offline run files, idempotent relaunch, and the report of the real sweep."""
 
 import json
-import math
-from pathlib import Path
 
 import pytest
 import yaml
 
-from notus_lab.study import report as R
 from notus_lab.study.runs import read_runs
-from notus_lab.study.stats import t_interval
+from tests.helpers import cli
+from tests.wandb_records import run_record, summary
 
-from conftest import cli
-from wandb_records import run_record, summary
+pytestmark = pytest.mark.slow
 
 TINY = ("data.world.rows=200", "train.max_steps=4", "train.logging_steps=2", "train.eval_steps=2", "hardware.eval_batch_size=128")
 
@@ -31,7 +28,6 @@ def sweep(tmp_path_factory):
     return tmp / "sweep", args, first
 
 
-@pytest.mark.slow
 def test_a_failed_arm_does_not_lose_the_others(sweep):
     sweep_dir, _, first = sweep
     assert first.returncode != 0  # the sweep says something failed...
@@ -50,7 +46,6 @@ def test_a_failed_arm_does_not_lose_the_others(sweep):
             assert f"eval/{signal}/rewards/accuracies" in m
 
 
-@pytest.mark.slow
 def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
     sweep_dir, _, _ = sweep
     ids = set()
@@ -67,7 +62,6 @@ def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
     assert len(ids) == 4
 
 
-@pytest.mark.slow
 def test_relaunching_the_sweep_reruns_only_what_is_missing_or_failed(sweep):
     sweep_dir, args, _ = sweep
     finished = {r["dir"]: (r["dir"] / "metrics.json").stat().st_mtime_ns
@@ -79,7 +73,6 @@ def test_relaunching_the_sweep_reruns_only_what_is_missing_or_failed(sweep):
         assert (run_dir / "metrics.json").stat().st_mtime_ns == mtime
 
 
-@pytest.mark.slow
 def test_report_lists_arms_failures_and_plots(sweep):
     sweep_dir, _, _ = sweep
     out = cli("notus_lab.report", str(sweep_dir))
@@ -96,83 +89,8 @@ def test_report_lists_arms_failures_and_plots(sweep):
         (("data", "critique"), ("data.source", "world")), (("data", "mean_rating"), ("data.source", "world"))}
 
 
-# ---------------------------------------------------------------------------------------------
-# Report statistics on planted sweeps: known answers, computed by hand
-
-
-def plant(sweep_dir: Path, name: str, overrides: list[str], metrics: dict | None, error: str | None = None):
-    run_dir = sweep_dir / name
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (run_dir / "config.yaml").write_text("beta: 0.1\n")
-    if metrics is not None:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    if error:
-        (run_dir / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": error}))
-
-
-def planted_sweep(tmp_path, gap: float, noise: list[float]):
-    for beta in ("0.01", "0.1"):
-        for seed, eps in zip((1, 2, 3), noise):
-            for data, shift in (("critique", 0.0), ("mean_rating", gap)):
-                acc = 0.7 + shift + eps + (0.01 if beta == "0.1" else 0)
-                plant(tmp_path, f"{data}-{beta}-{seed}", [f"data={data}", f"beta={beta}", f"train.seed={seed}"],
-                      {"truth_accuracy": acc, "eval": {"truth": {"rewards/accuracies": acc, "rewards/margins": acc / 2}}})
-    return tmp_path
-
-
-def test_t_interval_matches_a_hand_computation():
-    mean, lo, hi = t_interval([1.0, 2.0, 3.0])
-    assert mean == 2.0 and hi - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)  # t(0.975, 2) x sd 1 / sqrt 3
-
-
-def test_report_names_the_winner_when_the_ci_excludes_zero(tmp_path):
-    # mean_rating is 0.1 better in every (beta, seed) pair; seed noise is shared, so the pairing removes it
-    out = R.write_report(planted_sweep(tmp_path, 0.1, [0.0, 0.03, -0.02]))
-    assert out["verdicts"] and out["verdicts"][0].startswith("**mean_rating** beats **critique**")
-    pooled = next(d for d in out["differences"] if d["scope"] == "all")
-    assert pooled["n"] == 6 and pooled["mean"] == pytest.approx(0.1) and pooled["excludes_zero"]
-    arm = next(a for a in out["arms"] if a["arm"] == {"beta": "0.1", "data": "mean_rating"})
-    assert arm["n"] == 3 and arm["mean"] == pytest.approx(0.81 + 0.01 / 3)
-    assert "**mean_rating** beats" in (tmp_path / "report.md").read_text()
-
-
-def test_report_claims_no_winner_it_cannot_support(tmp_path):
-    # no real gap: the paired differences are pure noise around zero
-    sweep_dir = planted_sweep(tmp_path, 0.0, [0.0, 0.0, 0.0])
-    for p in sweep_dir.glob("mean_rating-*"):  # per-pair noise of both signs
-        m = json.loads((p / "metrics.json").read_text())
-        m["truth_accuracy"] += 0.02 if p.name.endswith(("1", "3")) else -0.03
-        (p / "metrics.json").write_text(json.dumps(m))
-    out = R.write_report(sweep_dir)
-    assert out["verdicts"] == []
-    assert "No verdict" in (sweep_dir / "report.md").read_text()
-
-
-def test_report_lists_failed_and_unfinished_runs(tmp_path):
-    sweep_dir = planted_sweep(tmp_path, 0.1, [0.0, 0.01, 0.02])
-    plant(sweep_dir, "oom", ["data=critique", "beta=0.5", "train.seed=1"], None, error="CUDA out of memory")
-    plant(sweep_dir, "killed", ["data=critique", "beta=0.5", "train.seed=2"], None)
-    out = R.write_report(sweep_dir)
-    status = {r["name"]: r for r in out["runs"]}
-    assert status["oom"]["status"] == "failed" and "out of memory" in status["oom"]["error"]
-    assert status["killed"]["status"] == "unfinished"
-    text = (sweep_dir / "report.md").read_text()
-    assert "`oom` | failed | OutOfMemoryError: CUDA out of memory" in text and "`killed` | unfinished" in text
-
-
-def test_a_sweep_where_nothing_finished_still_gets_a_report_of_what_failed(tmp_path):
-    plant(tmp_path, "oom", ["data=critique", "train.seed=1"], None, error="CUDA out of memory")
-    plant(tmp_path, "killed", ["data=mean_rating", "train.seed=1"], None)
-    proc = cli("notus_lab.report", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    text = (tmp_path / "report.md").read_text()
-    assert "0 finished, 1 failed, 1 unfinished" in text and "`oom` | failed" in text and "`killed` | unfinished" in text
-
-
-@pytest.mark.slow
 def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figures(sweep):
-    from wandb_records import run_record
+    from tests.wandb_records import run_record
 
     sweep_dir, _, _ = sweep
     out = cli("notus_lab.report", str(sweep_dir), "--wandb", "offline")
@@ -189,10 +107,9 @@ def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figur
     assert {"figure_forest", "figure_arms", "figure_margins", "figure_curves"} <= images
 
 
-@pytest.mark.slow
 def test_the_saved_wandb_report_reads_metrics_the_arms_logged_and_only_the_sweeps_group(sweep):
     from notus_lab.study.wandb_report import report_spec, study_settings
-    from wandb_records import history_keys, summary
+    from tests.wandb_records import history_keys, summary
 
     sweep_dir, _, _ = sweep
     cli("notus_lab.report", str(sweep_dir))

@@ -7,8 +7,7 @@ import pytest
 
 from notus_lab.models.loading import base_path
 from notus_lab.train.pipeline import run
-
-from conftest import QUICK, cli, compose, without_timings
+from tests.helpers import QUICK, cli, compose, without_timings
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
@@ -205,8 +204,8 @@ def test_benchmark_presets_decode_as_the_published_numbers_were_made(full_run, t
 def test_length_batched_generation_returns_each_answer_to_its_own_prompt(full_run):
     from omegaconf import OmegaConf
 
-    from notus_lab.judging.generation import complete, load_policy
     from notus_lab.judging.benchmarks import run_config
+    from notus_lab.judging.generation import complete, load_policy
     from notus_lab.models.loading import base_path
 
     run_dir, _ = full_run

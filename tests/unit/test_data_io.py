@@ -5,14 +5,13 @@ import json
 import datasets
 import pytest
 
-from notus_lab.core.errors import ConfigError
 from notus_lab.config.schema import DataConfig, WorldConfig
+from notus_lab.core.errors import ConfigError
 from notus_lab.data.pairs import binarize
-from notus_lab.data.sources import load_rows
 from notus_lab.data.prepare import prepare
+from notus_lab.data.sources import load_rows
 from notus_lab.data.world import generate_rows
-
-from conftest import cli
+from tests.helpers import cli
 
 WORLD = WorldConfig(rows=200)
 

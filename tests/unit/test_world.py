@@ -4,8 +4,8 @@ cannot pin down."""
 
 import pytest
 
-from notus_lab.data.audit import audit, truth_agreement
 from notus_lab.config.schema import DataConfig, WorldConfig
+from notus_lab.data.audit import audit, truth_agreement
 from notus_lab.data.pairs import binarize
 from notus_lab.data.world import GOOD_FOR, TOPICS, generate_rows, prompt_topics, text_quality
 

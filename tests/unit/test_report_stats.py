@@ -10,8 +10,7 @@ import yaml
 
 from notus_lab.study import report as R
 from notus_lab.study.stats import detectable
-
-from conftest import cli
+from tests.helpers import cli
 
 WINNER = {1.0: "policy", 0.5: "tie", 0.0: "reference"}
 PROMPTS = ["p0", "p1", "p2", "p3"]

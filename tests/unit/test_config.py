@@ -4,13 +4,12 @@ import time
 
 import pytest
 
-from notus_lab.core.errors import ConfigError
+from notus_lab.config.compose import preflight
 from notus_lab.config.derived import gradient_accumulation_steps
 from notus_lab.config.options import group_options
-from notus_lab.config.compose import preflight
 from notus_lab.config.validate import validate
-
-from conftest import cli, compose
+from notus_lab.core.errors import ConfigError
+from tests.helpers import cli, compose
 
 GROUPS = ("data", "model", "optimizer", "hardware", "base")
 

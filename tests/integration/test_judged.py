@@ -5,11 +5,10 @@ import json
 
 import pytest
 
+from notus_lab.data.world import text_quality
 from notus_lab.judging.judges import TruthJudge, win_rate, winner
 from notus_lab.train.pipeline import run
-from notus_lab.data.world import text_quality
-
-from conftest import QUICK, cli, compose
+from tests.helpers import QUICK, cli, compose
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
@@ -64,7 +63,7 @@ def test_the_reference_is_the_sft_base_for_full_and_lora_alike(lora_and_full):
 
 
 def test_wandb_gets_the_generation_summary_and_a_table(lora_and_full):
-    from wandb_records import summary
+    from tests.wandb_records import summary
 
     run_dir, metrics = lora_and_full["full"]
     (wandb_file,) = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))

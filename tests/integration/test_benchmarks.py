@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
@@ -32,3 +32,19 @@ def test_sweep_reuse_benchmark_times_both_sweeps_against_independent_runs():
     assert all(float(a) > 0 and float(b) > 0 for _, a, b in arms)
     ratios = dict(re.findall(r"^ratio (sweep|sweep with a process per arm) / independent = ([\d.]+)", out.stdout, re.M))
     assert set(ratios) == {"sweep", "sweep with a process per arm"} and all(float(r) > 0 for r in ratios.values())
+
+
+def test_gpu_check_dry_run_runs_every_mode_and_a_generation_batch_through_notus_labs_code(tmp_path):
+    """The GPU check's CPU rehearsal: the same code on a small shape, so the one command a GPU machine runs
+    keeps working. It records what ran (attention, weights, optimizer class), not what was asked."""
+    import json
+
+    out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--steps", "1", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [m["mode"] for m in report["modes"]] == ["full", "lora", "qlora"]
+    assert all("error" not in m and m["tokens_per_s"] > 0 and m["attention"] == "sdpa" and m["optimizer"] == "AdamW"
+               and m["preflight_estimate_gb"] > 0 for m in report["modes"]), report["modes"]
+    assert report["generation"]["new_tokens"] > 0 and report["generation"]["decoding"]["temperature"] == 0.7
+    assert "| qlora |" in (tmp_path / "gpu_check.md").read_text()

@@ -4,8 +4,7 @@ at the 7B recipes' learning rate survive; rehearsed on CPU with bf16 autocast.""
 import pytest
 
 from notus_lab.train.pipeline import run
-
-from conftest import compose
+from tests.helpers import compose
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
@@ -50,8 +49,8 @@ def test_bf16_training_keeps_fp32_master_weights_and_the_recipe_lr_updates_survi
 
 def test_generation_runs_on_the_runs_device_in_its_precision(runs, monkeypatch):
     """A 7B run's export must not fall back to fp32 on the CPU: the generation loaders follow the run."""
-    from notus_lab.judging.generation import device_for
     from notus_lab.judging.benchmarks import export
+    from notus_lab.judging.generation import device_for
 
     tmp_path, _, _ = runs
     done = export(tmp_path / "bf16", None, None, "bf16-model", max_new_tokens=8, batch_size=4, limit=3)

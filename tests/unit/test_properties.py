@@ -2,7 +2,8 @@
 
 from dataclasses import replace
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from notus_lab.config.schema import DataConfig
 from notus_lab.data.pairs import binarize

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from notus_lab.study.runs import read_runs
-
-from conftest import ROOT, cli
-from wandb_records import run_record
+from tests.helpers import ROOT, cli
+from tests.wandb_records import run_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # a real SLURM cluster on this machine
 TINY = ("data.world.rows=200", "train.logging_steps=2", "hardware.eval_batch_size=128",

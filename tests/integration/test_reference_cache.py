@@ -6,8 +6,7 @@ import shutil
 import pytest
 
 from notus_lab.train.pipeline import run
-
-from conftest import QUICK, compose, without_timings
+from tests.helpers import QUICK, compose, without_timings
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_readme_starts_with_the_two_setup_commands_and_ci_runs_the_test_one():

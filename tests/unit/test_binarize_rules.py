@@ -7,8 +7,8 @@ import pytest
 from notus_lab.config.schema import DataConfig
 from notus_lab.data.audit import audit
 from notus_lab.data.pairs import binarize, split_rows
-
-from rows import completion as C, row as R
+from tests.rows import completion as C
+from tests.rows import row as R
 
 MEAN = DataConfig(strategy="mean_rating", tie_policy="drop")
 CRIT = DataConfig(strategy="critique", tie_policy="keep")

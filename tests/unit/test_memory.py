@@ -3,11 +3,9 @@
 import pytest
 
 from notus_lab.config import memory
-from notus_lab.core.errors import ConfigError
 from notus_lab.config.validate import validate
-
-from conftest import cli, compose
-
+from notus_lab.core.errors import ConfigError
+from tests.helpers import cli, compose
 
 SHAPE_7B = dict(total_params=7.24e9, largest_layer_params=32000 * 4096)  # Mistral-7B: the embedding / lm_head
 

@@ -10,8 +10,7 @@ from omegaconf import OmegaConf
 from notus_lab.config.derived import gradient_accumulation_steps
 from notus_lab.train.launcher import accelerate_command
 from notus_lab.train.trainer import engine_arguments
-
-from conftest import QUICK, cli, compose
+from tests.helpers import QUICK, cli, compose
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from notus_lab.study.runs import read_runs
-
-from conftest import cli
+from tests.helpers import cli
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 

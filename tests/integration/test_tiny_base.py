@@ -5,10 +5,9 @@ import os
 import pytest
 
 from notus_lab.config.schema import WorldConfig
-from notus_lab.judging.generation import text_stats
 from notus_lab.data.world import SENTENCE, generate_rows, prompt_topics
-
-from conftest import compose
+from notus_lab.judging.generation import text_stats
+from tests.helpers import compose
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 

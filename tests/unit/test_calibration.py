@@ -1,5 +1,5 @@
 """Calibration is a test, not a belief: planted designs with a known truth, through the report's own
-statistics (notus_lab/stats.py via notus_lab/calibration.py), numpy only and seconds long.
+statistics (notus_lab/study/stats.py via notus_lab/study/calibration.py), numpy only and seconds long.
 
 Each coverage cell has 1,500 replicates: Monte Carlo error +-0.0056 at 0.95, so [0.93, 0.975] is about
 3.5 errors below and 4.5 above the nominal level."""
@@ -7,7 +7,17 @@ Each coverage cell has 1,500 replicates: Monte Carlo error +-0.0056 at 0.95, so 
 import numpy as np
 import pytest
 
-from notus_lab.study.calibration import PROMPTS, SEEDS, World, coverage_table, effect_in_outcome, mc_error, null_sweep_verdict_rate, planted, rejections
+from notus_lab.study.calibration import (
+    PROMPTS,
+    SEEDS,
+    World,
+    coverage_table,
+    effect_in_outcome,
+    mc_error,
+    null_sweep_verdict_rate,
+    planted,
+    rejections,
+)
 from notus_lab.study.stats import crossed_interval, detectable, mean_squares
 
 REPS = 1500

@@ -1,0 +1,13 @@
+"""The install ships every subpackage and the configs (a non-editable install is exercised end to end in
+tests/integration/test_install.py)."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_declared_packages_are_the_package_folders_and_the_configs():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "notus_lab").rglob("__init__.py")}
+    assert set(declared) == folders | {"notus_lab.conf"}
