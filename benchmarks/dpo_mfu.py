@@ -24,12 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from notus_lab.study.cost import NOTUS_PAIRS as NOTUS_EPOCH_PAIRS  # noqa: E402  Notus v1's pairs, for the projection
+
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate, vocab
     "mistral-7b": (4096, 32, 32, 8, 14336, 32000),
     "cpu-50m": (512, 8, 8, 4, 1536, 32000),
     "tiny": (64, 2, 4, 2, 128, 1024),
 }
-NOTUS_EPOCH_PAIRS = 61_135  # Notus v1's training pairs, for the projection
 
 
 def measured_peak_flops(device: str, dtype) -> float:
@@ -215,9 +216,10 @@ def main() -> None:
     notus_like = next((r for r in rows if r["mode"] == "full" and not r["precompute_ref"]), None)
     if notus_like is None:
         return
-    per_token = model_flops(7.24e9, 32, 4096, 1024, "full", precompute=False)
-    epoch_tokens = NOTUS_EPOCH_PAIRS * 2 * 1024
-    hours = epoch_tokens * per_token / (8 * 312e12 * notus_like["mfu"]) / 3600
+    from notus_lab.study.cost import projected_arm_gpu_hours
+
+    # the report's own projection (python -m notus_lab.report --target-effect), at this run's MFU
+    hours = projected_arm_gpu_hours(7.24e9, 8, 312, epochs=1, mfu=notus_like["mfu"]) / 8
     print(f"Projection: one Notus epoch ({NOTUS_EPOCH_PAIRS} pairs of <= 1024 tokens, full DPO with its reference "
           f"model) on 8 x A100 (312 TFLOP/s bf16 each) at this run's full-DPO MFU ({notus_like['mfu']:.1%}): "
           f"{hours:.1f} h. Only meaningful when this ran on that kind of GPU; Notus v1 took ~4 h per epoch.")

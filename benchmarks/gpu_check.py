@@ -156,7 +156,6 @@ def train_mode(model_dir: Path, shape: dict, mode: str, length: int, batch: int,
 
 def generate_batch(model_dir: Path, shape: dict, batch: int, dry_run: bool, gpu_gb: float | None) -> dict:
     """One batch of answers with AlpacaEval's published decoding (2048 new tokens, sampled)."""
-    import torch
     from omegaconf import OmegaConf
 
     from notus_lab.judging.benchmarks import ALPACA_EVAL

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BETAS = ("0.01", "0.05", "0.1")
+BETAS = ["0.01", "0.05", "0.1"]
 
 
 def timed(args: list[str], cache: Path, hydra_dir: str) -> tuple[float, float]:
@@ -60,7 +60,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="full")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--betas", default=",".join(BETAS), help="the sweep's arms (the suite's smoke run uses two)")
     args, extra = p.parse_known_args()
+    BETAS[:] = args.betas.split(",")
     extra = [f"model={args.model}", *extra]
     rounds = []
     for r in range(args.rounds):

@@ -18,7 +18,11 @@ from omegaconf import DictConfig
 
 from notus_lab.config.compose import launch
 from notus_lab.config.options import CONF_DIR
+from notus_lab.core.console import summary
 from notus_lab.core.errors import STOPS, exit_on
+from notus_lab.core.run_dir import RunDir
+from notus_lab.train.launcher import relaunch_if_needed
+from notus_lab.train.pipeline import run
 
 log = logging.getLogger("notus_lab")
 
@@ -26,11 +30,6 @@ log = logging.getLogger("notus_lab")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     from pathlib import Path
-
-    from notus_lab.core.console import summary
-    from notus_lab.core.run_dir import RunDir
-    from notus_lab.train.launcher import relaunch_if_needed
-    from notus_lab.train.pipeline import run
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

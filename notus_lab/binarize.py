@@ -25,6 +25,9 @@ from notus_lab.config.schema import DataConfig
 from notus_lab.config.validate import validate_data
 from notus_lab.core.errors import STOPS, exit_on, invalid
 from notus_lab.core.files import write_json
+from notus_lab.data.audit import write_summary
+from notus_lab.data.pairs import as_data_config
+from notus_lab.data.prepare import prepare
 
 
 @dataclass
@@ -58,9 +61,6 @@ def write_pairs(pairs: list[dict], out: Path, fmt: str) -> None:
 
 def binarize_to(cfg, out: Path) -> dict:
     """The data stage of a training run (same split, same pairs), written out instead of trained on."""
-    from notus_lab.data.audit import write_summary
-    from notus_lab.data.pairs import as_data_config
-    from notus_lab.data.prepare import prepare
 
     if cfg.format not in ("jsonl", "parquet", "datasets"):
         raise invalid("format", cfg.format, "one of jsonl, parquet, datasets")

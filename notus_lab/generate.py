@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 
 from notus_lab.core.errors import refuse, run_command
+from notus_lab.core.run_dir import RunDir
 from notus_lab.judging.benchmarks import BENCHMARKS, export, run_config
 
 
@@ -39,7 +40,7 @@ def main(argv=None) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: the run's own hardware.device")
     args = p.parse_args(argv)
     problems = [("run_dir", args.run_dir, "a finished run dir containing model/")
-                for _ in [0] if not (args.run_dir / "model").is_dir()]
+                for _ in [0] if not RunDir(args.run_dir).model.is_dir()]
     problems += [(k, v, "an existing file") for k, v in (("--alpaca-eval", args.alpaca_eval), ("--mt-bench", args.mt_bench))
                  if v is not None and not v.is_file()]
     problems += [(k, v, "an integer > 0") for k, v in (("--max-new-tokens", args.max_new_tokens),

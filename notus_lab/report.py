@@ -20,6 +20,7 @@ from pathlib import Path
 from notus_lab.core.errors import refuse, run_command
 from notus_lab.study.report import write_report
 from notus_lab.study.runs import JUDGED
+from notus_lab.study.wandb_report import log_report
 
 
 def main(argv=None) -> None:
@@ -42,7 +43,6 @@ def main(argv=None) -> None:
     out = Path(args.out or args.sweep_dir)
     print((out / "report.md").read_text())
     if args.wandb != "disabled":
-        from notus_lab.study.wandb_report import log_report
 
         where = log_report(args.sweep_dir, out, summary, args.wandb)
         print(f"W&B report run: {where}")

@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from notus_lab.core.errors import run_command
+from notus_lab.config.options import group_options
+from notus_lab.config.schema import BaseConfig
+from notus_lab.core.errors import refuse, run_command
 from notus_lab.judging.reward_model import train_reward_model
 
 
 def main(argv=None) -> None:
     from omegaconf import OmegaConf
-
-    from notus_lab.config.options import group_options
-    from notus_lab.config.schema import BaseConfig
-    from notus_lab.core.errors import refuse
 
     p = argparse.ArgumentParser(prog="python -m notus_lab.reward_model", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="where the reward model goes")

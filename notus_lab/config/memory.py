@@ -25,6 +25,7 @@ import os
 import sys
 
 from notus_lab.config.derived import world_size
+from notus_lab.config.options import group_options, hardware_profile, load_option
 from notus_lab.core.errors import invalid
 
 GB = 1024 ** 3
@@ -195,8 +196,6 @@ def host_estimate(cfg) -> dict:
 def alternatives(cfg) -> list[tuple[str, float]]:
     """Settings that would fit the same science: another adaptation, or another GPU profile."""
     from omegaconf import OmegaConf
-
-    from notus_lab.config.options import group_options, hardware_profile, load_option
 
     out = []
     if cfg.model.adapter == "full":

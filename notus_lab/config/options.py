@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from notus_lab.config.schema import HardwareConfig
+
 PACKAGE = Path(__file__).resolve().parents[1]
 # an installed package carries conf/ inside it (pyproject: package-dir); a checkout has it beside the package
 CONF_DIR = PACKAGE / "conf" if (PACKAGE / "conf" / "config.yaml").is_file() else PACKAGE.parent / "conf"
@@ -37,6 +39,5 @@ def eval_data_configs(cfg) -> dict:
 
 def hardware_profile(option: str):
     """A conf/hardware option on its own, with the schema's defaults for what it leaves out."""
-    from notus_lab.config.schema import HardwareConfig
 
     return OmegaConf.merge(OmegaConf.structured(HardwareConfig), load_option("hardware", option))

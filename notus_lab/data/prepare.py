@@ -8,6 +8,7 @@ import time
 from typing import Optional
 
 from notus_lab.config.schema import DataConfig
+from notus_lab.data.audit import audit, has_truth, truth_agreement, truth_pairs
 from notus_lab.data.pairs import as_data_config, binarize, prompt_texts, split_for
 from notus_lab.data.sources import check_shape, load_questions, load_rows
 
@@ -33,7 +34,6 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
     train_pairs, report = binarize(rows, d, train_idx, questions)
     test_pairs, test_report = binarize(rows, d, test_idx, questions)
     # held-out: every model is scored on the same prompts under each binarization (the cross-eval matrix)
-    from notus_lab.data.audit import audit, has_truth, truth_agreement, truth_pairs
 
     eval_pairs = {}
     if d.strategy != "prebinarized" and eval_sets:

@@ -14,6 +14,7 @@ from notus_lab.config.derived import looks_like_local_path
 from notus_lab.config.published_sets import SCHEMAS, Schema, default_split, detect
 from notus_lab.config.schema import DataConfig
 from notus_lab.core.errors import invalid
+from notus_lab.data.world import generate_rows
 
 
 def normalize(text: str) -> str:
@@ -25,7 +26,6 @@ def load_rows(d: DataConfig) -> tuple[list, Counter]:
     """Rows from the bundled world, a local file/dir, or a hub id. Returns (rows, unreadable counts)."""
     unreadable: Counter = Counter()
     if d.source == "world":
-        from notus_lab.data.world import generate_rows
 
         rows = list(generate_rows(d.world))
     elif looks_like_local_path(d.source):

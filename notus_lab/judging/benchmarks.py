@@ -7,7 +7,9 @@ import time
 import uuid
 from pathlib import Path
 
+from notus_lab.config.schema import NotusConfig
 from notus_lab.core.files import read_jsonl, write_json
+from notus_lab.core.run_dir import RunDir
 from notus_lab.data.prepare import held_out_prompts
 from notus_lab.judging.generation import complete, load_policy
 
@@ -15,9 +17,7 @@ from notus_lab.judging.generation import complete, load_policy
 def run_config(run_dir: Path):
     from omegaconf import OmegaConf
 
-    from notus_lab.config.schema import NotusConfig
-
-    return OmegaConf.merge(OmegaConf.structured(NotusConfig), OmegaConf.load(run_dir / "config.yaml"))
+    return OmegaConf.merge(OmegaConf.structured(NotusConfig), OmegaConf.load(RunDir(run_dir).config))
 
 
 # The decoding behind the published numbers: alpaca_eval's models_configs/zephyr-7b-beta, and FastChat's
@@ -85,10 +85,11 @@ def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, 
         cfg.hardware.device = device
     run_decoding = {"samples_per_prompt": 1, "batch_size": batch_size, "max_new_tokens": max_new_tokens or 512}
     model_id = model_id or run_dir.name
-    out_dir = run_dir / "generations"
+    out_dir = RunDir(run_dir).exports
     out_dir.mkdir(exist_ok=True)
     alpaca, mt = benchmark_prompts(cfg, alpaca_file, mt_bench_file, limit)
-    model_dir = run_dir / "merged" if (run_dir / "merged").is_dir() else run_dir / "model"
+    rd = RunDir(run_dir)
+    model_dir = rd.merged if rd.merged.is_dir() else rd.model
     model, tokenizer = load_policy(cfg, model_dir, base_path(cfg.base))
 
     def decoding(preset: dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from notus_lab.judging.generation import answer_prompts, device_for, text_stats
 from notus_lab.judging.judges import RewardModelJudge, TruthJudge, agreement_with_truth, win_rate, winner
+from notus_lab.judging.reward_model import build_tiny_reward_model
 
 
 def make_judge(cfg, device: str = "cpu"):
@@ -16,7 +17,6 @@ def make_judge(cfg, device: str = "cpu"):
         return TruthJudge()
     path = j.model
     if path == "tiny":
-        from notus_lab.judging.reward_model import build_tiny_reward_model
 
         path = str(build_tiny_reward_model(cfg.base))
     return RewardModelJudge(path, j.revision, j.trust_remote_code, device, j.batch_size)

@@ -17,7 +17,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from notus_lab.config.options import load_option
+from notus_lab.config.schema import DataConfig, WorldConfig
 from notus_lab.core.cache import build_once
+from notus_lab.data.audit import truth_pairs
+from notus_lab.data.pairs import binarize
+from notus_lab.data.world import generate_rows
+from notus_lab.judging.judges import RewardModelJudge, agreement_with_truth
+from notus_lab.models.tiny_base import cache_root
 
 RM_WORLD_SEED = 2_000_003  # its own prompts and completions: never the rows a study trains on
 
@@ -27,11 +34,6 @@ HELD_OUT = 300  # world rows kept out of training to measure the judge's agreeme
 
 def _pairs(labels: str, rows: list, indices) -> list[dict]:
     from omegaconf import OmegaConf
-
-    from notus_lab.config.options import load_option
-    from notus_lab.config.schema import DataConfig
-    from notus_lab.data.audit import truth_pairs
-    from notus_lab.data.pairs import binarize
 
     if labels == "truth":
         return truth_pairs(rows, indices)
@@ -45,11 +47,6 @@ def train_reward_model(out: Path, base_dir: str, labels: str = "truth", rows: in
     import datasets
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
-
-    from notus_lab.config.schema import WorldConfig
-    from notus_lab.data.audit import truth_pairs
-    from notus_lab.data.world import generate_rows
-    from notus_lab.judging.judges import RewardModelJudge, agreement_with_truth
 
     world = list(generate_rows(WorldConfig(rows=rows + HELD_OUT, seed=RM_WORLD_SEED)))
     train = _pairs(labels, world, range(rows))
@@ -81,7 +78,6 @@ def train_reward_model(out: Path, base_dir: str, labels: str = "truth", rows: in
 def build_tiny_reward_model(base_cfg) -> Path:
     """`judge.model=tiny`: the default reward model on the tiny base, built once into the cache."""
     from notus_lab.models.loading import base_path, fingerprint_base
-    from notus_lab.models.tiny_base import cache_root
 
     base = base_path(base_cfg)
     target = cache_root(base_cfg) / f"tiny-rm-{hashlib.sha256(fingerprint_base(base).encode()).hexdigest()[:12]}"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
+from notus_lab.models.tiny_base import ZEPHYR_CHAT_TEMPLATE, build_tiny
+
 
 def base_path(base_cfg) -> str:
     """A local dir or hub id to load the base from; base=tiny is built here on first use."""
     if base_cfg.name != "tiny":
         return base_cfg.name
-    from notus_lab.models.tiny_base import build_tiny
 
     return str(build_tiny(base_cfg))
 
@@ -64,7 +65,6 @@ def load_tokenizer(cfg, path: str):
     tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.base.revision,
                                               trust_remote_code=cfg.base.trust_remote_code)
     if tokenizer.chat_template is None:
-        from notus_lab.models.tiny_base import ZEPHYR_CHAT_TEMPLATE
 
         tokenizer.chat_template = ZEPHYR_CHAT_TEMPLATE
     if tokenizer.pad_token is None:

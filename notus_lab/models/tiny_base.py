@@ -22,7 +22,9 @@ import random
 import shutil
 from pathlib import Path
 
+from notus_lab.config.schema import WorldConfig
 from notus_lab.core.cache import build_once
+from notus_lab.data.world import RESPONSE_SENTENCES, generate_rows, vocabulary_text
 
 log = logging.getLogger("notus_lab")
 
@@ -47,8 +49,6 @@ def cache_root(base_cfg) -> Path:
 
 def tiny_path(base_cfg) -> Path:
     """Content-addressed: another shape, SFT recipe or world text never reuses an old build."""
-    from notus_lab.config.schema import WorldConfig
-    from notus_lab.data.world import RESPONSE_SENTENCES, generate_rows, vocabulary_text
 
     sample = next(generate_rows(WorldConfig(rows=1, seed=SFT_WORLD_SEED)))  # the world's text generator, by example
     spec = json.dumps({"tiny": dict(base_cfg.tiny), "text": vocabulary_text(), "sample": sample["completions"][0]["response"],
@@ -60,8 +60,6 @@ def build_tokenizer(vocab_size: int):
     """A byte-level BPE over the world's words, with the Zephyr chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from notus_lab.data.world import vocabulary_text
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -79,8 +77,6 @@ def build_tokenizer(vocab_size: int):
 def sft_conversations(tiny) -> list[dict]:
     """TRL's conversational prompt-completion rows: `sft_completions_per_prompt` random completions of
     each prompt of a world of `sft_rows` rows (their own seed), so the base learns from mixed teachers."""
-    from notus_lab.config.schema import WorldConfig
-    from notus_lab.data.world import generate_rows
 
     rng = random.Random(tiny.seed)
     out = []

@@ -37,6 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from notus_lab.core.files import read_jsonl, write_json
+from notus_lab.core.run_dir import RunDir
 
 PERCENT = ("win_rate", "standard_error", "discrete_win_rate", "length_controlled_winrate", "lc_standard_error")
 
@@ -52,7 +53,7 @@ GAMED = {"repo_id": "tatsu-lab/alpaca_eval", "filename": "df_gamed.csv", "repo_t
 
 def model_id(run_dir: Path) -> str:
     """The name the run's answers went to the judges under."""
-    exported = run_dir / "generations" / "alpaca_eval.json"
+    exported = RunDir(run_dir).exports / "alpaca_eval.json"
     if exported.exists():
         records = json.loads(exported.read_text())
         if records:
@@ -226,14 +227,15 @@ def attach(target: Path, alpaca_file: Path | None, leaderboard_file: Path | None
         with open(leaderboard_file, newline="") as f:
             for row in csv.DictReader(f):
                 board[row.get("") or row.get("generator") or row.get("name")] = row
-    run_dirs = [target] if (target / "model").is_dir() else sorted(p for p in target.iterdir() if (p / "model").is_dir())
+    run_dirs = [target] if RunDir(target).model.is_dir() else sorted(p for p in target.iterdir() if RunDir(p).model.is_dir())
     attached = {}
     for run_dir in run_dirs:
         name = model_id(run_dir)
         result = {k: v for k, v in (("alpaca_eval", alpaca_eval(annotations, name, board.get(name))),
                                     ("mt_bench", mt_bench(single, name)), ("mt_bench_pair", mt_bench_pair(pair, name))) if v}
         if result:
-            existing = json.loads((run_dir / "external.json").read_text()) if (run_dir / "external.json").exists() else {}
-            write_json(run_dir / "external.json", {**existing, **{k: {**existing.get(k, {}), **v} for k, v in result.items()}})
+            target = RunDir(run_dir).external
+            existing = json.loads(target.read_text()) if target.exists() else {}
+            write_json(target, {**existing, **{k: {**existing.get(k, {}), **v} for k, v in result.items()}})
             attached[run_dir.name] = sorted(result)
     return attached

@@ -19,6 +19,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from notus_lab.config.derived import world_size
+from notus_lab.config.options import hardware_profile, load_option
 from notus_lab.core.errors import ConfigError, invalid
 from notus_lab.study import figures
 from notus_lab.study.cost import (
@@ -180,8 +182,6 @@ def study(sweep_dir: Path, metric: str | None, target_effect: float | None, proj
 def price_plan(needed: list[dict], cost: dict, arms: int, project_hardware: str) -> None:
     """Each design's cost: at this sweep's measured rate (its own device), and projected to 7B arms of the
     Notus recipe on `project_hardware` (FLOPs at an assumed MFU: a projection, never a measurement)."""
-    from notus_lab.config.derived import world_size
-    from notus_lab.config.options import hardware_profile, load_option
 
     hw = hardware_profile(project_hardware)
     shape = load_option("base", "zephyr_sft_full").base.shape  # a `@package _global_` option

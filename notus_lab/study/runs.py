@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from notus_lab.core.files import flatten, read_jsonl
+from notus_lab.core.run_dir import RunDir
 
 SEED_KEYS = ("train.seed", "seed")
 
@@ -29,7 +30,7 @@ OUTCOME = {"policy": 1.0, "tie": 0.5, "reference": 0.0}  # a judged pair as Alpa
 
 def _overrides(run_dir: Path) -> dict:
     """The command-line/sweep overrides of one job, from the record Hydra keeps in .hydra/."""
-    path = run_dir / ".hydra" / "overrides.yaml"
+    path = RunDir(run_dir).overrides
     items = yaml.safe_load(path.read_text()) if path.exists() else []
     return dict(o.lstrip("+~").split("=", 1) for o in items or [] if "=" in o)
 
@@ -42,21 +43,21 @@ def read_runs(sweep_dir: Path) -> list[dict]:
     """Every job dir of the sweep with its status: finished, failed (with the error) or unfinished."""
     runs = []
     for run_dir in sorted(p for p in Path(sweep_dir).iterdir()
-                          if (p / "config.yaml").is_file() or (p / ".hydra" / "config.yaml").is_file()):
+                          if RunDir(p).config.is_file() or RunDir(p).hydra_config.is_file()):
         run = {"dir": run_dir, "name": run_dir.name, "overrides": _overrides(run_dir), "status": "unfinished"}
-        if (run_dir / "metrics.json").exists():
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+        if RunDir(run_dir).metrics.exists():
+            metrics = json.loads(RunDir(run_dir).metrics.read_text())
             # external judges attached by `python -m notus_lab.external`, without their per-prompt detail
             external = {judge: {k: v for k, v in result.items() if not k.startswith("per_")}
-                        for judge, result in _json(run_dir / "external.json").items()}
+                        for judge, result in _json(RunDir(run_dir).external).items()}
             run["status"], run["metrics"] = "finished", flatten({**metrics, **external})
             run["eval_history"] = metrics.get("eval_history", {})
             # in the bundled world: how often this arm's own training pairs prefer the truly better answer
-            run["truth_agreement"] = _json(run_dir / "data_report.json").get("truth_agreement", {}).get("train", {}).get("agreement")
-            provenance = _json(run_dir / "provenance.json")
+            run["truth_agreement"] = _json(RunDir(run_dir).data_report).get("truth_agreement", {}).get("train", {}).get("agreement")
+            provenance = _json(RunDir(run_dir).provenance)
             run["code"] = provenance.get("code_version") or provenance.get("git_commit")
-        elif (run_dir / "failed.json").exists():
-            failed = json.loads((run_dir / "failed.json").read_text())
+        elif RunDir(run_dir).failed.exists():
+            failed = json.loads(RunDir(run_dir).failed.read_text())
             run["status"], run["error"] = "failed", f"{failed.get('error')}: {failed.get('message', '')}"
         runs.append(run)
     return runs
@@ -79,7 +80,7 @@ def factors(runs: list[dict]) -> list[str]:
 
 
 def generation_records(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "generations.jsonl"
+    path = RunDir(run_dir).generations
     return read_jsonl(path) if path.exists() else []
 
 
@@ -93,7 +94,7 @@ def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
             counts[r["prompt"]] += 1
         return {p: sums[p] / counts[p] for p in sums} or None
     judge, _, key = metric.partition("/")
-    per = _json(Path(run_dir) / "external.json").get(judge, {}).get("per_prompt")
+    per = _json(RunDir(run_dir).external).get(judge, {}).get("per_prompt")
     if per and key in ("win_rate", "score"):
         return {str(k): float(v) for k, v in per.items()}
     return None

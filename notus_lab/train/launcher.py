@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from notus_lab.config.derived import world_size
-from notus_lab.train.stop_signals import preemption_signal, stop_signals
+from notus_lab.core.errors import Interrupted
+from notus_lab.judging.reward_model import build_tiny_reward_model
+from notus_lab.train.stop_signals import pass_on, preemption_signal, stop_signals
 
 log = logging.getLogger("notus_lab")
 
@@ -86,9 +88,6 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     The ranks run in a session of their own, and this process passes a stop signal on to them: they save a
     checkpoint at the end of their step and exit. Then the signal's previous handler runs here (submitit's:
     requeue the arm), so a preempted multi-process arm resumes from that checkpoint like a single one."""
-    from notus_lab.core.errors import Interrupted
-    from notus_lab.train.launcher import prebuild
-    from notus_lab.train.stop_signals import pass_on
 
     preempt = preemption_signal()
     if "LOCAL_RANK" in os.environ:  # a rank: undo the launcher agent's ignore (see below), inherited through exec
@@ -161,7 +160,6 @@ def prebuild(cfg) -> str:
 
     base = base_path(cfg.base)
     if cfg.judge.name == "reward_model" and cfg.judge.model == "tiny":
-        from notus_lab.judging.reward_model import build_tiny_reward_model
 
         build_tiny_reward_model(cfg.base)
     return base

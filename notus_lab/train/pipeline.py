@@ -28,6 +28,10 @@ from notus_lab.core.provenance import code_version, provenance
 from notus_lab.core.redaction import redact
 from notus_lab.core.run_dir import RunDir, latest_checkpoint, record_failure, run_dir_lock
 from notus_lab.core.tracking import log_generations, start_wandb
+from notus_lab.data.preference_dataset import cached_preference_dataset, to_preference_dataset
+from notus_lab.data.prepare import fingerprint_rows, prepare
+from notus_lab.judging.judged import judged_generations
+from notus_lab.models.tiny_base import cache_root
 from notus_lab.train.compute import compute_record
 from notus_lab.train.launcher import join_deepspeed_comm, prebuild
 from notus_lab.train.model_card import model_card
@@ -146,6 +150,8 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
     metrics.update(what_ran(cfg, trainer, engine, optimizer_built, built))
     save_model(cfg, rd, trainer, built.tokenizer, writer, clock)
     reference_s = trainer.reference_s
+    if trainer.reference_log_probs:
+        metrics["reference_log_probs"] = trainer.reference_log_probs
     trainer.accelerator.free_memory()  # generation loads the saved models again: the training state goes first
     del trainer, built
     release_memory()
@@ -174,7 +180,6 @@ def torch_threads(cfg) -> None:
 def prepare_data(cfg, rd: RunDir, args, base: str, writer: bool) -> tuple[dict, str | None]:
     """Rank 0 prepares, audits, hashes and writes the run's records first; the other ranks then read the
     same rows (one writer: no two ranks race on a file). Returns (prepared data, base fingerprint)."""
-    from notus_lab.data.prepare import fingerprint_rows, prepare
     from notus_lab.models.loading import fingerprint_base
 
     with args.main_process_first(local=False, desc="rank 0 writes the run's records"):
@@ -198,9 +203,7 @@ def load_models(cfg, args, base: str, base_fingerprint: str | None, prepared: di
     key with their reference log-probs when train.precompute_reference (arms that share pairs share them)."""
     from transformers import set_seed
 
-    from notus_lab.data.preference_dataset import cached_preference_dataset, to_preference_dataset
     from notus_lab.models import loading
-    from notus_lab.models.tiny_base import cache_root
 
     set_seed(cfg.train.seed)
     tokenizer = loading.load_tokenizer(cfg, base)
@@ -305,7 +308,6 @@ def save_model(cfg, rd: RunDir, trainer, tokenizer, writer: bool, clock: StageCl
 def judge_generations(cfg, rd: RunDir, base: str, base_fingerprint: str | None, prepared: dict, metrics: dict, wb) -> None:
     """The policy and its reference answer the held-out prompts (the reference's answers shared by every arm
     on the same base); the judge compares them."""
-    from notus_lab.judging.judged import judged_generations
 
     metrics["generation"], records = judged_generations(
         cfg, rd.model, base, prepared["held_out_prompts"], prepared["eval_pairs"].get("truth"), base_fingerprint)

@@ -5,13 +5,15 @@ these has silently differed from what the profile or recipe asked for (README, "
 
 from __future__ import annotations
 
+from notus_lab.config import memory
+from notus_lab.config.derived import world_size
+
 ENGINES = {"none": ("no",), "ddp": ("multi_cpu", "multi_gpu"), "deepspeed": ("deepspeed",), "fsdp": ("fsdp",)}
 
 
 def check_engine(hw, engine: str, processes: int) -> None:
     """Refuse to train on another setup than the profile asks for: accelerate falls back silently (FSDP on
     CPU ranks becomes DDP, `--cpu` starts one process), and the run would answer a different question."""
-    from notus_lab.config.derived import world_size
 
     if engine not in ENGINES[hw.distributed] or processes != world_size(hw):
         raise RuntimeError(f"hardware.distributed={hw.distributed!r} asks for {'/'.join(ENGINES[hw.distributed])} "
@@ -47,8 +49,6 @@ def memory_record(cfg) -> dict:
     """The preflight's per-GPU and per-node estimates next to what CUDA measured on this rank: keeps the
     estimate honest."""
     import torch
-
-    from notus_lab.config import memory
 
     known = bool(cfg.base.shape.num_parameters)
     out = {"estimate": memory.estimate(cfg)["total"] if known else None,

@@ -34,8 +34,6 @@ def stop_on_signal_callback():
             self.previous = {}
 
         def install(self):
-            from notus_lab.train.stop_signals import stop_signals
-
             for sig in stop_signals():
                 try:
                     self.previous[sig] = signal.signal(sig, self._handle)

