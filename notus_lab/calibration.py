@@ -1,15 +1,8 @@
-"""Is a "95 %" interval right 95 % of the time? Planted designs with a known answer, through the report's own
-statistics (notus_lab/study/stats.py), numpy only.
+"""`python -m notus_lab.calibration`: the coverage and power tables of the README, measured on planted designs.
 
-    python -m notus_lab.calibration [--reps 2000]     # the coverage and power tables of the README
+    python -m notus_lab.calibration [--reps 2000]
 
-Two outcome kinds, each as the report sees it (one value per seed unit x shared prompt):
-- judged: win 1 / tie 0.5 / loss 0 against the reference, `samples` answers per prompt, so values in steps of
-  1 / (2 samples); a prompt's difficulty is shared by both strategies, its lean towards one of them by every
-  seed, and each strategy draws its own seed effect (logit scale);
-- scores: MT-Bench-like integer grades 1-10, two turns per question averaged, with the same structure.
-Under no planted effect the strategies are exchangeable, so the truth is 0 and coverage is the share of
-replicates whose interval holds 0. Power is the share whose interval excludes 0 at a planted effect.
+The planted designs and what they stand for: notus_lab/study/calibration.py.
 """
 
 from __future__ import annotations

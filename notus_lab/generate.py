@@ -1,17 +1,9 @@
-"""Answers for external judges: a finished run's policy answers AlpacaEval's and MT-Bench's prompts in
-their own file shapes (the code: notus_lab/judging/benchmarks.py and generation.py):
+"""`python -m notus_lab.generate <run dir>`: a finished run's answers for AlpacaEval and MT-Bench.
 
     python -m notus_lab.generate <run dir> [--benchmark alpaca_eval|mt_bench] [--alpaca-eval alpaca_eval.json]
                                            [--mt-bench question.jsonl]
 
-Writes into <run dir>/generations/:
-  alpaca_eval.json       [{"instruction", "output", "generator", "dataset"}]  (alpaca_eval --model_outputs)
-  model_answer/<model_id>.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
-                          "tstamp"}  (FastChat's data/mt_bench/model_answer/: FastChat names the model by the file)
-  settings.json          the decoding each file was made with, the device and dtype
-Without prompt files, the run's own held-out prompts are used for both (single-turn), so a bundled-world
-run can be exported offline. MT-Bench questions are multi-turn: each turn sees the model's earlier answers.
-`--benchmark` reproduces the decoding behind the published numbers (ALPACA_EVAL, MT_BENCH_TEMPERATURE).
+The files it writes and the decodings: notus_lab/judging/benchmarks.py.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""Report stage: a sweep dir -> report.md, report.json and figures, read from the run dirs alone.
+"""`python -m notus_lab.report`: a sweep dir -> report.md, report.json and figures, from the run dirs alone.
 
-    python -m notus_lab.report outputs/sweeps/critique_vs_rating [--metric M] [--target-effect D] [--wandb offline]
+    python -m notus_lab.report outputs/sweeps/critique_vs_rating [--metric M] [--target-effect D [--project-hardware P]]
+                               [--wandb offline]
 
-The metric is the judged win rate against the reference when every run has one, else truth_accuracy,
-else --metric is required: never one of the compared signals' own labels. An arm is one setting of the
-swept keys other than the seed: mean and 95 % t-interval over seeds, with its answers' length and
-degeneration beside it. Pairs of data strategies are compared with the statistics of notus_lab/study/stats.py
-(paired by seed and every other swept key, and prompt by prompt where the metric allows); a verdict line is
-written only when a Bonferroni-adjusted interval excludes zero. Failed and unfinished arms are listed,
-never dropped. `--wandb offline|online` also logs the report as a W&B run in the sweep's group.
+How the metric, the verdicts, the plan and the cost are made: notus_lab/study/report.py.
 """
 
 from __future__ import annotations
@@ -17,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from notus_lab.config.options import group_options
 from notus_lab.core.errors import refuse, run_command
-from notus_lab.study.report import write_report
+from notus_lab.study.report import PROJECT_HARDWARE, write_report
 from notus_lab.study.runs import JUDGED
 from notus_lab.study.wandb_report import log_report
 
@@ -30,7 +26,10 @@ def main(argv=None) -> None:
                                          f"{JUDGED} when every run has it, else truth_accuracy); external judges: "
                                          "alpaca_eval/win_rate, alpaca_eval/length_controlled_winrate, mt_bench/score, "
                                          "mt_bench_pair/win_rate")
-    parser.add_argument("--target-effect", type=float, help="also print the seeds and prompts needed to detect it")
+    parser.add_argument("--target-effect", type=float, help="also print the seeds and prompts needed to detect it, "
+                                                               "and what each design costs")
+    parser.add_argument("--project-hardware", default=PROJECT_HARDWARE,
+                        help="the conf/hardware profile on which the plan's 7B cost is projected")
     parser.add_argument("--wandb", choices=("offline", "online", "disabled"), default="disabled",
                         help="log the report as a W&B run (job_type=report) in the sweep's group")
     parser.add_argument("--out", type=Path, help="where report.md goes (default: the sweep dir)")
@@ -38,8 +37,10 @@ def main(argv=None) -> None:
     problems = [("sweep_dir", args.sweep_dir, "an existing sweep directory")] if not args.sweep_dir.is_dir() else []
     if args.target_effect is not None and not args.target_effect > 0:
         problems.append(("--target-effect", args.target_effect, "a number > 0"))
+    if args.project_hardware not in group_options("hardware"):
+        problems.append(("--project-hardware", args.project_hardware, f"one of {', '.join(group_options('hardware'))}"))
     refuse(problems)
-    summary = write_report(args.sweep_dir, args.metric, args.out, args.target_effect)
+    summary = write_report(args.sweep_dir, args.metric, args.out, args.target_effect, args.project_hardware)
     out = Path(args.out or args.sweep_dir)
     print((out / "report.md").read_text())
     if args.wandb != "disabled":

@@ -1,12 +1,8 @@
-"""A small reward model trained here with TRL's `RewardTrainer`, for `judge=reward_model` in the world.
+"""`python -m notus_lab.reward_model`: train a small reward-model judge here (judge=reward_model).
 
     python -m notus_lab.reward_model --out DIR [--labels truth|mean_rating|critique|...] [--rows N] [--epochs E]
-    python -m notus_lab judge=reward_model judge.model=DIR         # or judge.model=tiny: built once, cached
 
-It starts from the tiny SFT base (a new scalar head) and learns from world pairs of its own (a world seed
-no study uses). Labels default to the truth, like a strong external judge; `--labels mean_rating` (any data
-option) trains a judge that shares one signal's view, to see how a judge's own bias moves a verdict. Its
-agreement with the truth on held-out world pairs is measured and saved in `judge_card.json`.
+What it learns from and why: notus_lab/judging/reward_model.py.
 """
 
 from __future__ import annotations

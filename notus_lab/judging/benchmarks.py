@@ -1,4 +1,15 @@
-"""Answers for external judges: AlpacaEval's and MT-Bench's own file shapes and decoding."""
+"""Answers for external judges, in their own file shapes and with their published decoding
+(`python -m notus_lab.generate`).
+
+Writes into <run dir>/generations/:
+  alpaca_eval.json       [{"instruction", "output", "generator", "dataset"}]  (alpaca_eval --model_outputs)
+  model_answer/<model_id>.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
+                          "tstamp"}  (FastChat's data/mt_bench/model_answer/: FastChat names the model by the file)
+  settings.json          the decoding each file was made with, the device and dtype
+Without prompt files, the run's own held-out prompts are used for both (single-turn), so a bundled-world
+run can be exported offline. MT-Bench questions are multi-turn: each turn sees the model's earlier answers.
+`--benchmark` reproduces the decoding behind the published numbers (ALPACA_EVAL, MT_BENCH_TEMPERATURE).
+"""
 
 from __future__ import annotations
 

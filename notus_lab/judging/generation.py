@@ -1,19 +1,6 @@
-"""Generation: the trained policy and its reference answer prompts, batched with a KV cache on the run's
-device and precision. Used after training for judged generations (evaluate.py), and by the export
-command for external judges:
-
-    python -m notus_lab.generate <run dir> [--benchmark alpaca_eval|mt_bench] [--alpaca-eval alpaca_eval.json]
-                                           [--mt-bench question.jsonl]
-
-Writes into <run dir>/generations/:
-  alpaca_eval.json       [{"instruction", "output", "generator", "dataset"}]  (alpaca_eval --model_outputs)
-  model_answer/<model_id>.jsonl {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
-                          "tstamp"}  (FastChat's data/mt_bench/model_answer/: FastChat names the model by the file)
-  settings.json          the decoding each file was made with, the device and dtype
-Without prompt files, the run's own held-out prompts are used for both (single-turn), so a bundled-world
-run can be exported offline. MT-Bench questions are multi-turn: each turn sees the model's earlier answers.
-`--benchmark` reproduces the decoding behind the published numbers (ALPACA_EVAL, MT_BENCH_TEMPERATURE).
-"""
+"""Generation: a trained policy and its reference answer chat prompts, batched by prompt length with a KV
+cache on the run's device and precision, the same seeded decoding for both. Judged generations (judged.py)
+and the benchmark answer files (benchmarks.py) are made with it."""
 
 from __future__ import annotations
 

@@ -122,12 +122,11 @@ class Built:
 
 def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict:
     """The recipe: build what the run loads, prepare the data, load the models, train, evaluate, save,
-    judge generations, and record the run."""
+    judge generations, and record the run. The training arguments come before any model loads: they set
+    up the distributed state, and under ZeRO-3 make from_pretrained partition the weights (zero.Init)."""
     torch_threads(cfg)
     clock = StageClock()
     base = prebuild(cfg)  # a multi-process run's launcher built these before the ranks started
-    # the training arguments before any model loads: they set up the distributed state, and under ZeRO-3
-    # they make from_pretrained partition the weights while loading (zero.Init)
     args = dpo_config(cfg, rd.path, [])
     join_deepspeed_comm(cfg.hardware)
     writer = args.process_index == 0
@@ -143,15 +142,10 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
     check_engine(cfg.hardware, engine, trainer.args.world_size)
     train_out = train_until_done_or_stopped(cfg, rd, trainer, stop, wb)
     clock.lap("train")
-    if built.eval_ds and not evaluated_at_the_last_step(trainer, built.eval_ds):
-        trainer.evaluate(eval_dataset=built.eval_ds)
+    metrics = evaluate(cfg, trainer, train_out, engine, optimizer_built, built)
     clock.lap("evaluate")
-    metrics = summarize(trainer.state.log_history, train_out.metrics, list(built.eval_ds))
-    metrics.update(what_ran(cfg, trainer, engine, optimizer_built, built))
     save_model(cfg, rd, trainer, built.tokenizer, writer, clock)
     reference_s = trainer.reference_s
-    if trainer.reference_log_probs:
-        metrics["reference_log_probs"] = trainer.reference_log_probs
     trainer.accelerator.free_memory()  # generation loads the saved models again: the training state goes first
     del trainer, built
     release_memory()
@@ -159,8 +153,9 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
         judge_generations(cfg, rd, base, base_fingerprint, prepared, metrics, wb)
         clock.lap("generate")
     # precomputed reference log-probs happen inside train and evaluate; without them, inside every step
-    metrics["timings_s"] = {**clock.timings, "reference_precompute": round(reference_s, 2), "total": clock.total()}
-    metrics["compute"] = compute_record(cfg.hardware, clock.total(), metrics["world_size"])
+    total = clock.total()
+    metrics["timings_s"] = {**clock.timings, "reference_precompute": round(reference_s, 2), "total": total}
+    metrics["compute"] = compute_record(cfg.hardware, total, metrics["world_size"])
     if writer:
         record_run(cfg, rd, metrics, prepared["report"], wb)
     if wb is not None:
@@ -264,6 +259,15 @@ def train_until_done_or_stopped(cfg, rd: RunDir, trainer, stop, wb):
     return train_out
 
 
+def evaluate(cfg, trainer, train_out, engine: str, optimizer_built: dict, built: Built) -> dict:
+    """The held-out sets under every signal (and the truth where the world knows it) on the final weights,
+    with what the run checks about itself."""
+    if built.eval_ds and not evaluated_at_the_last_step(trainer, built.eval_ds):
+        trainer.evaluate(eval_dataset=built.eval_ds)
+    metrics = summarize(trainer.state.log_history, train_out.metrics, list(built.eval_ds))
+    return {**metrics, **what_ran(cfg, trainer, engine, optimizer_built, built)}
+
+
 def evaluated_at_the_last_step(trainer, eval_ds: dict) -> bool:
     """Whether periodic evaluation (train.eval_steps) already scored every held-out set on the final weights:
     the same model on the same sets gives the same numbers, so evaluating again would only cost time."""
@@ -286,6 +290,7 @@ def what_ran(cfg, trainer, engine: str, optimizer_built: dict, built: Built) -> 
         "precision": precision_record(cfg.hardware, built.policy_weights_dtype),
         "rank0_parameter_share": local_parameter_share(trainer.model),  # 1/world_size when really sharded
         "rank0_parameter_share_at_load": built.parameter_share_at_load,
+        **({"reference_log_probs": trainer.reference_log_probs} if trainer.reference_log_probs else {}),
     }
 
 

@@ -53,7 +53,12 @@ def test_full_run_leaves_every_artefact(full_run):
     assert on_disk["attention"] == "sdpa" and on_disk["precision"]["policy_weights"] == "float32"
     assert (on_disk["optimizer"]["class"], on_disk["optimizer"]["lr"]) == ("AdamW", 2e-4)
     timings = on_disk["timings_s"]  # where the wall time went, stage by stage
-    assert set(timings) == {"data", "model", "train", "evaluate", "save", "generate", "reference_precompute"}
+    assert set(timings) == {"data", "model", "train", "evaluate", "save", "generate", "reference_precompute", "total"}
+    assert timings["total"] >= sum(v for k, v in timings.items() if k not in ("total", "reference_precompute"))
+    compute = on_disk["compute"]  # what the run cost: wall seconds x the cores it held
+    assert compute["device"] == "cpu" and compute["unit"] == "CPU core-hours" and compute["wall_s"] == timings["total"]
+    assert compute["device_hours"] == pytest.approx(compute["wall_s"] * compute["devices"] / 3600, rel=1e-3)
+    assert compute["devices"] == on_disk["torch_threads"] * on_disk["world_size"]
     assert timings["train"] > 0 and timings["evaluate"] > 0 and timings["reference_precompute"] == 0  # not asked for
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert prov["packages"]["trl"] and len(prov["data_fingerprint"]) == 16 and len(prov["base_fingerprint"]) == 16

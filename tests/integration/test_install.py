@@ -22,7 +22,8 @@ def test_a_non_editable_install_binarizes_and_trains_from_another_directory(tmp_
         return subprocess.run([sys.executable, "-m", *args], cwd=elsewhere, env=env, capture_output=True, text=True,
                               timeout=900)
 
-    where = run("-c", "import notus_lab.config.options as o; print(o.CONF_DIR)", "")
+    where = subprocess.run([sys.executable, "-c", "import notus_lab.config.options as o; print(o.CONF_DIR)"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, timeout=120)
     assert where.stdout.strip() == str(target / "notus_lab" / "conf"), where.stderr[-2000:]
     binarized = run("notus_lab.binarize", "data=critique", "data.world.rows=200")
     assert binarized.returncode == 0, binarized.stderr[-2000:]

@@ -41,6 +41,7 @@ def test_a_beta_sweep_computes_the_reference_once_and_gets_the_same_numbers(tmp_
     assert len(reference_forwards) == first  # not one reference forward for the second arm
     fresh = arm(tmp_path / "fresh", "b", "beta=0.05", "loss_type=ipo", "train.seed=7", "optimizer=rmsprop")
     assert len(reference_forwards) == 2 * first
+    assert (reused.pop("reference_log_probs"), fresh.pop("reference_log_probs")) == ({"train": "loaded"}, {"train": "computed"})
     assert reused == fresh  # reuse changes nothing in what the arm learns or reports
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report_stats import plant
 
 from notus_lab.study import external_judges as E
+from tests.unit.test_report_stats import plant
 from notus_lab.study import report as R
 from tests.helpers import cli
 
