@@ -121,9 +121,8 @@ class Built:
 
 
 def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict:
-    """The recipe: build what the run loads, prepare the data, load the models, train, evaluate, save,
-    judge generations, and record the run. The training arguments come before any model loads: they set
-    up the distributed state, and under ZeRO-3 make from_pretrained partition the weights (zero.Init)."""
+    """The recipe. The training arguments come before any model loads: they set up the distributed state,
+    and under ZeRO-3 make from_pretrained partition the weights while loading (zero.Init)."""
     torch_threads(cfg)
     clock = StageClock()
     base = prebuild(cfg)  # a multi-process run's launcher built these before the ranks started
