@@ -1,9 +1,10 @@
 """What makes two commands the same run: one list of non-science keys decides both the run dir and the
 science fingerprint, and the code version covers every source file of every subpackage."""
 
+import functools
 import shutil
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from notus_lab.config.science import NOT_SCIENCE, is_science, run_dir_name, science_fingerprint, what_changed
 from notus_lab.core import provenance
@@ -22,17 +23,25 @@ SCIENCE_OVERRIDES = ["beta=0.05", "data=critique", "train.seed=7", "data.world.r
                      "generation.temperature=0.5", "train.eval_steps=3"]
 
 
-def fingerprint(*overrides):
-    return science_fingerprint(OmegaConf.to_container(compose(*overrides), resolve=True))
-
-
-def run_dir_of(*overrides):
-    """hydra.run.dir as Hydra resolves it for this command line."""
+@functools.lru_cache(maxsize=None)
+def identity(*overrides) -> tuple[str, str]:
+    """(hydra.run.dir as Hydra resolves it for this command line, the science fingerprint of its config)."""
     from hydra.core.hydra_config import HydraConfig
 
     cfg = compose(*overrides, return_hydra=True)
     HydraConfig.instance().set_config(cfg)
-    return cfg.hydra.run.dir
+    run_dir = cfg.hydra.run.dir
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return run_dir, science_fingerprint(OmegaConf.to_container(cfg, resolve=True))
+
+
+def run_dir_of(*overrides):
+    return identity(*overrides)[0]
+
+
+def fingerprint(*overrides):
+    return identity(*overrides)[1]
 
 
 def test_every_non_science_key_has_a_case_here():
