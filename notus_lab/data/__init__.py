@@ -1,0 +1,1 @@
+"""Rows -> scores -> pairs, torch-free: the bundled world, annotation signals, sources, binarizing strategies, the audit."""

@@ -1,0 +1,1 @@
+"""Judges, generation, judged generations, and the answer files external judges read."""

@@ -1,0 +1,1 @@
+"""The tiny SFT base, and loading the policy, its reference, adapters and quantization."""
