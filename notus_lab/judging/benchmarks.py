@@ -96,10 +96,10 @@ def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, 
         cfg.hardware.device = device
     run_decoding = {"samples_per_prompt": 1, "batch_size": batch_size, "max_new_tokens": max_new_tokens or 512}
     model_id = model_id or run_dir.name
-    out_dir = RunDir(run_dir).exports
+    rd = RunDir(run_dir)
+    out_dir = rd.exports
     out_dir.mkdir(exist_ok=True)
     alpaca, mt = benchmark_prompts(cfg, alpaca_file, mt_bench_file, limit)
-    rd = RunDir(run_dir)
     model_dir = rd.merged if rd.merged.is_dir() else rd.model
     model, tokenizer = load_policy(cfg, model_dir, base_path(cfg.base))
 

@@ -129,13 +129,13 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
     args = dpo_config(cfg, rd.path, [])
     join_deepspeed_comm(cfg.hardware)
     writer = args.process_index == 0
-    prepared, base_fingerprint = prepare_data(cfg, rd, args, base, writer)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    prepared, base_fingerprint = prepare_data(cfg, resolved, rd, args, base, writer)
     log.info("data: %d rows -> %d train pairs (%.1fs); dropped %s", prepared["report"]["rows_in"],
              prepared["report"]["pairs_out"], clock.lap("data"), prepared["report"]["rows_dropped"])
     built = load_models(cfg, args, base, base_fingerprint, prepared)
     clock.lap("model")
-    wb = start_wandb(cfg.wandb, rd.path, OmegaConf.to_container(cfg, resolve=True), run_tags(cfg, overrides),
-                     cfg.wandb.group or group, job_type="train") if writer else None
+    wb = start_wandb(cfg.wandb, rd.path, resolved, run_tags(cfg, overrides), cfg.wandb.group or group, "train") if writer else None
     trainer, stop, optimizer_built = build_trainer(cfg, rd, args, built, wb)
     engine = trainer.accelerator.distributed_type.value.lower()  # multi_cpu, multi_gpu, deepspeed, fsdp, no
     check_engine(cfg.hardware, engine, trainer.args.world_size)
@@ -171,7 +171,7 @@ def torch_threads(cfg) -> None:
         torch.set_num_threads(threads)
 
 
-def prepare_data(cfg, rd: RunDir, args, base: str, writer: bool) -> tuple[dict, str | None]:
+def prepare_data(cfg, resolved: dict, rd: RunDir, args, base: str, writer: bool) -> tuple[dict, str | None]:
     """Rank 0 prepares, audits, hashes and writes the run's records first; the other ranks then read the
     same rows (one writer: no two ranks race on a file). Returns (prepared data, base fingerprint)."""
     from notus_lab.models.loading import fingerprint_base
@@ -183,8 +183,8 @@ def prepare_data(cfg, rd: RunDir, args, base: str, writer: bool) -> tuple[dict, 
             rd.config.write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
             write_json(rd.data_report, prepared["report"])
             base_fingerprint = fingerprint_base(base, cfg.base.revision)  # reads every weight file once
-            science = science_fingerprint(OmegaConf.to_container(cfg, resolve=True))
-            write_json(rd.provenance, provenance(fingerprint_rows(prepared["rows"]), base_fingerprint, science))
+            write_json(rd.provenance, provenance(fingerprint_rows(prepared["rows"]), base_fingerprint,
+                                                 science_fingerprint(resolved)))
             log.info("rank %d wrote config.yaml, data_report.json, provenance.json", args.process_index)
     if not prepared["train_pairs"]:
         raise invalid("data.source", cfg.data.source, "a source with pairs under this strategy",
