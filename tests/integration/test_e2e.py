@@ -54,7 +54,8 @@ def test_full_run_leaves_every_artefact(full_run):
     assert (on_disk["optimizer"]["class"], on_disk["optimizer"]["lr"]) == ("AdamW", 2e-4)
     timings = on_disk["timings_s"]  # where the wall time went, stage by stage
     assert set(timings) == {"data", "model", "train", "evaluate", "save", "generate", "reference_precompute", "total"}
-    assert timings["total"] >= sum(v for k, v in timings.items() if k not in ("total", "reference_precompute"))
+    stages = [v for k, v in timings.items() if k not in ("total", "reference_precompute")]
+    assert timings["total"] >= sum(stages) - 0.005 * (len(stages) + 1)  # each figure is rounded to 0.01 s
     compute = on_disk["compute"]  # what the run cost: wall seconds x the cores it held
     assert compute["device"] == "cpu" and compute["unit"] == "CPU core-hours" and compute["wall_s"] == timings["total"]
     assert compute["device_hours"] == pytest.approx(compute["wall_s"] * compute["devices"] / 3600, rel=1e-3)
