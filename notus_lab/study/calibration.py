@@ -57,15 +57,53 @@ def planted(rng, world: World, reps: int, seeds: int, prompts: int, effect: floa
     return _outcomes(rng, world, b) - _outcomes(rng, world, a)
 
 
-def rejections(world: World, reps: int, seeds: int, prompts: int, effect: float = 0.0, seed: int = 0) -> float:
-    """Share of replicates whose 95 % interval excludes 0 (1 - coverage when effect = 0)."""
+def rejections(world: World, reps: int, seeds: int, prompts: int, effect: float = 0.0, seed: int = 0,
+               alpha: float = ALPHA) -> float:
+    """Share of replicates whose interval at `alpha` excludes 0 (1 - coverage when effect = 0). A replicate with no
+    interval (no variation at all) excludes nothing."""
     rng = np.random.default_rng([seed, seeds, prompts, int(effect * 1000), world.kind == "judged"])
     step = max(1, CHUNK // (seeds * prompts * world.samples))
     hits = 0
     for start in range(0, reps, step):
-        _, [(low, high)], _ = crossed_interval(planted(rng, world, min(step, reps - start), seeds, prompts, effect))
+        d = planted(rng, world, min(step, reps - start), seeds, prompts, effect)
+        _, [(low, high)], _ = crossed_interval(d, (alpha,))
         hits += int(((low > 0) | (high < 0)).sum())
     return hits / reps
+
+
+def planted_arm(rng, world: World, reps: int, seeds: int, prompts: int) -> np.ndarray:
+    """y[rep, seed, prompt]: ONE arm's per-prompt outcomes (its seed effect, the prompts' difficulty)."""
+    base = 1.5 if world.kind == "judged" else 6.0
+    latent = (rng.normal(base, 1.0, (reps, 1, prompts)) + rng.normal(0, world.seed_sd, (reps, seeds, 1)))
+    return _outcomes(rng, world, latent.astype(np.float32))
+
+
+def arm_truth(world: World) -> float:
+    """The arm's true level: its outcome averaged over the prompt and seed populations (Gauss-Hermite)."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    x, w = hermegauss(80)
+    base = 1.5 if world.kind == "judged" else 6.0
+    latent = base + np.sqrt(1.0 + world.seed_sd ** 2) * x
+    if world.kind == "judged":
+        level = 0.5 * world.tie + (1 - world.tie) / (1 + np.exp(-latent))
+        return float(np.sum(w * level) / w.sum())
+    raise ValueError("arm_truth is defined for judged outcomes")
+
+
+def arm_coverage(world: World, reps: int, seeds: int, prompts: int, seed: int = 0) -> dict:
+    """Coverage of the arm's true level by the report's arm interval (seeds x shared prompts) and, for contrast,
+    by a t-interval over its seeds' values alone (what the arm table used to show)."""
+    from scipy.special import stdtrit
+
+    rng = np.random.default_rng([seed, seeds, prompts, 7])
+    y = planted_arm(rng, world, reps, seeds, prompts)
+    truth = arm_truth(world)
+    _, [(low, high)], _ = crossed_interval(y)
+    per_seed = y.mean(axis=-1)
+    half = stdtrit(seeds - 1, 0.975) * per_seed.std(axis=-1, ddof=1) / np.sqrt(seeds)
+    return {"crossed": float(((low <= truth) & (truth <= high)).mean()),
+            "seeds_only": float((np.abs(per_seed.mean(axis=-1) - truth) <= half).mean())}
 
 
 def coverage_table(world: World, reps: int) -> dict:
@@ -130,5 +168,10 @@ def markdown(reps: int) -> str:
                   + " |" for s in SEEDS]
     rate = null_sweep_verdict_rate(max(100, reps // 5))
     lines += ["", f"False verdicts, family-wise (3 strategies x 2 betas x 3 seeds x 300 prompts, no difference, "
-              f"{max(100, reps // 5)} sweeps): {rate:.3f} of sweeps (alpha {ALPHA})."]
+              f"{max(100, reps // 5)} sweeps; Holm over the 3 pooled rows): {rate:.3f} of sweeps (alpha {ALPHA})."]
+    lines += ["", f"An arm's own interval (judged; {reps // 2} replicates): coverage of the arm's true win rate", "",
+              "| seeds | prompts | seeds x shared prompts (the report) | t over seeds only |", "|---|---|---|---|"]
+    for s, p in ((3, 300), (12, 300), (12, 2000)):
+        cov = arm_coverage(World("judged"), reps // 2, s, p)
+        lines.append(f"| {s} | {p} | {cov['crossed']:.3f} | {cov['seeds_only']:.3f} |")
     return "\n".join(lines)

@@ -26,8 +26,10 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel: str) -> None:
-    """Each arm's mean with its 95 % t-interval over seeds, and every seed as a dot beside it."""
+def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, own: bool) -> None:
+    """Each arm's mean with its 95 % interval, and every seed as a dot beside it. `own`: `metric` is the one the
+    rows were built for, with the arm interval of notus_lab/study/stats.py (seeds x shared prompts where the
+    metric has per-prompt records); else (a diagnostic such as the margins) the t-interval over seeds."""
     plt = _pyplot()
 
     def others(row):  # the arm's swept keys other than the strategy: one x position per combination
@@ -43,39 +45,41 @@ def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, ylabel:
             vals = [m["metrics"][metric] for m in r["members"] if metric in m["metrics"]]
             if r["arm"].get(STRATEGY_KEY) != s or not vals:
                 continue
-            mean, lo, hi = t_interval(vals)
+            lo, hi = r["ci"] if own else t_interval(vals)[1:]
             x = groups.index(others(r)) + (i - (len(strategies) - 1) / 2) * width
             xs.append(x)
-            ys.append(mean)
+            ys.append(r["mean"] if own else statistics.fmean(vals))
             errs.append(0 if math.isnan(lo) else (hi - lo) / 2)
             dots += [(x + width * 0.25, v) for v in vals]
         bars = ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=4, label=str(s))  # points: no bar hides a small gap
         if dots:
             ax.scatter(*zip(*dots), s=12, alpha=0.5, color=bars[0].get_color())
     ax.set_xticks(range(len(groups)), [", ".join(f"{k}={v}" for k, v in g) or "all" for g in groups])
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(metric)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{ylabel}\nmean and 95 % CI over seeds; small dots: one per seed", fontsize=9)
+    where = "over seeds x shared prompts" if own and rows and rows[0].get("prompts") else "over seeds"
+    ax.set_title(f"{metric}\nmean and 95 % CI {where}; small dots: one per seed", fontsize=9)
     _save(fig, path)
 
 
 def forest(diffs: list[dict], metric: str, path: Path) -> None:
-    """One row per paired difference (B - A, scope): the estimate, its 95 % CI (thick) and its
-    Bonferroni-adjusted CI (thin); a row whose adjusted CI clears zero is drawn solid."""
+    """One row per paired difference (B - A, scope): the estimate, its 95 % CI (thick) and, for the pooled rows
+    that can give a verdict, its Holm-adjusted CI (thin); a row with a verdict is drawn solid."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(diffs) + 1.2))
     for y, d in enumerate(reversed(diffs)):
         color = "tab:blue" if d["excludes_zero"] else "tab:gray"
-        if d["ci"][0] is not None:  # one seed: no interval, the estimate alone
+        if d["adjusted_ci"][0] is not None:  # in the decision family: its Holm-adjusted interval
             ax.plot(d["adjusted_ci"], [y, y], color=color, lw=1)
+        if d["ci"][0] is not None:  # one seed, or no variation: no interval, the estimate alone
             ax.plot(d["ci"], [y, y], color=color, lw=4, alpha=0.6)
         ax.plot([d["mean"]], [y], "o", color=color, mfc="white" if not d["excludes_zero"] else color)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(diffs)), [f"{d['b']} − {d['a']} ({d['scope']})" for d in reversed(diffs)], fontsize=8)
     ax.set_xlabel(f"difference in {metric}")
     ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # readable ticks whatever the range
-    ax.set_title("paired differences: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
+    ax.set_title("paired differences: 95 % CI (thick), Holm-adjusted for the pooled rows (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 

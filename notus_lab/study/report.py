@@ -32,8 +32,8 @@ from notus_lab.study.cost import (
     projected_arm_gpu_hours,
     sweep_cost,
 )
-from notus_lab.study.runs import JUDGED, SEED_KEYS, STRATEGY_KEY, factors, has, read_runs
-from notus_lab.study.stats import design_line, paired_differences, plan, t_interval, verdicts
+from notus_lab.study.runs import JUDGED, SEED_KEYS, STRATEGY_KEY, factors, has, per_prompt_outcomes, read_runs
+from notus_lab.study.stats import arm_interval, design_line, paired_differences, plan, verdicts
 
 PROJECT_HARDWARE = "a100_80gb_x8"  # where --target-effect plans are priced at 7B scale
 COLLAPSE_DISTINCT, COLLAPSE_WORD, LONGER = 0.5, 0.3, 1.2  # degeneration and length flags (issue-free defaults)
@@ -46,9 +46,10 @@ def arm_table(runs: list[dict], metric: str, arm_keys: list[str]) -> list[dict]:
             by_arm[tuple(r["overrides"].get(k) for k in arm_keys)].append(r)
     rows = []
     for arm, members in sorted(by_arm.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        mean, lo, hi = t_interval([m["metrics"][metric] for m in members])
-        rows.append({"arm": dict(zip(arm_keys, arm)), "n": len(members), "mean": mean, "ci": [lo, hi],
-                     "members": members, "flags": flags(members)})
+        level = arm_interval([m["metrics"][metric] for m in members],
+                             [per_prompt_outcomes(m["dir"], metric) for m in members])
+        rows.append({"arm": dict(zip(arm_keys, arm)), "n": len(members), **level, "members": members,
+                     "flags": flags(members)})
     return rows
 
 
@@ -126,9 +127,10 @@ def _ci(ci) -> str:
 def difference_line(d: dict) -> str:
     size = "" if d.get("effect_size") is None else f"{d['effect_size']:+.2f}"
     mde = "" if d.get("mde") is None else f"{d['mde']:.4f}"
+    verdict = ("yes" if d["excludes_zero"] else "no") if d["pooled"] else "— (describes a pooled row)"
+    p = "" if d.get("p_value") is None else f"{d['p_value']:.2g}"
     return (f"| {d['a']} | {d['b']} | {d['scope']} | {d['seeds']} | {d['n']} | {d.get('prompts', '')} | "
-            f"{d['mean']:+.4f} | {_ci(d['ci'])} | {_ci(d['adjusted_ci'])} | {'yes' if d['excludes_zero'] else 'no'} | "
-            f"{size} | {mde} |")
+            f"{d['mean']:+.4f} | {_ci(d['ci'])} | {p} | {_ci(d['adjusted_ci'])} | {verdict} | {size} | {mde} |")
 
 
 def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | None = None,
@@ -214,7 +216,7 @@ def verdict_section(s: dict) -> list[str]:
     if s["found"]:
         md += [f"- {v}" for v in s["found"]]
     else:
-        md.append("No verdict: no difference between strategies has an adjusted 95 % CI that excludes 0 "
+        md.append("No verdict: no difference between strategies has a Holm-adjusted 95 % CI that excludes 0 "
                   "(more seeds or prompts, or the strategies really are this close).")
     flagged = [(r, f) for r in s["rows"] for f in r["flags"]]
     if flagged:
@@ -262,7 +264,8 @@ def sign_check_section(s: dict) -> list[str]:
 def arms_section(s: dict) -> list[str]:
     arm_keys, signals, metric = s["arm_keys"], s["signals"], s["metric"]
     length_cols = ["policy tokens", "reference tokens", "distinct-2"] if s["judged"] else []
-    md = ["", f"## `{metric}` per arm (mean ± 95 % CI half-width over seeds)", "",
+    where = "over seeds x shared prompts" if any(r.get("prompts") for r in s["rows"]) else "over seeds"
+    md = ["", f"## `{metric}` per arm (mean ± 95 % CI half-width {where})", "",
           "| " + " | ".join(arm_keys + ["n", metric] + length_cols + [f"eval {x} acc" for x in signals]) + " |",
           "|" + "---|" * (len(arm_keys) + 2 + len(length_cols) + len(signals))]
     for r in s["rows"]:
@@ -295,16 +298,20 @@ def differences_section(s: dict) -> list[str]:
     if not diffs:
         return []
     md = ["## Paired differences (B − A, paired by every other swept key)", "",
-          "| A | B | scope | seeds | paired runs | prompts | mean diff | 95 % CI | adjusted CI | excludes 0 | "
-          "effect size | detectable |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| A | B | scope | seeds | paired runs | prompts | mean diff | 95 % CI | p | Holm-adjusted CI | verdict | "
+          "effect size | detectable |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [difference_line(d) for d in diffs]
+    family = sum(d["pooled"] for d in diffs)
     return md + ["", f"Intervals: {' and '.join(sorted({d['method'] for d in diffs}))} (notus_lab/study/stats.py): seed "
-                 "noise with seeds − 1 degrees of freedom, the prompts' shared lean with prompts − 1, contexts of one "
-                 f"seed averaged first. Adjusted CIs are Bonferroni-widened for all {len(diffs)} rows of this table; "
-                 "verdicts are written for the pooled rows (`all`, or one value of a key that changes the world or the "
-                 "judge, which are never pooled). Effect size: the mean difference over the per-prompt standard "
-                 "deviation (seed, prompt and residual components). Detectable: the smallest difference this design "
-                 "finds with 80 % power, from the same model and distribution.", ""]
+                 "noise with seeds − 1 degrees of freedom (never below the residual's own part), the prompts' shared "
+                 "lean with prompts − 1, contexts of one seed averaged first. Verdicts come only from the "
+                 f"{family} pooled row{'s' if family != 1 else ''} (`all`, or one value of a key that changes the world "
+                 "or the judge, which are never pooled): Holm's step-down procedure over their p-values keeps the "
+                 "family-wise error at 0.05, and a row's adjusted CI is at its Holm step's alpha. Rows scoped to one "
+                 "value of another key describe where a pooled difference lives and claim nothing. Effect size: the "
+                 "mean difference over the per-prompt standard deviation (seed, prompt and residual components). "
+                 "Detectable: the smallest difference this design finds with 80 % power at Holm's first step, from "
+                 "the same interval.", ""]
 
 
 def cost_section(s: dict) -> list[str]:
@@ -345,12 +352,12 @@ def draw_figures(s: dict, out_dir: Path) -> list[str]:
         figures.forest(s["diffs"], metric, out_dir / "forest.png")
         plots.append("forest.png")
     if rows:
-        figures.arms(rows, s["arm_keys"], metric, out_dir / "arms.png", metric)
+        figures.arms(rows, s["arm_keys"], metric, out_dir / "arms.png", own=True)
         plots.append("arms.png")
         margin = next((k for k in ("eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
                        if k != metric and all(k in m["metrics"] for r in rows for m in r["members"])), None)
         if margin:
-            figures.arms(rows, s["arm_keys"], margin, out_dir / "margins.png", margin)
+            figures.arms(rows, s["arm_keys"], margin, out_dir / "margins.png", own=False)
             plots.append("margins.png")
     curve_signal = "truth" if "truth" in s["signals"] else next(iter(s["signals"]), None)
     if curve_signal and figures.curves(s["finished"], curve_signal, out_dir / "curves.png"):

@@ -20,15 +20,24 @@ with S-1 and P-1 degrees of freedom. Adding two such parts is a Behrens-Fisher p
 Welch-Satterthwaite t covers only ~0.89 (its degrees of freedom jump exactly when the seed part is small by
 chance), so the interval is Banerjee's (1961, Sankhya A 23) conservative combination
 
-    half(q) = sqrt(t(q, S-1)^2 V_S + t(q, P-1)^2 V_P),
+    half(q) = sqrt(max(t(q, S-1)^2 V_S, t(q, (S-1)(P-1))^2 V_E) + t(q, P-1)^2 V_P),   V_E = MS_E / (S P).
 
-whose coverage tests/unit/test_calibration.py measures on planted designs (2-12 seeds x 50-2000 prompts). A metric
-without per-prompt records is the t-interval over seed units (P = 1, no prompt part). Adjusted intervals use
-alpha / m for the m rows of the table (Bonferroni).
+The seed part never falls below the residual's own part: E[MS_S] >= E[MS_E], and with discrete outcomes (win /
+tie / loss) two seed units' means tie now and then, MS_S is then exactly 0, and without the floor the interval
+would rest on the prompt part alone (or have zero width). An interval whose width is still 0 (every value
+equal) is no interval: it gives no verdict. A metric without per-prompt records is the t-interval over seed
+units (P = 1, no prompt or residual part).
 
-Power, from the same model and distribution: MDE = half(1 - alpha/2m) + half(power), never below the adjusted
-half-width; a design of S' seeds x P' prompts is projected with V_S' = (s_seed^2 + s_resid^2 / P') / S' and
-V_P' = s_prompt^2 / P'.
+Verdicts. Only pooled rows (`all`, or one value of a key that changes the world or the judge) can give a verdict;
+they form the family, and Holm's step-down procedure (Holm 1979, Scand. J. Statist. 6) over their p-values
+keeps its family-wise error at alpha. A row's p-value is the alpha at which its interval touches 0. Its
+adjusted interval is at the alpha of its Holm step (rows Holm rejects) or of the first step that failed (the
+rest), so an adjusted interval excludes 0 exactly when the row has a verdict.
+
+Power, from the same interval: the chance that it excludes 0 at a true difference, integrated over the
+chi-square distribution of MS_S (Gauss quadrature; MS_E and MS_P are taken at their expectations, having many
+degrees of freedom). The detectable difference (MDE) is where that chance is 80 % at alpha / m, Holm's first step;
+a design of S' seeds x P' prompts is projected with E[MS_S] = P' s_seed^2 + s_resid^2 and V_P' = s_prompt^2 / P'.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from functools import lru_cache
 from itertools import combinations
 from operator import itemgetter
 
@@ -50,18 +60,21 @@ METHOD = {True: "crossed random effects (seeds x shared prompts), Banerjee inter
           False: "t over seed units (no per-prompt records)"}
 
 
-def _t(q: float, df) -> np.ndarray:
-    from scipy.special import stdtrit  # Student-t quantile; scipy.stats.t.ppf without its per-call overhead
+def _t(tail, df) -> np.ndarray:
+    """Student-t quantile with upper-tail probability `tail` (exact for tails far below 1e-16, where 1 - tail is
+    1.0 in floating point); scipy.stats.t.isf without its per-call overhead."""
+    from scipy.special import stdtrit
 
-    return stdtrit(np.maximum(df, 1), q)
+    return -stdtrit(np.maximum(df, 1), tail)
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t interval of the mean; (mean, nan, nan) for fewer than 2 values."""
+    """(mean, low, high): Student-t interval of the mean; (mean, nan, nan) for fewer than 2 values or none
+    that differ (a zero-width interval would claim certainty the data cannot give)."""
     m = statistics.fmean(values)
-    if len(values) < 2:
+    if len(values) < 2 or statistics.stdev(values) == 0:
         return m, math.nan, math.nan
-    half = float(_t(0.5 + confidence / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
+    half = float(_t((1 - confidence) / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
     return m, m - half, m + half
 
 
@@ -76,6 +89,7 @@ def mean_squares(d) -> dict:
         ms_p = s * ((d.mean(axis=-2) - grand[..., None]) ** 2).sum(axis=-1) / (p - 1)
         total = ((d - grand[..., None, None]) ** 2).sum(axis=(-2, -1))
         ms_e = (total - (s - 1) * ms_s - (p - 1) * ms_p) / ((s - 1) * (p - 1)) if s > 1 else np.full(grand.shape, np.nan)
+        ms_e = np.maximum(ms_e, 0.0)  # rounding can leave -1e-17 where every residual is 0
         seed, prompt, resid = np.maximum((ms_s - ms_e) / p, 0), np.maximum((ms_p - ms_e) / s, 0), ms_e
     else:  # one value per seed unit: its spread is all there is
         ms_p = ms_e = np.zeros(grand.shape)
@@ -84,35 +98,108 @@ def mean_squares(d) -> dict:
             "seed": seed, "prompt": prompt, "resid": resid}
 
 
-def half_width(v_seed, v_prompt, seeds: int, prompts: int, q: float):
-    """Banerjee's combination of the seed part (seeds-1 df) and the prompt part (prompts-1 df) at quantile q."""
-    return np.sqrt(_t(q, seeds - 1) ** 2 * v_seed + (_t(q, prompts - 1) ** 2 * v_prompt if prompts > 1 else 0.0))
+def half_width(v_seed, v_prompt, v_resid, seeds: int, prompts: int, tail):
+    """Banerjee's combination of the seed part (seeds-1 df, never below the residual's part on (seeds-1)(prompts-1)
+    df) and the prompt part (prompts-1 df), each t at upper-tail probability `tail` (alpha / 2 for an interval)."""
+    seed_part = _t(tail, seeds - 1) ** 2 * v_seed
+    if prompts == 1:
+        return np.sqrt(seed_part)
+    seed_part = np.maximum(seed_part, _t(tail, (seeds - 1) * (prompts - 1)) ** 2 * v_resid)
+    return np.sqrt(seed_part + _t(tail, prompts - 1) ** 2 * v_prompt)
+
+
+def variance_parts(ms: dict) -> tuple:
+    """(V_S, V_P, V_E) of the mean from `mean_squares`' output."""
+    n = ms["seeds"] * ms["prompts"]
+    if ms["prompts"] == 1:
+        return ms["ms_seed"] / n, 0.0, 0.0
+    return ms["ms_seed"] / n, np.maximum(ms["ms_prompt"] - ms["ms_resid"], 0) / n, ms["ms_resid"] / n
 
 
 def crossed_interval(d, alphas: tuple[float, ...] = (ALPHA,)):
-    """Mean of d[..., S, P] and one (low, high) per alpha; the interval of this module's docstring."""
+    """Mean of d[..., S, P] and one (low, high) per alpha; the interval of this module's docstring. Where the
+    half-width is 0 (no variation at all), (nan, nan): no interval."""
     ms = mean_squares(d)
-    s, p = ms["seeds"], ms["prompts"]
-    v_seed = ms["ms_seed"] / (s * p)
-    v_prompt = np.maximum(ms["ms_prompt"] - ms["ms_resid"], 0) / (s * p) if p > 1 else 0.0
-    halves = [half_width(v_seed, v_prompt, s, p, 1 - a / 2) for a in alphas]
-    return ms["mean"], [(ms["mean"] - h, ms["mean"] + h) for h in halves], ms
+    parts = variance_parts(ms)
+    out = []
+    for a in alphas:
+        half = half_width(*parts, ms["seeds"], ms["prompts"], a / 2)
+        half = np.where(half > 0, half, np.nan)
+        out.append((ms["mean"] - half, ms["mean"] + half))
+    return ms["mean"], out, ms
+
+
+def p_value(ms: dict, tol: float = 1e-10) -> np.ndarray:
+    """The alpha at which the interval of `mean_squares` output `ms` touches 0 (two-sided); 1 where there is no
+    interval. Found by bisection on log alpha, the half-width being monotone in it."""
+    mean = np.abs(np.asarray(ms["mean"], dtype=float))
+    parts = variance_parts(ms)
+    lo, hi = np.full(mean.shape, math.log(1e-20)), np.zeros(mean.shape)  # log alpha; p below 1e-20 reads 1e-20
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        excluded = half_width(*parts, ms["seeds"], ms["prompts"], np.exp(mid) / 2) < mean  # then p <= exp(mid)
+        lo, hi = np.where(excluded, lo, mid), np.where(excluded, mid, hi)
+        if np.all(hi - lo < tol):
+            break
+    zero = half_width(*parts, ms["seeds"], ms["prompts"], 0.25)
+    return np.where(np.isfinite(zero) & (zero > 0), np.exp(hi), 1.0)
+
+
+@lru_cache(maxsize=64)
+def _chi2_nodes(df: int, n: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Laguerre-style quadrature of chi2(df) / df: (points, weights)."""
+    from scipy.special import roots_genlaguerre
+
+    x, w = roots_genlaguerre(n, df / 2 - 1)  # weight x^(df/2 - 1) e^-x: chi2(df) / 2 after scaling
+    return 2 * x / df, w / w.sum()
+
+
+def expected_parts(components: dict, seeds: int, prompts: int) -> dict:
+    """E[MS_S], V_P and V_E of a design with `seeds` units x `prompts` prompts under the estimated components."""
+    if components["prompts"] == 1:  # run-level: only the spread of seed units
+        return {"ms_seed": components["seed"], "v_prompt": 0.0, "v_resid": 0.0, "prompts": 1}
+    return {"ms_seed": prompts * components["seed"] + components["resid"], "v_prompt": components["prompt"] / prompts,
+            "v_resid": components["resid"] / (seeds * prompts), "prompts": prompts}
 
 
 def projected(components: dict, seeds: int, prompts: int) -> tuple[float, float]:
     """(V_S, V_P) of a design with `seeds` units x `prompts` prompts under the estimated components."""
-    if components["prompts"] == 1:  # run-level: only the spread of seed units
-        return components["seed"] / seeds, 0.0
-    return (components["seed"] + components["resid"] / prompts) / seeds, components["prompt"] / prompts
+    e = expected_parts(components, seeds, prompts)
+    return e["ms_seed"] / (seeds * e["prompts"]), e["v_prompt"]
+
+
+def power(effect: float, components: dict, seeds: int, prompts: int | None = None, alpha: float = ALPHA) -> float:
+    """The chance that the interval at `alpha` excludes 0 when the true difference is `effect`, for `seeds` units x
+    `prompts` prompts (default: the estimate's own), under the estimated components."""
+    from scipy.special import ndtr
+
+    p = prompts or components["prompts"]
+    e = expected_parts(components, seeds, p)
+    n = seeds * e["prompts"]
+    sd = math.sqrt(e["ms_seed"] / n + e["v_prompt"])
+    if sd == 0:
+        return 1.0 if effect else 0.0
+    x, w = _chi2_nodes(seeds - 1)
+    half = half_width(e["ms_seed"] * x / n, e["v_prompt"], e["v_resid"], seeds, e["prompts"], alpha / 2)
+    return float(np.sum(w * (ndtr((effect - half) / sd) + ndtr((-effect - half) / sd))))
 
 
 def detectable(components: dict, comparisons: int, seeds: int | None = None, prompts: int | None = None) -> float:
-    """The smallest difference a design finds with 80 % power at alpha / comparisons (two-sided)."""
+    """The smallest difference a design finds with 80 % power at alpha / comparisons (two-sided), by `power`."""
     s, p = seeds or components["seeds"], prompts or components["prompts"]
-    v_seed, v_prompt = projected(components, s, p)
-    p_df = p if components["prompts"] > 1 else 1
-    return float(half_width(v_seed, v_prompt, s, p_df, 1 - ALPHA / (2 * comparisons))
-                 + half_width(v_seed, v_prompt, s, p_df, POWER))
+    alpha = ALPHA / comparisons
+    high = 1.0
+    while power(high, components, s, p, alpha) < POWER:
+        high *= 2
+        if high > 1e12:
+            return math.inf
+    low = 0.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if power(mid, components, s, p, alpha) < POWER else (low, mid)
+        if high - low < 1e-7 * high:
+            break
+    return high
 
 
 def prompts_needed(components: dict, target: float, comparisons: int, seeds: int, most: int = 10 ** 6) -> int | None:
@@ -128,23 +215,59 @@ def prompts_needed(components: dict, target: float, comparisons: int, seeds: int
     return low
 
 
+def arm_interval(values: list[float], records: list[dict | None]) -> dict:
+    """An arm's own level (one strategy at one setting) over its seeds and the shared prompts: the crossed model
+    on its seeds x prompts matrix when every run has per-prompt records (an arm's win rate varies with the
+    prompts drawn as much as with the seeds), else the t-interval over its seeds' values."""
+    shared = sorted(set.intersection(*(set(r) for r in records))) if records and all(records) else []
+    if len(values) >= 2 and len(shared) > 1:
+        take = itemgetter(*shared)
+        mean, [(low, high)], _ = crossed_interval(np.array([take(r) for r in records], dtype=float))
+        return {"mean": float(mean), "ci": [float(low), float(high)], "method": METHOD[True], "prompts": len(shared)}
+    mean, low, high = t_interval(values)
+    return {"mean": mean, "ci": [low, high], "method": METHOD[False]}
+
+
 def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
-    """One row's statistics from its seed units x prompts matrix (one column when run-level)."""
+    """One row's statistics from its seed units x prompts matrix (one column when run-level): its 95 % interval,
+    p-value and detectable difference at alpha / comparisons. `holm` adds the adjusted interval and verdict."""
     d = np.asarray(unit_rows, dtype=float)
     s, p = d.shape
     row = {"method": METHOD[per_prompt], "seeds": s, "mean": float(d.mean())}
     if per_prompt:
         row["prompts"] = p
+    empty = {"ci": [None, None], "adjusted_ci": [None, None], "p_value": None, "mde": None, "effect_size": None,
+             "df": {"seed": max(s - 1, 0), "prompt": p - 1}, "variance": None, "excludes_zero": False}
     if s < 2:  # no seed spread to measure: no interval, no verdict
-        return {**row, "ci": [None, None], "adjusted_ci": [None, None], "mde": None, "effect_size": None,
-                "df": {"seed": 0, "prompt": p - 1}, "variance": None, "excludes_zero": False}
-    _, (ci, adjusted), ms = crossed_interval(d, (ALPHA, ALPHA / comparisons))
+        return {**row, **empty, "no_interval": "one seed unit"}
+    _, [ci], ms = crossed_interval(d)
     parts = {k: float(ms[k]) for k in ("seed", "prompt", "resid")} | {"seeds": s, "prompts": p}
+    if not np.isfinite(ci[0]):  # every value equal: no variation to measure, so no interval
+        return {**row, **empty, "variance": parts, "no_interval": "no variation: every seed unit and prompt agree"}
     total = parts["seed"] + parts["prompt"] + parts["resid"]
-    return {**row, "ci": [float(x) for x in ci], "adjusted_ci": [float(x) for x in adjusted],
+    return {**row, **empty, "ci": [float(x) for x in ci], "p_value": float(p_value(ms)),
             "df": {"seed": s - 1, "prompt": p - 1}, "variance": parts, "mde": detectable(parts, comparisons),
-            "effect_size": row["mean"] / math.sqrt(total) if total > 0 else None,
-            "excludes_zero": bool(adjusted[0] > 0 or adjusted[1] < 0)}
+            "effect_size": row["mean"] / math.sqrt(total) if total > 0 else None, "matrix": d}
+
+
+def holm(rows: list[dict], alpha: float = ALPHA) -> None:
+    """Holm's step-down procedure over `rows` (each with a p-value or None), in place: `excludes_zero` (the
+    verdict), `adjusted_alpha` and `adjusted_ci` at that alpha. A row without an interval is never rejected."""
+    m = len(rows)
+    order = sorted(range(m), key=lambda i: (rows[i]["p_value"] is None, rows[i]["p_value"] or 1.0))
+    failed_at = None
+    for step, i in enumerate(order):
+        level = alpha / (m - step)
+        rejected = failed_at is None and rows[i]["p_value"] is not None and rows[i]["p_value"] <= level
+        if not rejected and failed_at is None:
+            failed_at = level  # every later row is judged at the level of the first step that failed
+        rows[i]["adjusted_alpha"] = level if rejected else failed_at
+        rows[i]["excludes_zero"] = rejected
+    for r in rows:
+        matrix = r.pop("matrix", None)
+        if matrix is not None:
+            _, [adjusted], _ = crossed_interval(matrix, (r["adjusted_alpha"],))
+            r["adjusted_ci"] = [float(x) for x in adjusted]
 
 
 def _unit_matrix(a: str, b: str, contexts: list[tuple], cells: dict, seed_at: list[int]) -> tuple[np.ndarray, bool]:
@@ -181,12 +304,15 @@ def compare(cells: dict, others: list[str]) -> list[dict]:
                 for v in sorted({ctx[i] for ctx in inside}, key=str):
                     scopes.append((", ".join(label + [f"{others[i]}={v}"]), False, [c for c in inside if c[i] == v]))
             plans += [(a, b, scope, pooled, ctxs) for scope, pooled, ctxs in scopes if ctxs]
-    m = max(len(plans), 1)
+    m = max(sum(pooled for *_, pooled, _ in plans), 1)  # the family: rows that can give a verdict
     rows = []
     for a, b, scope, pooled, contexts in plans:
         matrix, per_prompt = _unit_matrix(a, b, contexts, cells, seed_at)
         rows.append({"a": a, "b": b, "scope": scope, "pooled": pooled, "n": len(contexts),
                      **difference(matrix, m, per_prompt), "comparisons": m})
+    holm([r for r in rows if r["pooled"]])
+    for r in rows:  # a scope row describes where a pooled difference lives; it claims nothing itself
+        r.pop("matrix", None)
     return rows
 
 
@@ -213,7 +339,7 @@ def verdicts(diffs: list[dict], metric: str) -> list[str]:
         where = "" if d["scope"] == "all" else f" at {d['scope']}"
         size = f", effect size {abs(d['effect_size']):.2f}" if d.get("effect_size") is not None else ""
         lines.append(f"**{winner}** beats **{loser}** on `{metric}`{where} by {abs(d['mean']):.4f} "
-                     f"(adjusted 95 % CI {lo:.4f} to {hi:.4f}, {unit(d)}{size})")
+                     f"(Holm-adjusted CI {lo:.4f} to {hi:.4f}, p {d['p_value']:.2g}, {unit(d)}{size})")
     return lines
 
 
@@ -231,9 +357,13 @@ def design_line(diffs: list[dict]) -> str | None:
     if any(d["seeds"] < 2 for d in pooled):
         return ("A verdict needs at least 2 seeds: with one, seed noise cannot be measured and no interval is "
                 "given (sweep train.seed).")
-    worst = max(pooled, key=lambda d: d["mde"])
+    measured = [d for d in pooled if d["mde"] is not None]
+    if not measured:
+        return "No pooled row has an interval: " + "; ".join(sorted({d["no_interval"] for d in pooled})) + "."
+    worst = max(measured, key=lambda d: d["mde"])
     line = (f"With {unit(worst)} this sweep detects differences >= {worst['mde']:.4f} in the metric (80 % power, "
-            f"alpha 0.05 Bonferroni-adjusted for {worst['comparisons']} comparisons; the largest of the pooled rows). "
+            f"alpha 0.05 / {worst['comparisons']}: Holm's first step over the {worst['comparisons']} pooled rows; "
+            "the largest of them). "
             f"Seed noise has {worst['seeds'] - 1} degree{'s' if worst['seeds'] != 2 else ''} of freedom")
     undecided = [d for d in pooled if not d["excludes_zero"]]
     if worst["seeds"] <= 3 and undecided:

@@ -64,11 +64,17 @@ def test_judged_differences_and_power_match_a_hand_computation(tmp_path):
     assert v["resid"] == pytest.approx(ms_e, rel=1e-5)
     v_seed, v_prompt = ms_s / 12, (ms_p - ms_e) / 12  # Banerjee: each part with its own t
     half = math.sqrt(t(0.975, 2) ** 2 * v_seed + t(0.975, 3) ** 2 * v_prompt)  # 0.8633
-    assert d["ci"] == pytest.approx([0.625 - half, 0.625 + half], rel=1e-5) and d["adjusted_ci"] == d["ci"]
-    power = math.sqrt(t(0.8, 2) ** 2 * v_seed + t(0.8, 3) ** 2 * v_prompt)
-    assert d["mde"] == pytest.approx(half + power, rel=1e-5) and d["mde"] > (d["adjusted_ci"][1] - d["ci"][0]) / 2
+    # one pooled row: Holm's family has one member, so its adjusted interval is the 95 % one
+    assert d["ci"] == pytest.approx([0.625 - half, 0.625 + half], rel=1e-5) and d["adjusted_ci"] == pytest.approx(d["ci"])
+    # the p-value is the alpha at which that same hand-built interval touches 0
+    p = d["p_value"]
+    assert math.sqrt(t(1 - p / 2, 2) ** 2 * v_seed + t(1 - p / 2, 3) ** 2 * v_prompt) == pytest.approx(0.625, rel=1e-6)
+    assert d["mde"] > half  # power at the interval's own half-width is about 50 %, never 80 %
     assert d["effect_size"] == pytest.approx(0.625 / math.sqrt(v["seed"] + v["prompt"] + v["resid"]))
     assert not d["excludes_zero"] and out["verdicts"] == []  # 3 seeds x 4 prompts cannot carry this claim
+    # an arm's own interval rests on its seeds x the shared prompts, as the differences' do
+    arm = next(a for a in out["arms"] if a["arm"] == {"data": "mean_rating"})
+    assert arm["method"].startswith("crossed random effects") and arm["prompts"] == 4
     # the plan: the fewest shared prompts whose detectable difference reaches 0.5, from the same model
     needed = {p["seeds"]: p["prompts"] for p in out["plan"]}
     assert needed[2] is None  # with 2 seeds, seed noise alone (t with 1 df) is wider than 0.5
@@ -147,8 +153,8 @@ def test_keys_that_change_the_world_are_never_pooled_into_one_verdict(tmp_path):
                for v in out["verdicts"])
 
 
-def test_every_row_that_claims_excludes_zero_is_adjusted(tmp_path):
-    """Two swept keys besides the seed: pooled and per-beta rows, all widened for every row."""
+def test_only_the_pooled_rows_form_the_family_and_scope_rows_claim_nothing(tmp_path):
+    """Two swept keys besides the seed: one pooled row decides, the per-beta rows describe it."""
     for beta in ("0.01", "0.1"):
         for (data, seed), outcomes in OUTCOMES.items():
             records = [{"prompt": p, "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
@@ -157,13 +163,65 @@ def test_every_row_that_claims_excludes_zero_is_adjusted(tmp_path):
                   {"generation": {"win_rate_vs_reference": sum(outcomes) / 4}}, records)
     out = R.write_report(tmp_path)
     assert [(d["scope"], d["pooled"]) for d in out["differences"]] == [("all", True), ("beta=0.01", False), ("beta=0.1", False)]
-    assert all(d["comparisons"] == 3 for d in out["differences"])
-    for d in out["differences"]:
-        assert d["adjusted_ci"][0] <= d["ci"][0] and d["adjusted_ci"][1] >= d["ci"][1]
-        # the adjusted interval is alpha / 3: the seed part's t quantile at 1 - 0.05 / 6
-        v_seed = 3 * 4 * d["variance"]["seed"] / 12 + d["variance"]["resid"] / 12 if d["variance"]["seed"] > 0 else None
-        if v_seed is not None and d["variance"]["prompt"] == 0:
-            assert d["adjusted_ci"][1] - d["mean"] == pytest.approx(t(1 - 0.05 / 6, 2) * math.sqrt(v_seed), rel=1e-4)
+    assert all(d["comparisons"] == 1 for d in out["differences"])  # the family: the one pooled row, not all 3 rows
+    pooled, *scoped = out["differences"]
+    assert pooled["adjusted_alpha"] == 0.05 and pooled["adjusted_ci"] == pytest.approx(pooled["ci"])
+    for d in scoped:
+        assert d["ci"][0] is not None and d["adjusted_ci"] == [None, None] and not d["excludes_zero"]
+    assert "— (describes a pooled row)" in (tmp_path / "report.md").read_text()
+
+
+def test_holm_rejects_what_bonferroni_over_the_family_would_miss_and_stops_at_the_first_failure():
+    from notus_lab.study.stats import holm
+
+    rows = [{"p_value": p} for p in (0.04, 0.01, 0.02)]
+    holm(rows)  # 0.01 <= 0.05/3, 0.02 <= 0.05/2, 0.04 <= 0.05: all three; Bonferroni (0.0167 each) only one
+    assert [r["excludes_zero"] for r in rows] == [True, True, True]
+    assert [r["adjusted_alpha"] for r in rows] == pytest.approx([0.05, 0.05 / 3, 0.025])
+    rows = [{"p_value": p} for p in (0.012, 0.03, 0.02, None)]
+    holm(rows)  # 0.012 <= 0.0125; 0.02 > 0.0167 fails, so 0.03 is not rejected though 0.03 <= 0.05/2
+    assert [r["excludes_zero"] for r in rows] == [True, False, False, False]
+    assert [r["adjusted_alpha"] for r in rows] == pytest.approx([0.0125, 0.05 / 3, 0.05 / 3, 0.05 / 3])
+
+
+def test_two_seed_units_that_tie_give_no_verdict(tmp_path):
+    """A new user's case: 2 seeds x 300 prompts, no true difference, seed 2's outcomes a shuffle of seed 1's.
+    The seed units' means tie, MS_seed is 0; the interval used to rest on the prompt part alone (zero width
+    once that clipped too) and wrote "mean_rating beats critique_fixed by 0.0252"."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    a = (rng.random(300) < 0.5).astype(float)
+    b = (rng.random(300) < 0.5).astype(float)
+    while abs(b.mean() - a.mean()) < 0.02:  # a realised gap of a few points, as the user saw
+        b = (rng.random(300) < 0.5).astype(float)
+    order = rng.permutation(300)
+    for s, (oa, ob) in enumerate(((a, b), (a[order], b[order]))):
+        for data, outcome in (("critique_fixed", oa), ("mean_rating", ob)):
+            records = [{"prompt": f"p{q}", "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
+                        "policy_score": float(o), "winner": "policy" if o else "reference"} for q, o in enumerate(outcome)]
+            plant(tmp_path, f"{data}-{s}", [f"data={data}", f"train.seed={s}"],
+                  {"generation": {"win_rate_vs_reference": float(outcome.mean())}}, records)
+    out = R.write_report(tmp_path)
+    (d,) = out["differences"]
+    assert d["variance"]["seed"] == 0 and abs(d["mean"]) >= 0.02
+    assert out["verdicts"] == [] and d["ci"][0] < 0 < d["ci"][1] and d["ci"][1] - d["ci"][0] > 0.1
+
+
+def test_data_without_any_variation_gets_no_interval_and_no_verdict(tmp_path):
+    """Every seed and prompt says B won: no variance to measure. A zero-width interval would 'exclude 0'."""
+    for s in (1, 2):
+        for data, o in (("critique", 0.0), ("mean_rating", 1.0)):
+            records = [{"prompt": f"p{q}", "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
+                        "policy_score": o, "winner": WINNER[o]} for q in range(5)]
+            plant(tmp_path, f"{data}-{s}", [f"data={data}", f"train.seed={s}"],
+                  {"generation": {"win_rate_vs_reference": o}}, records)
+    out = R.write_report(tmp_path)
+    (d,) = out["differences"]
+    assert d["mean"] == 1.0 and d["ci"] == [None, None] and not d["excludes_zero"] and out["verdicts"] == []
+    assert d["no_interval"].startswith("no variation")
+    assert all(a["ci"][0] is None or a["ci"][0] != a["ci"][1] for a in out["arms"])  # the arms: no zero width
+    assert "No pooled row has an interval: no variation" in (tmp_path / "report.md").read_text()
 
 
 def test_runs_without_per_prompt_records_are_paired_by_run_with_a_t_interval(tmp_path):
@@ -176,8 +234,12 @@ def test_runs_without_per_prompt_records_are_paired_by_run_with_a_t_interval(tmp
     assert d["method"].startswith("t over seed units") and d["mean"] == pytest.approx(0.12) and "prompts" not in d
     half = t(0.975, 2) * sd / math.sqrt(3)
     assert d["ci"][1] - 0.12 == pytest.approx(half, rel=1e-4)
-    # power from the same t: the detectable difference is never below the interval's own half-width
-    assert d["mde"] == pytest.approx((t(0.975, 2) + t(0.8, 2)) * sd / math.sqrt(3), rel=1e-4) and d["mde"] > half
+    # power of a t-test on 3 seed units is exact: the noncentral t with 2 df finds the MDE 80 % of the time
+    from scipy.stats import nct
+
+    crit, se = t(0.975, 2), sd / math.sqrt(3)
+    reached = nct.sf(crit, 2, d["mde"] / se) + nct.cdf(-crit, 2, d["mde"] / se)
+    assert reached == pytest.approx(0.8, abs=0.002) and d["mde"] > half
     assert d["effect_size"] == pytest.approx(6.0)
 
 

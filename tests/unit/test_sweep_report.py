@@ -26,10 +26,11 @@ def plant(sweep_dir: Path, name: str, overrides: list[str], metrics: dict | None
         (run_dir / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": error}))
 
 
-def planted_sweep(tmp_path, gap: float, noise: list[float]):
+def planted_sweep(tmp_path, gap: float, noise: list[float], gap_noise=(0.01, -0.012, 0.004)):
+    """Both strategies share each seed's noise; mean_rating's gap moves by `gap_noise` from seed to seed."""
     for beta in ("0.01", "0.1"):
-        for seed, eps in zip((1, 2, 3), noise):
-            for data, shift in (("critique", 0.0), ("mean_rating", gap)):
+        for seed, eps, wobble in zip((1, 2, 3), noise, gap_noise):
+            for data, shift in (("critique", 0.0), ("mean_rating", gap + wobble)):
                 acc = 0.7 + shift + eps + (0.01 if beta == "0.1" else 0)
                 plant(tmp_path, f"{data}-{beta}-{seed}", [f"data={data}", f"beta={beta}", f"train.seed={seed}"],
                       {"truth_accuracy": acc, "eval": {"truth": {"rewards/accuracies": acc, "rewards/margins": acc / 2}}})
@@ -42,13 +43,14 @@ def test_t_interval_matches_a_hand_computation():
 
 
 def test_report_names_the_winner_when_the_ci_excludes_zero(tmp_path):
-    # mean_rating is 0.1 better in every (beta, seed) pair; seed noise is shared, so the pairing removes it
+    # mean_rating is ~0.1 better in every (beta, seed) pair; seed noise is shared, so the pairing removes it
     out = R.write_report(planted_sweep(tmp_path, 0.1, [0.0, 0.03, -0.02]))
     assert out["verdicts"] and out["verdicts"][0].startswith("**mean_rating** beats **critique**")
     pooled = next(d for d in out["differences"] if d["scope"] == "all")
-    assert pooled["n"] == 6 and pooled["mean"] == pytest.approx(0.1) and pooled["excludes_zero"]
+    assert pooled["n"] == 6 and pooled["mean"] == pytest.approx(0.1 + 0.002 / 3) and pooled["excludes_zero"]
+    assert 0 < pooled["adjusted_ci"][0] < pooled["mean"] < pooled["adjusted_ci"][1]  # a real interval, not a point
     arm = next(a for a in out["arms"] if a["arm"] == {"beta": "0.1", "data": "mean_rating"})
-    assert arm["n"] == 3 and arm["mean"] == pytest.approx(0.81 + 0.01 / 3)
+    assert arm["n"] == 3 and arm["mean"] == pytest.approx(0.81 + 0.01 / 3 + 0.002 / 3)
     assert "**mean_rating** beats" in (tmp_path / "report.md").read_text()
 
 
