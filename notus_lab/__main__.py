@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from notus_lab.config.compose import launch
 from notus_lab.config.options import CONF_DIR
-from notus_lab.core.console import summary
+from notus_lab.core.console import arm_line, arm_output, summary
 from notus_lab.core.errors import STOPS, exit_on
 from notus_lab.core.run_dir import RunDir
 from notus_lab.train.launcher import relaunch_if_needed
@@ -34,22 +34,37 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    if multirun:  # an arm of a sweep: its output to its run dir, one line on the console when it ends
+        done_before = RunDir(run_dir).metrics.exists()
+        try:
+            with arm_output(RunDir(run_dir).output):
+                metrics = train_arm(cfg, run_dir, overrides, cfg.sweep_name)
+        except BaseException as exc:
+            print(arm_line(run_dir, overrides, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"),
+                  flush=True)
+            raise  # Hydra marks this arm failed and goes on with the others
+        print(arm_line(run_dir, overrides, metrics, note="run already finished" if done_before else None), flush=True)
+        return
     try:
-        if relaunch_if_needed(cfg, run_dir, list(hc.overrides.task)):  # the processes it started did the run
-            metrics = json.loads(RunDir(run_dir).metrics.read_text())
-        else:
-            metrics = run(cfg, run_dir, overrides=list(hc.overrides.task), group=cfg.sweep_name if multirun else None)
+        metrics = train_arm(cfg, run_dir, overrides, None)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(summary(run_dir, metrics, multirun), flush=True)
+            print(summary(run_dir, metrics), flush=True)
     except STOPS as exc:
         log.error("%s", exc)
-        if multirun:
-            raise  # Hydra marks this arm failed and goes on with the others
         exit_on(exc)
 
 
+def train_arm(cfg: DictConfig, run_dir, overrides: list[str], group: str | None) -> dict:
+    if relaunch_if_needed(cfg, run_dir, overrides):  # the processes it started did the run
+        return json.loads(RunDir(run_dir).metrics.read_text())
+    return run(cfg, run_dir, overrides=overrides, group=group)
+
+
 if __name__ == "__main__":
+    from hydra_plugins.notus_lab_sweepers import register
     from notus_lab.core.console import quiet_third_party_noise
 
     sys.argv = [sys.argv[0], *quiet_third_party_noise(sys.argv[1:])]
+    register()
     launch(main)

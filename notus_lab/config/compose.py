@@ -80,12 +80,15 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
         return
     check = check or validate
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))]
+    hydra_overrides = [a for a in argv if a.startswith(("hydra.", "hydra/", "+hydra"))]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             params = None
             if "-m" in argv or "--multirun" in argv:
                 first = sweep_variants(overrides)[0]
-                node = compose(config_name, overrides=first, return_hydra_config=True).hydra.sweeper.get("params")
+                hydra_cfg = compose(config_name, overrides=first + hydra_overrides, return_hydra_config=True).hydra
+                check_sweep(hydra_cfg)
+                node = hydra_cfg.sweeper.get("params")
                 params = OmegaConf.to_container(node) if isinstance(node, DictConfig) else {}
             for v in sweep_variants(overrides, params):
                 check(compose(config_name, overrides=v))
@@ -93,6 +96,28 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
         raise
     except Exception as exc:  # Hydra/OmegaConf parse and composition errors
         raise ConfigError(_one_line(exc, overrides)) from None
+
+
+def check_sweep(hydra_cfg) -> None:
+    """A sweep's own settings, before any arm starts: the sequential sweeper's, and a SLURM launcher on a machine
+    that has SLURM (submitit's "Could not detect srun" otherwise comes after the whole sweep was composed)."""
+    import shutil
+
+    from notus_lab.config.study import Settings
+
+    sweeper = hydra_cfg.sweeper
+    if str(sweeper.get("_target_", "")).endswith("SequentialSweeper"):
+        if sweeper.get("margin") is None:
+            raise ConfigError(message("study.margin", None, "a number > 0 in the decision metric's units (e.g. "
+                                      "0.05 of win rate)", why="hydra/sweeper=sequential needs it: the difference "
+                                      "below which two strategies count as equally good"))
+        fields = {k: sweeper.get(k) for k in Settings.__dataclass_fields__}
+        Settings(**fields).check()
+    if "Slurm" in str(hydra_cfg.launcher.get("_target_", "")) and not shutil.which("sbatch"):
+        raise ConfigError(message("hydra/launcher", hydra_cfg.runtime.choices.get("hydra/launcher", "slurm"),
+                                  "hydra/launcher=parallel (./sweep.sh NAME --local), or a local cluster: "
+                                  "scripts/slurm_local.sh start", why="no SLURM found on this machine (no sbatch "
+                                  "on PATH)"))
 
 
 def launch(hydra_main, config_name: str = "config", check=None) -> None:

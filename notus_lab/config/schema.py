@@ -268,6 +268,14 @@ class ExportConfig:
 
 
 @dataclass
+class StudyConfig:
+    """How a study decides, not what a run learns (never part of a run's identity)."""
+    # the equivalence margin delta, in the decision metric's units (0.05 = 5 points of win rate): two strategies
+    # whose difference provably lies inside +-margin are "equivalent". hydra/sweeper=sequential needs it (> 0)
+    margin: Optional[float] = None
+
+
+@dataclass
 class NotusConfig:
     data: DataConfig = field(default_factory=DataConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
@@ -280,6 +288,7 @@ class NotusConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     LOSS_TYPES: ClassVar = LOSS_TYPES
 
     beta: float = 0.1

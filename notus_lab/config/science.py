@@ -14,7 +14,7 @@ from notus_lab.core.run_dir import RunDir
 # settings that change where or how a run executes, never what it learns: a relaunch may change them, and
 # an override of one leaves the run in its dir. "x." covers every key under x; a group choice (hardware=...)
 # stays in the dir name, so a sweep over profiles gives each its own dir.
-NOT_SCIENCE = ("wandb.", "hardware.", "sweep_name", "run_name", "train.resume", "train.reference_cache_dir",
+NOT_SCIENCE = ("wandb.", "hardware.", "study.", "sweep_name", "run_name", "train.resume", "train.reference_cache_dir",
                "train.precompute_reference", "train.logging_steps", "train.save_steps", "base.cache_dir",
                "generation.batch_size", "judge.batch_size")
 

@@ -4,9 +4,13 @@ them off: nothing else is ever hidden."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 NOISE = (  # (logger or warning category, message start)
@@ -39,7 +43,7 @@ def quiet_third_party_noise(argv: list[str]) -> list[str]:
     return [a for a in argv if a not in ("-v", "--verbose")]
 
 
-def summary(run_dir: Path, metrics: dict, multirun: bool) -> str:
+def summary(run_dir: Path, metrics: dict) -> str:
     """The headline numbers and what to run next."""
     g = metrics.get("generation")
     lines = [f"notus_lab: finished {run_dir}"]
@@ -51,8 +55,51 @@ def summary(run_dir: Path, metrics: dict, multirun: bool) -> str:
                      f"{g['reference_distinct_2']:.2f}")
     if metrics.get("truth_accuracy") is not None:
         lines.append(f"  held-out reward accuracy against the truth (a diagnostic): {metrics['truth_accuracy']:.3f}")
-    if multirun:
-        return lines[0] + (f" (win rate {g['win_rate_vs_reference']:.3f})" if g else "")
     lines += ["  next: python -m notus_lab.generate " + str(run_dir) + "    # answers for AlpacaEval / MT-Bench",
               "        python -m notus_lab --multirun +experiment=critique_vs_rating   # a study; then python -m notus_lab.report"]
     return "\n".join(lines)
+
+
+def verbose() -> bool:
+    return os.environ.get("NOTUS_LAB_VERBOSE") == "1"
+
+
+@contextmanager
+def arm_output(log_path: Path):
+    """In a sweep, an arm's own output (its progress bars, the trainer's logs, its ranks') goes to its run dir's
+    log; `-v` keeps it on the console. The file descriptors move, so child processes follow."""
+    if verbose():
+        yield
+        return
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
+
+
+def arm_line(run_dir: Path, overrides: list[str], metrics: dict | None, error: str | None = None,
+             note: str | None = None) -> str:
+    """One line when an arm of a sweep ends: k of N (the sweeper's progress.json), its overrides, its judged win
+    rate (or its error), elapsed time and an estimate of what is left."""
+    progress_file = run_dir.parent / "progress.json"
+    count = ""
+    if progress_file.exists():
+        progress = json.loads(progress_file.read_text())
+        arms = progress.get("arms", [])
+        done = sum((run_dir.parent / a / "metrics.json").exists() or (run_dir.parent / a / "failed.json").exists()
+                   for a in arms)
+        elapsed = time.time() - progress.get("started", time.time())
+        eta = f", ~{elapsed / max(done, 1) * (len(arms) - done) / 60:.0f} min left" if done < len(arms) else ""
+        count = f"[{done}/{len(arms)}] " + f"{elapsed / 60:.1f} min{eta} | "
+    shown = " ".join(o for o in overrides if not o.startswith(("sweep_name=", "hydra.")))
+    g = (metrics or {}).get("generation") or {}
+    result = (f"failed: {error} (see {run_dir / 'output.log'})" if error else
+              f"win rate {g['win_rate_vs_reference']:.3f}" if g else "finished")
+    return f"{count}{shown}: {result}" + (f" ({note})" if note else "")

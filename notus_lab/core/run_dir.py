@@ -36,6 +36,7 @@ class RunDir:
     checkpoints = _artefact("checkpoints", "for resume")
     wandb = _artefact("wandb", "W&B's run files")
     lock = _artefact(".lock", "held by the one process writing here")
+    output = _artefact("output.log", "an arm's own console output in a sweep (the console shows one line per arm)")
     exports = _artefact("generations", "answers for external judges (python -m notus_lab.generate)")
     overrides = _artefact(".hydra/overrides.yaml", "the command's overrides, as Hydra keeps them")
     hydra_config = _artefact(".hydra/config.yaml", "the composed config, as Hydra keeps it")

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from notus_lab.config.schema import ASPECTS, DataConfig
-from notus_lab.data.signals import aspect_rating, critique_score, is_bug_signature, mean_of
+from notus_lab.data.signals import (
+    aspect_rating,
+    critique_score,
+    is_bug_signature,
+    mean_of,
+)
 
 COMPARED_SIGNALS = ("critique", "mean_rating") + ASPECTS  # for the "chosen differs" matrix
 

@@ -4,7 +4,13 @@ compares each pair of answers, and the run records who won."""
 from __future__ import annotations
 
 from notus_lab.judging.generation import answer_prompts, device_for, text_stats
-from notus_lab.judging.judges import RewardModelJudge, TruthJudge, agreement_with_truth, win_rate, winner
+from notus_lab.judging.judges import (
+    RewardModelJudge,
+    TruthJudge,
+    agreement_with_truth,
+    win_rate,
+    winner,
+)
 from notus_lab.judging.reward_model import build_tiny_reward_model
 
 

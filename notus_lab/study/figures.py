@@ -114,3 +114,23 @@ def curves(runs: list[dict], signal: str, path: Path) -> bool:
     ax.set_title("held-out curves: thin, one line per run; thick, the strategy's mean", fontsize=9)
     _save(fig, path)
     return True
+
+
+def draw(s, out_dir: Path) -> list[str]:
+    """forest.png (paired differences), arms.png and margins.png (per arm), curves.png (eval curves)."""
+    rows, metric, plots = s.rows, s.metric, []
+    if s.diffs:
+        forest(s.diffs, metric, out_dir / "forest.png")
+        plots.append("forest.png")
+    if rows:
+        arms(rows, s.arm_keys, metric, out_dir / "arms.png", own=True)
+        plots.append("arms.png")
+        margin = next((k for k in ("eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
+                       if k != metric and all(k in m["metrics"] for r in rows for m in r["members"])), None)
+        if margin:
+            arms(rows, s.arm_keys, margin, out_dir / "margins.png", own=False)
+            plots.append("margins.png")
+    curve_signal = "truth" if "truth" in s.signals else next(iter(s.signals), None)
+    if curve_signal and curves(s.finished, curve_signal, out_dir / "curves.png"):
+        plots.append("curves.png")
+    return plots

@@ -4,11 +4,13 @@ the per-prompt outcomes that let the report pair arms prompt by prompt. Reads fi
 from __future__ import annotations
 
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
 import yaml
 
+from notus_lab.core.errors import ConfigError
 from notus_lab.core.files import flatten, read_jsonl
 from notus_lab.core.run_dir import RunDir
 
@@ -98,3 +100,23 @@ def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
     if per and key in ("win_rate", "score"):
         return {str(k): float(v) for k, v in per.items()}
     return None
+
+
+def default_metric(runs: list[dict]) -> str:
+    """Judged generations when every finished run has them, else the truth (bundled world); never one of
+    the compared signals' own labels, which would grade each strategy by its own rule."""
+    finished = [r for r in runs if r["status"] == "finished"]
+    if not finished:  # nothing to compare yet: the report lists what failed or is unfinished
+        return JUDGED
+    for metric in (JUDGED, "truth_accuracy"):
+        if all(has(r, metric) for r in finished):
+            return metric
+    candidates = sorted({k for r in finished for k, v in r["metrics"].items() if isinstance(v, (int, float))})
+    raise ConfigError(f"--metric is required: not every run has {JUDGED} or truth_accuracy; allowed one of "
+                      f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
+
+
+def mean_of(members: list[dict], key: str):
+    """Mean over runs of one metric (None if no run has it)."""
+    vals = [m["metrics"][key] for m in members if isinstance(m["metrics"].get(key), (int, float))]
+    return statistics.fmean(vals) if vals else None

@@ -51,7 +51,13 @@ from operator import itemgetter
 
 import numpy as np
 
-from notus_lab.study.runs import SEED_KEYS, STRATEGY_KEY, has, never_pooled, per_prompt_outcomes
+from notus_lab.study.runs import (
+    SEED_KEYS,
+    STRATEGY_KEY,
+    has,
+    never_pooled,
+    per_prompt_outcomes,
+)
 
 ALPHA, POWER = 0.05, 0.8
 
@@ -60,7 +66,7 @@ METHOD = {True: "crossed random effects (seeds x shared prompts), Banerjee inter
           False: "t over seed units (no per-prompt records)"}
 
 
-def _t(tail, df) -> np.ndarray:
+def t_upper(tail, df) -> np.ndarray:
     """Student-t quantile with upper-tail probability `tail` (exact for tails far below 1e-16, where 1 - tail is
     1.0 in floating point); scipy.stats.t.isf without its per-call overhead."""
     from scipy.special import stdtrit
@@ -74,7 +80,7 @@ def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, fl
     m = statistics.fmean(values)
     if len(values) < 2 or statistics.stdev(values) == 0:
         return m, math.nan, math.nan
-    half = float(_t((1 - confidence) / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
+    half = float(t_upper((1 - confidence) / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
     return m, m - half, m + half
 
 
@@ -101,11 +107,11 @@ def mean_squares(d) -> dict:
 def half_width(v_seed, v_prompt, v_resid, seeds: int, prompts: int, tail):
     """Banerjee's combination of the seed part (seeds-1 df, never below the residual's part on (seeds-1)(prompts-1)
     df) and the prompt part (prompts-1 df), each t at upper-tail probability `tail` (alpha / 2 for an interval)."""
-    seed_part = _t(tail, seeds - 1) ** 2 * v_seed
+    seed_part = t_upper(tail, seeds - 1) ** 2 * v_seed
     if prompts == 1:
         return np.sqrt(seed_part)
-    seed_part = np.maximum(seed_part, _t(tail, (seeds - 1) * (prompts - 1)) ** 2 * v_resid)
-    return np.sqrt(seed_part + _t(tail, prompts - 1) ** 2 * v_prompt)
+    seed_part = np.maximum(seed_part, t_upper(tail, (seeds - 1) * (prompts - 1)) ** 2 * v_resid)
+    return np.sqrt(seed_part + t_upper(tail, prompts - 1) ** 2 * v_prompt)
 
 
 def variance_parts(ms: dict) -> tuple:
@@ -285,10 +291,10 @@ def _unit_matrix(a: str, b: str, contexts: list[tuple], cells: dict, seed_at: li
                      for members in units.values()]), False
 
 
-def compare(cells: dict, others: list[str]) -> list[dict]:
-    """Every pair of strategies in `cells` ({(strategy, context): {"value", "prompts"}}, a context being the
-    values of `others`), pooled over the other keys and per value of each, within each value of the keys that
-    change the world or the judge (never pooled)."""
+def row_plans(cells: dict, others: list[str]) -> tuple[list[tuple], list[int]]:
+    """The rows of a comparison: (a, b, scope, pooled, contexts) for every pair of strategies in `cells`, pooled
+    over the other keys and per value of each, within each value of the keys that change the world or the judge
+    (never pooled); and the positions of the seed keys in a context."""
     seed_at = [i for i, k in enumerate(others) if k in SEED_KEYS]
     apart = [i for i, k in enumerate(others) if never_pooled(k)]
     scoped = [i for i, k in enumerate(others) if i not in seed_at and i not in apart]
@@ -304,6 +310,13 @@ def compare(cells: dict, others: list[str]) -> list[dict]:
                 for v in sorted({ctx[i] for ctx in inside}, key=str):
                     scopes.append((", ".join(label + [f"{others[i]}={v}"]), False, [c for c in inside if c[i] == v]))
             plans += [(a, b, scope, pooled, ctxs) for scope, pooled, ctxs in scopes if ctxs]
+    return plans, seed_at
+
+
+def compare(cells: dict, others: list[str]) -> list[dict]:
+    """Every row of `row_plans` for `cells` ({(strategy, context): {"value", "prompts"}}, a context being the
+    values of `others`) with its statistics; Holm over the pooled rows."""
+    plans, seed_at = row_plans(cells, others)
     m = max(sum(pooled for *_, pooled, _ in plans), 1)  # the family: rows that can give a verdict
     rows = []
     for a, b, scope, pooled, contexts in plans:
@@ -316,17 +329,37 @@ def compare(cells: dict, others: list[str]) -> list[dict]:
     return rows
 
 
-def paired_differences(runs: list[dict], metric: str, keys: list[str]) -> list[dict]:
-    """The rows of `compare` for a sweep's finished runs, read from their run dirs."""
-    if STRATEGY_KEY not in keys:
-        return []
+def sweep_cells(runs: list[dict], metric: str, keys: list[str]) -> tuple[dict, list[str]]:
+    """A sweep's finished runs as `compare`'s cells, and the swept keys other than the strategy."""
     others = [k for k in keys if k != STRATEGY_KEY]
     cells = {}
     for r in runs:
         if has(r, metric):
             cells[(r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))] = {
                 "value": r["metrics"][metric], "prompts": per_prompt_outcomes(r["dir"], metric)}
-    return compare(cells, others)
+    return cells, others
+
+
+def paired_differences(runs: list[dict], metric: str, keys: list[str]) -> list[dict]:
+    """The rows of `compare` for a sweep's finished runs, read from their run dirs."""
+    if STRATEGY_KEY not in keys:
+        return []
+    return compare(*sweep_cells(runs, metric, keys))
+
+
+def pooled_matrices(runs: list[dict], metric: str, keys: list[str]) -> list[dict]:
+    """The pooled rows' seed units x prompts matrices of B - A (what a sequential look decides on), read from the
+    sweep's run dirs by the same rules as the report's rows."""
+    if STRATEGY_KEY not in keys:
+        return []
+    cells, others = sweep_cells(runs, metric, keys)
+    plans, seed_at = row_plans(cells, others)
+    out = []
+    for a, b, scope, pooled, contexts in plans:
+        if pooled:
+            matrix, per_prompt = _unit_matrix(a, b, contexts, cells, seed_at)
+            out.append({"a": a, "b": b, "scope": scope, "n": len(contexts), "matrix": matrix, "per_prompt": per_prompt})
+    return out
 
 
 def verdicts(diffs: list[dict], metric: str) -> list[str]:

@@ -26,9 +26,17 @@ from notus_lab.core.errors import Interrupted, invalid
 from notus_lab.core.files import flatten, write_json, write_jsonl
 from notus_lab.core.provenance import code_version, provenance
 from notus_lab.core.redaction import redact
-from notus_lab.core.run_dir import RunDir, latest_checkpoint, record_failure, run_dir_lock
+from notus_lab.core.run_dir import (
+    RunDir,
+    latest_checkpoint,
+    record_failure,
+    run_dir_lock,
+)
 from notus_lab.core.tracking import log_generations, start_wandb
-from notus_lab.data.preference_dataset import cached_preference_dataset, to_preference_dataset
+from notus_lab.data.preference_dataset import (
+    cached_preference_dataset,
+    to_preference_dataset,
+)
 from notus_lab.data.prepare import fingerprint_rows, prepare
 from notus_lab.judging.judged import judged_generations
 from notus_lab.models.tiny_base import cache_root
@@ -43,7 +51,12 @@ from notus_lab.train.runtime_checks import (
     precision_record,
 )
 from notus_lab.train.stop_signals import pass_on, stop_on_signal_callback
-from notus_lab.train.trainer import dpo_config, dpo_trainer_class, release_memory, run_tags
+from notus_lab.train.trainer import (
+    dpo_config,
+    dpo_trainer_class,
+    release_memory,
+    run_tags,
+)
 from notus_lab.train.trainer_logs import summarize
 
 log = logging.getLogger("notus_lab")

@@ -12,7 +12,7 @@ from notus_lab.core.run_dir import RunDir
 from tests.helpers import compose
 
 # one override per entry of NOT_SCIENCE (a value the default does not have), and science overrides
-NOT_SCIENCE_OVERRIDES = {"wandb.": "wandb.tags=[x]", "hardware.": "hardware.per_device_batch_size=4",
+NOT_SCIENCE_OVERRIDES = {"wandb.": "wandb.tags=[x]", "study.": "study.margin=0.03", "hardware.": "hardware.per_device_batch_size=4",
                          "sweep_name": "sweep_name=other", "run_name": "run_name=mine", "train.resume": "train.resume=false",
                          "train.reference_cache_dir": "train.reference_cache_dir=/tmp/x",
                          "train.precompute_reference": "train.precompute_reference=true",

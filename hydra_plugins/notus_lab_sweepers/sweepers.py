@@ -1,0 +1,178 @@
+"""notus_lab's Hydra sweepers (Hydra finds plugins only under the `hydra_plugins` namespace).
+
+- `hydra/sweeper=notus` (conf/config.yaml's default): Hydra's BasicSweeper, which also tells the arms how many
+  they are (progress.json), so each prints one line as it finishes instead of its whole output.
+- `hydra/sweeper=sequential`: seeds in rounds until every pair of strategies is decided, through whatever launcher
+  is configured (parallel, slurm, slurm_multinode). The rule is notus_lab/study/sequential.py; the state on disk
+  and what a round decides, notus_lab/study/rounds.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+SEED_KEY = "train.seed"
+
+
+class _Announcing:
+    """The configured launcher, writing <sweep dir>/progress.json (the arms, when the sweep started) before each
+    launch: an arm reads it to print "k/N" when it finishes (notus_lab/core/console.py: arm_line)."""
+
+    def __init__(self, launcher, sweep_dir: Path, started: float):
+        self.launcher, self.sweep_dir, self.started = launcher, sweep_dir, started
+
+    def launch(self, job_overrides, initial_job_idx: int):
+        from notus_lab.config.science import run_dir_name
+        from notus_lab.core.files import write_json
+
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.sweep_dir / "progress.json", {"started": self.started,
+                                                      "arms": [run_dir_name(list(o)) for o in job_overrides]})
+        return self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
+
+
+class NotusSweeper(BasicSweeper):
+    """Hydra's BasicSweeper; each launch announces its arms first."""
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = _Announcing(self.launcher, Path(config.hydra.sweep.dir), time.time())
+
+
+class SequentialSweeper(NotusSweeper):
+    """Rounds of seeds until every pair of strategies is decided (notus_lab/study/sequential.py)."""
+
+    def __init__(self, margin, alpha, first_seeds, seeds_per_round, max_seeds, budget_hours=None, metric=None,
+                 spending="obrien_fleming", boundary="joint", params=None, max_batch_size=None) -> None:
+        from notus_lab.config.study import Settings
+
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.settings = Settings(margin=margin, alpha=alpha, first_seeds=first_seeds, seeds_per_round=seeds_per_round,
+                                 max_seeds=max_seeds, budget_hours=budget_hours, metric=metric, spending=spending,
+                                 boundary=boundary).check()
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from notus_lab.study import rounds
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        cells, first = self._design(arguments)
+        design = {"cells": cells, "first_seeds": first}
+        state = rounds.resume(sweep_dir, self.settings, design)
+        returns = []
+        while state["outcome"] is None:
+            returns.append(self._round(sweep_dir, state, cells, first))
+        self._finish(sweep_dir, state, len(state["rounds"]))
+        return returns
+
+    def _design(self, arguments: list[str]) -> tuple[list[list[str]], list[int]]:
+        """The arms' settings without the seed (one list of overrides per cell), and the first round's seeds."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([f"{k}={v}" for k, v in (self.params or {}).items()] + list(arguments))
+        lists, seeds = [], None
+        for o in overrides:
+            key = o.get_key_element()
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+            if key.lstrip("+") == SEED_KEY:
+                seeds = [int(v) for v in values]
+            else:
+                lists.append([f"{key}={v}" for v in values])
+        if seeds is None or len(seeds) < 2:  # one seed given: it starts the list
+            start = seeds[0] if seeds else 1
+            seeds = list(range(start, start + self.settings.first_seeds))
+        return [list(c) for c in itertools.product(*lists)], seeds
+
+    def _seeds(self, first: list[int], count: int) -> list[int]:
+        more = count - len(first)
+        return first[:count] + list(range(max(first) + 1, max(first) + 1 + max(more, 0)))
+
+    def _round(self, sweep_dir: Path, state: dict, cells: list[list[str]], first: list[int]) -> list:
+        from notus_lab.config.science import run_dir_name
+        from notus_lab.study import rounds, sequential
+        from notus_lab.study.runs import STRATEGY_KEY, never_pooled
+
+        schedule = sequential.looks(self.settings, len(first))
+        k = len(state["rounds"])
+        seeds = self._seeds(first, schedule[k])
+        beaten = rounds.dropped(state)
+        design_names = {run_dir_name(c + [f"{SEED_KEY}={s}"]) for c in cells for s in seeds}
+
+        def scope(cell):
+            given = dict(o.lstrip("+").split("=", 1) for o in cell)
+            return given.get(STRATEGY_KEY), ", ".join(f"{k}={v}" for k, v in given.items() if never_pooled(k)) or "all"
+
+        jobs = [c + [f"{SEED_KEY}={s}"] for c in cells if scope(c) not in beaten for s in seeds]
+        results = []
+        for attempt in range(2):  # a failed arm is retried once, then counted missing
+            todo = [j for j in jobs if self._pending(sweep_dir, run_dir_name(j), state)]
+            if not todo:
+                break
+            log.info("round %d, attempt %d: %d arm(s) to run", k + 1, attempt + 1, len(todo))
+            results += self.launcher.launch(todo, initial_job_idx=self._next_idx(len(todo)))
+            for job, result in zip(todo, results[-len(todo):]):
+                name = run_dir_name(job)
+                if result.status != JobStatus.COMPLETED or not (sweep_dir / name / "metrics.json").exists():
+                    state["failures"][name] = state["failures"].get(name, 0) + 1
+        runs = rounds.study_runs(sweep_dir, design_names)
+        family = sequential.family(sorted({scope(c)[0] for c in cells}), len({scope(c)[1] for c in cells}))
+        previous = {(r["a"], r["b"], r["scope"]): r for r in (state["rounds"][-1]["pairs"] if state["rounds"] else [])}
+        records, metric = rounds.evaluate(runs, self.settings, schedule, k, family, previous)
+        spent, per_arm = rounds.spent_hours(runs)
+        next_arms = len([c for c in cells if scope(c) not in beaten]) * self.settings.seeds_per_round
+        finished = {r["name"] for r in runs if r["status"] == "finished"}
+        state["rounds"].append({
+            "round": k + 1, "seeds": seeds, "level": sequential.levels(self.settings, schedule, family)[k],
+            "launched": sorted(run_dir_name(j) for j in jobs), "missing": sorted(run_dir_name(j) for j in jobs
+                                                                                 if run_dir_name(j) not in finished),
+            "pairs": records, "device_hours": spent, "metric": metric})
+        state["outcome"] = rounds.stop(records, len(seeds), self.settings, spent, per_arm, next_arms)
+        if state["outcome"] is None and not records and k + 1 >= len(schedule):
+            state["outcome"] = "max_seeds"
+        rounds.save(sweep_dir, state)
+        self._report(sweep_dir, k + 1)
+        print(rounds.progress(state, len(finished), len(design_names)), flush=True)
+        return results
+
+    def _pending(self, sweep_dir: Path, name: str, state: dict) -> bool:
+        return not (sweep_dir / name / "metrics.json").exists() and state["failures"].get(name, 0) < 2
+
+    def _next_idx(self, n: int) -> int:
+        start = getattr(self, "_job_idx", 0)
+        self._job_idx = start + n
+        return start
+
+    def _report(self, sweep_dir: Path, round_no: int) -> None:
+        """The round's report (<sweep>/rounds/<k>/ and the sweep's own report.md), logged to W&B in its group."""
+        from notus_lab.study.report import write_report
+        from notus_lab.study.wandb_report import log_report
+
+        mode = OmegaConf.select(self.config, "wandb.mode", default="offline")
+        for out in (sweep_dir / "rounds" / str(round_no), sweep_dir):
+            try:
+                summary = write_report(sweep_dir, self.settings.metric, out)
+            except Exception as exc:  # the study goes on; the next round writes the report again
+                log.warning("report of round %d not written: %s", round_no, exc)
+                return
+        if mode != "disabled":
+            log_report(sweep_dir, sweep_dir / "rounds" / str(round_no), summary, mode)
+
+    def _finish(self, sweep_dir: Path, state: dict, rounds_run: int) -> None:
+        from notus_lab.study.render import sequential_verdicts
+
+        if not (sweep_dir / "report.md").exists() and state["rounds"]:
+            self._report(sweep_dir, rounds_run)
+        print(f"study {state['outcome']} after {rounds_run} round(s): {sweep_dir / 'report.md'}", flush=True)
+        for line in sequential_verdicts(state):
+            print("  " + line.replace("**", ""), flush=True)

@@ -1,0 +1,114 @@
+"""A sequential study's state on disk and what each round decides, read from run dirs by the report's own
+functions. `<sweep dir>/rounds.json` is written atomically after every round:
+
+    settings  every hydra.sweeper setting, as used
+    design    the arms' settings (cells), the first round's seeds, the family of pairs
+    rounds    [{round, seeds, launched, missing, pairs: [{a, b, scope, mean, interval, alpha, decision, reason}],
+              device_hours, metric}]
+    failures  {arm dir: failed attempts} (an arm is retried once, then counted missing)
+    outcome   decided | max_seeds | budget | futile, once the study stops
+
+The Hydra sweeper (hydra_plugins/notus_lab_sweepers) launches the arms; everything it decides comes from here."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from notus_lab.core.errors import ConfigError
+from notus_lab.core.files import write_json
+from notus_lab.study import sequential
+from notus_lab.study.cost import sweep_cost
+from notus_lab.study.runs import default_metric, factors, read_runs
+from notus_lab.study.stats import ALPHA, detectable, pooled_matrices
+
+ROUNDS = "rounds.json"
+
+
+def load(sweep_dir: Path) -> dict | None:
+    path = Path(sweep_dir) / ROUNDS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save(sweep_dir: Path, state: dict) -> None:
+    write_json(Path(sweep_dir) / ROUNDS, state)
+
+
+def resume(sweep_dir: Path, settings: sequential.Settings, design: dict) -> dict:
+    """The study's state: a new one, or the one on disk when its settings and design are this command's (a raised
+    budget_hours may continue a study that stopped at its budget)."""
+    state = load(sweep_dir)
+    if state is None:
+        return {"settings": settings.as_dict(), "design": design, "rounds": [], "failures": {}, "outcome": None,
+                "started": time.time()}
+    for key, value in settings.as_dict().items():
+        if key != "budget_hours" and state["settings"].get(key) != value:
+            raise ConfigError(f"hydra.sweeper.{key}={value!r} is invalid: this sweep's {ROUNDS} ran with "
+                              f"{state['settings'].get(key)!r}; allowed the same value, or a new sweep_name")
+    if state["design"] != design:
+        raise ConfigError(f"sweep={Path(sweep_dir).name!r} is invalid: its {ROUNDS} has another design (arms or "
+                          "first seeds); allowed the same command, or a new sweep_name")
+    if state["outcome"] == "budget" and settings.budget_hours != state["settings"].get("budget_hours"):
+        state["outcome"] = None  # a new budget: go on from the last round
+    state["settings"] = settings.as_dict()
+    return state
+
+
+def study_runs(sweep_dir: Path, names: set[str]) -> list[dict]:
+    """The study's own arms among the sweep dir's run dirs (another sweep may share the dir)."""
+    return [r for r in read_runs(sweep_dir) if r["name"] in names] if Path(sweep_dir).is_dir() else []
+
+
+def evaluate(runs: list[dict], settings: sequential.Settings, schedule: list[int], k: int, family: int,
+             previous: dict) -> tuple[list[dict], str]:
+    """The look after round k: every pooled pair's record (sequential.look), and the metric that decided."""
+    finished = [r for r in runs if r["status"] == "finished"]
+    metric = settings.metric or default_metric(runs)
+    at = sequential.levels(settings, schedule, family)
+    pairs = [{"a": p["a"], "b": p["b"], "scope": p["scope"], "stats": sequential.pair_stats(p["matrix"], at[k])}
+             for p in pooled_matrices(finished, metric, factors(finished)) if p["matrix"].shape[0] >= 2]
+    records, _ = sequential.look(pairs, previous, settings, schedule[k], at[-1])
+    stats = {(p["a"], p["b"], p["scope"]): p["stats"] for p in pairs}
+    for r in records:  # what this look could have found: its design's detectable difference at the look's level
+        s = stats.get((r["a"], r["b"], r["scope"]))
+        if s is not None and not r.get("carried") and r["decision"] not in sequential.CLAIMS:
+            parts = {key: float(s[key]) for key in ("seed", "prompt", "resid")} | {"seeds": s["seeds"], "prompts": s["prompts"]}
+            r["detectable"] = detectable(parts, ALPHA / r["alpha"])
+    return records, metric
+
+
+def dropped(state: dict) -> set[tuple[str, str]]:
+    """(strategy, scope) that another strategy has beaten: they get no more seeds."""
+    last = state["rounds"][-1]["pairs"] if state["rounds"] else []
+    return {(r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
+            for r in last if r["decision"] in ("a_wins", "b_wins")}
+
+
+def spent_hours(runs: list[dict]) -> tuple[float, float | None]:
+    """Device-hours the study's finished arms recorded, and the mean per arm (None before any finished)."""
+    cost = sweep_cost([r for r in runs if r["status"] == "finished"])
+    return (cost["total_device_hours"], cost["per_run_device_hours"]) if cost else (0.0, None)
+
+
+def stop(records: list[dict], seeds: int, settings: sequential.Settings, spent: float, per_arm: float | None,
+         next_arms: int) -> str | None:
+    """The outcome after a look, the budget included: the next round must fit at the cost measured so far."""
+    end = sequential.outcome(records, seeds, settings)
+    if end is None and settings.budget_hours is not None and per_arm is not None \
+            and spent + next_arms * per_arm > settings.budget_hours:
+        return "budget"
+    return end
+
+
+def progress(state: dict, done: int, total: int) -> str:
+    """One line between rounds: the round, arms done, elapsed time, the decisions so far."""
+    last = state["rounds"][-1]
+    minutes = (time.time() - state["started"]) / 60
+    counts = {}
+    for r in last["pairs"]:
+        counts[r["decision"]] = counts.get(r["decision"], 0) + 1
+    decisions = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no pair measured yet"
+    end = f"; study {state['outcome']}" if state["outcome"] else ""
+    return (f"round {last['round']}: seeds {last['seeds'][-1]} of at most {state['settings']['max_seeds']}, "
+            f"{done}/{total} arms finished, {minutes:.1f} min, {last['device_hours']:.3g} device-h; {decisions}{end}")
