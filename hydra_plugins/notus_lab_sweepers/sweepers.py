@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,34 @@ class _Announcing:
         from notus_lab.core.files import write_json
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.sweep_dir / "progress.json", {"started": self.started,
+        values = {}
+        for o in (x for job in job_overrides for x in job):
+            key, _, value = o.lstrip("+~").partition("=")
+            values.setdefault(key, set()).add(value)
+        swept = sorted(k for k, v in values.items() if len(v) > 1 or k == SEED_KEY)
+        write_json(self.sweep_dir / "progress.json", {"started": self.started, "swept": swept,
                                                       "arms": [run_dir_name(list(o)) for o in job_overrides]})
         return self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
 
 
-class NotusSweeper(BasicSweeper):
-    """Hydra's BasicSweeper; each launch announces its arms first."""
+class NotusSweeper(Sweeper):
+    """Hydra's BasicSweeper, whose launches announce their arms first. It holds a BasicSweeper rather than
+    subclassing it: Hydra's plugin scan re-executes its core plugins' modules, so the class a subclass was made
+    from is not always the one BasicSweeper's own super() call finds."""
+
+    def __init__(self, max_batch_size=None, params=None) -> None:
+        self.max_batch_size, self.params = max_batch_size, params or {}
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.launcher = _Announcing(self.launcher, Path(config.hydra.sweep.dir), time.time())
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        self.hydra_context, self.config = hydra_context, config
+        self.basic = BasicSweeper(max_batch_size=self.max_batch_size, params=self.params)
+        self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.basic.launcher = self.launcher = _Announcing(self.basic.launcher, Path(config.hydra.sweep.dir), time.time())
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.basic.sweep(arguments)
 
 
 class SequentialSweeper(NotusSweeper):

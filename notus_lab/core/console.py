@@ -89,16 +89,18 @@ def arm_line(run_dir: Path, overrides: list[str], metrics: dict | None, error: s
     """One line when an arm of a sweep ends: k of N (the sweeper's progress.json), its overrides, its judged win
     rate (or its error), elapsed time and an estimate of what is left."""
     progress_file = run_dir.parent / "progress.json"
-    count = ""
+    count, swept = "", None
     if progress_file.exists():
         progress = json.loads(progress_file.read_text())
+        swept = progress.get("swept")
         arms = progress.get("arms", [])
         done = sum((run_dir.parent / a / "metrics.json").exists() or (run_dir.parent / a / "failed.json").exists()
                    for a in arms)
         elapsed = time.time() - progress.get("started", time.time())
         eta = f", ~{elapsed / max(done, 1) * (len(arms) - done) / 60:.0f} min left" if done < len(arms) else ""
         count = f"[{done}/{len(arms)}] " + f"{elapsed / 60:.1f} min{eta} | "
-    shown = " ".join(o for o in overrides if not o.startswith(("sweep_name=", "hydra.")))
+    shown = " ".join(o for o in overrides if not o.startswith(("sweep_name=", "hydra."))
+                     and (swept is None or o.lstrip("+~").split("=", 1)[0] in swept))
     g = (metrics or {}).get("generation") or {}
     result = (f"failed: {error} (see {run_dir / 'output.log'})" if error else
               f"win rate {g['win_rate_vs_reference']:.3f}" if g else "finished")

@@ -10,6 +10,8 @@ from collections import defaultdict
 
 # a Notus v1 arm (FIELD-NOTES §3): 61,135 training pairs, 3 epochs, max_length 1024, full DPO with a reference
 NOTUS_PAIRS, NOTUS_EPOCHS, NOTUS_MAX_LENGTH = 61_135, 3, 1024
+# what one Notus-scale arm cost as recorded: Notus 7B v1's model card, about 12 h on 8 x A100-40GB
+NOTUS_ARM_GPU_HOURS = 96
 ASSUMED_MFU = 0.40  # benchmarks/README's GPU target; replace it with gpu_check.py's measured MFU
 
 

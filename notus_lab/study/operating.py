@@ -17,7 +17,7 @@ same power. The negative control runs the same rule with every look at the full 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -191,5 +191,20 @@ def table(settings: Settings, designs: list[Design], reps: int, arm_hours_here: 
     return "\n".join(lines)
 
 
-def with_settings(settings: Settings, **changes) -> Settings:
-    return replace(settings, **changes)
+# the components the critique_vs_rating study measured on its pooled rows (judged win rate, seed units x 300
+# shared prompts; README "Studies that stop when they are decided"), and the calibration suite's planted world
+MEASURED = {"seed": 0.0003, "prompt": 0.0025, "resid": 0.2}
+
+
+def sequential_markdown(reps: int, margin: float, arm_hours_here: float | None) -> str:
+    """The README's operating-characteristics tables: the default rule, 2 and 3 strategies, both designs."""
+    from notus_lab.config.options import load_option
+    from notus_lab.study.cost import NOTUS_ARM_GPU_HOURS
+
+    node = load_option("hydra/sweeper", "sequential")
+    settings = Settings(margin=margin, alpha=node.alpha, first_seeds=node.first_seeds,
+                        seeds_per_round=node.seeds_per_round, max_seeds=node.max_seeds, budget_hours=None,
+                        metric=None, spending=node.spending, boundary=node.boundary).check()
+    designs = [Design("gaussian", k, 300, MEASURED) for k in (2, 3)]
+    designs += [Design("judged", k, 300, world=calibration.World("judged", seed_sd=0.1, lean_sd=0.3)) for k in (2, 3)]
+    return table(settings, designs, reps, arm_hours_here, NOTUS_ARM_GPU_HOURS)

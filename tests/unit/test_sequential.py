@@ -1,0 +1,276 @@
+"""Sequential studies: the spending and its boundaries, the decisions, the operating characteristics measured by
+simulation through the rule's own functions (with the negative control that shows why alpha is spent), and the
+Hydra sweeper itself driven by a stub launcher that plants judged run dirs (no training: seconds)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from notus_lab.config.study import Settings
+from notus_lab.core.errors import ConfigError
+from notus_lab.study import operating, rounds, sequential
+from notus_lab.study.calibration import World, mc_error
+from tests.helpers import cli
+
+BASE = dict(margin=0.05, alpha=0.05, first_seeds=2, seeds_per_round=1, max_seeds=12, budget_hours=None, metric=None,
+            spending="obrien_fleming", boundary="joint")
+MEASURED = operating.MEASURED
+
+
+def settings(**changes) -> Settings:
+    return Settings(**{**BASE, **changes}).check()
+
+
+# ---------------------------------------------------------------------------------------------
+# Spending and boundaries
+
+
+@pytest.mark.parametrize("kind", ["obrien_fleming", "pocock"])
+def test_the_joint_boundaries_spend_exactly_what_the_spending_function_says(kind):
+    """Brownian motion at the looks' information fractions, crossing the nominal levels: each look's crossing
+    probability is the alpha spent at it, and all looks together spend alpha (400k paths, independent of the
+    recursive integration that computed the levels)."""
+    from scipy.stats import norm
+
+    fractions = tuple(s / 12 for s in range(2, 13))
+    levels = sequential.nominal_levels(fractions, 0.05, kind)
+    rng = np.random.default_rng(0)
+    paths = np.cumsum(rng.normal(0, 1, (400_000, len(fractions))) * np.sqrt(np.diff((0,) + fractions)), axis=1)
+    z = np.abs(paths / np.sqrt(fractions))
+    crossed = z >= norm.isf(np.array(levels) / 2)
+    first = crossed & (np.cumsum(crossed, axis=1) == 1)
+    spent = np.diff([0.0] + [sequential.spent(t, 0.05, kind) for t in fractions])
+    assert crossed.any(axis=1).mean() == pytest.approx(0.05, abs=0.0015)
+    assert first.mean(axis=0) == pytest.approx(spent, abs=0.001)
+    # and the joint levels are never below a union bound's: they use the looks' correlation, not ignore it
+    assert all(j >= u - 1e-12 for j, (u, _) in zip(levels, sequential.levels(settings(spending=kind, boundary="union"),
+                                                                               list(range(2, 13)), 1)))
+
+
+def test_the_spending_functions_spend_all_of_alpha_by_the_last_look():
+    assert sequential.spent(1.0, 0.05, "obrien_fleming") == pytest.approx(0.05)
+    assert sequential.spent(1.0, 0.05, "pocock") == pytest.approx(0.05)
+    assert sequential.spent(0.25, 0.05, "obrien_fleming") < 1e-4 < sequential.spent(0.25, 0.05, "pocock")
+    assert sequential.looks(settings(first_seeds=3, seeds_per_round=4, max_seeds=12)) == [3, 7, 11, 12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions
+
+
+def stats(mean, half, half_eq, seeds=6, prompts=300, seed=0.0, prompt=0.0, resid=0.2, level=0.01):
+    return {"mean": mean, "half": half, "half_eq": half_eq, "seeds": seeds, "prompts": prompts, "seed": seed,
+            "prompt": prompt, "resid": resid, "level": level, "level_eq": 2 * level}
+
+
+def test_claims_read_the_intervals_as_the_rule_says():
+    assert sequential.claim(0.10, 0.05, 0.04, 0.05) == "b_wins"
+    assert sequential.claim(-0.10, 0.05, 0.04, 0.05) == "a_wins"
+    assert sequential.claim(0.01, 0.05, 0.03, 0.05) == "equivalent"  # 0.01 + 0.03 < 0.05
+    assert sequential.claim(0.03, 0.05, 0.03, 0.05) is None  # reaches 0.06: neither
+    assert sequential.claim(0.0, math.nan, math.nan, 0.05) is None  # no interval (no variation): never a claim
+
+
+def test_a_beaten_strategy_is_dropped_and_its_undecided_pairs_stop():
+    pairs = [{"a": "A", "b": "B", "scope": "all", "stats": stats(0.01, 0.05, 0.045)},  # undecided
+             {"a": "A", "b": "C", "scope": "all", "stats": stats(0.12, 0.05, 0.04)},   # C beats A
+             {"a": "B", "b": "C", "scope": "all", "stats": stats(0.04, 0.05, 0.04)}]   # undecided
+    records, dropped = sequential.look(pairs, {}, settings(), 6, (0.03, 0.06))
+    decisions = {(r["a"], r["b"]): r["decision"] for r in records}
+    assert dropped == {("A", "all")}
+    assert decisions == {("A", "B"): "dropped", ("A", "C"): "b_wins", ("B", "C"): "continue"}
+    # a claim is final: the next look carries it even where new data would say otherwise
+    later, _ = sequential.look([{**p, "stats": stats(0.0, 0.05, 0.04)} for p in pairs],
+                               {(r["a"], r["b"], r["scope"]): r for r in records}, settings(), 7, (0.03, 0.06))
+    assert [r["decision"] for r in later][:2] == ["dropped", "b_wins"] and later[1]["carried"]
+
+
+def test_futility_says_more_prompts_when_the_shared_prompt_part_alone_is_too_wide():
+    """A prompt lean that more seeds never average away: sd 0.1 of shared lean over 50 prompts, a margin of 0.02."""
+    s = stats(0.01, 0.2, 0.15, seeds=4, prompts=50, seed=0.0, prompt=0.1 ** 2, resid=0.1)
+    why = sequential.futility(s, settings(margin=0.02), (0.03, 0.06), seeds_left=8)
+    assert why and "more prompts are needed, not more seeds" in why
+    # with little prompt lean, the same pair is worth more seeds
+    s_small = stats(0.015, 0.2, 0.15, seeds=4, prompts=2000, seed=0.0, prompt=1e-6, resid=0.1)
+    assert sequential.futility(s_small, settings(margin=0.05), (0.03, 0.06), seeds_left=8) is None
+    # two seed units measure too little to call anything futile
+    assert sequential.futility({**s, "seeds": 2}, settings(margin=0.02), (0.03, 0.06), seeds_left=10) is None
+
+
+def test_settings_out_of_range_are_one_line_errors():
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.first_seeds=1 is invalid: allowed an integer >= 2"):
+        settings(first_seeds=1)
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.margin=-0.1 is invalid"):
+        settings(margin=-0.1)
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.spending='linear' is invalid: allowed one of obrien"):
+        settings(spending="linear")
+
+
+def test_a_sequential_study_without_a_margin_is_refused_before_anything_starts(tmp_path):
+    proc = cli("notus_lab", "--multirun", "+experiment=critique_vs_rating", "study.margin=null",
+               "hydra/sweeper=sequential", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: study.margin=None is invalid: hydra/sweeper=sequential")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Operating characteristics, by simulation through the same functions
+
+
+@pytest.mark.parametrize("design", [operating.Design("gaussian", 2, 300, MEASURED),
+                                    operating.Design("gaussian", 3, 300, MEASURED),
+                                    operating.Design("judged", 2, 300, world=World("judged", seed_sd=0.1, lean_sd=0.3))],
+                         ids=["measured-2", "measured-3", "judged-2"])
+def test_false_claims_stay_under_alpha_at_every_true_difference(design):
+    """Family-wise false claims over every look and pair (a winner where there is none, "equivalent" where
+    |B - A| >= margin), at true differences 0 and margin, the two where claims can be false."""
+    reps = 600
+    for effect in (0.0, 0.05):
+        r = operating.simulate(design, settings(), effect, reps)
+        print(f"\n{design.label()} at {effect:+.3f}: false claims {r['false_claims']:.3f}, coverage {r['coverage']:.3f}, "
+              f"power {r['power']:.2f}, E[seeds] {r['seeds']:.1f}")
+        assert r["false_claims"] <= 0.05 + 2 * mc_error(0.05, reps)
+        assert r["coverage"] >= 0.95 - 2 * mc_error(0.95, reps)
+
+
+def test_without_spending_looking_after_every_round_inflates_false_claims():
+    """The negative control: the same rule, every look at the full alpha. At a true difference of exactly the
+    margin, "equivalent" is false, and eleven chances to claim it push the error well past 5 %; spending keeps it
+    under."""
+    design, reps = operating.Design("gaussian", 2, 300, MEASURED), 1000
+    naive = operating.simulate(design, settings(), 0.05, reps, spend=False)
+    spent = operating.simulate(design, settings(), 0.05, reps)
+    print(f"\nfalse claims at the margin: {naive['false_claims']:.3f} without spending, {spent['false_claims']:.3f} with")
+    assert naive["false_claims"] > 0.05 + 3 * mc_error(0.05, reps)
+    assert spent["false_claims"] <= 0.05
+
+
+def test_the_union_bound_holds_too_and_the_joint_boundaries_decide_with_fewer_arms():
+    design, reps = operating.Design("gaussian", 2, 300, MEASURED), 500
+    union = operating.simulate(design, settings(boundary="union"), 0.05, reps)
+    joint = operating.simulate(design, settings(), 0.05, reps)
+    assert union["false_claims"] <= 0.05 + 2 * mc_error(0.05, reps)
+    assert joint["power"] > union["power"]
+    # against a fixed design of the same power, on the same planted data, the sequential study saves arms
+    assert joint["fixed_arms_same_power"] is None or joint["arms"] < joint["fixed_arms_same_power"]
+    assert joint["arms"] < 2 * 12
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweeper, with a stub launcher that plants judged run dirs
+
+
+class PlantingLauncher:
+    """Stands in for joblib / submitit: each job becomes a finished run dir whose per-prompt judged outcomes
+    come from a planted truth (mean_rating better by `gap`), or a failed one for the names in `fail`."""
+
+    def __init__(self, sweep_dir, gap, fail=(), prompts=200):
+        self.sweep_dir, self.gap, self.fail, self.prompts, self.launched = sweep_dir, gap, set(fail), prompts, []
+
+    def launch(self, job_overrides, initial_job_idx):
+        from notus_lab.config.science import run_dir_name
+
+        out = []
+        for job in job_overrides:
+            name = run_dir_name(list(job))
+            self.launched.append(name)
+            given = dict(o.lstrip("+").split("=", 1) for o in job)
+            d = self.sweep_dir / name
+            (d / ".hydra").mkdir(parents=True, exist_ok=True)
+            (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job)))
+            (d / "config.yaml").write_text("sweep_name: stub\n")
+            if any(f in name for f in self.fail):
+                (d / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": "planted"}))
+                out.append(JobReturn(overrides=list(job), status=JobStatus.FAILED, _return_value=RuntimeError("x")))
+                continue
+            rng = np.random.default_rng([int(given["train.seed"]), given["data"] == "mean_rating"])
+            p = 0.5 + (self.gap if given["data"] == "mean_rating" else 0.0)
+            won = rng.random(self.prompts) < p
+            (d / "generations.jsonl").write_text("".join(
+                json.dumps({"prompt": f"p{i}", "sample": 0, "winner": "policy" if w else "reference",
+                            "policy_score": float(w), "reference_score": 0.5}) + "\n" for i, w in enumerate(won)))
+            (d / "metrics.json").write_text(json.dumps({"generation": {"win_rate_vs_reference": float(won.mean())},
+                                                        "compute": {"device_hours": 0.5, "unit": "CPU-hours"}}))
+            out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
+        return out
+
+
+def stub_sweeper(sweep_dir, launcher, **changes):
+    from hydra_plugins.notus_lab_sweepers.sweepers import SequentialSweeper
+
+    s = {**BASE, "max_seeds": 4, **changes}
+    sweeper = SequentialSweeper(**{k: v for k, v in s.items()}, params={"data": "critique_fixed,mean_rating"})
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}, "wandb": {"mode": "disabled"}})
+    sweeper.hydra_context = type("Context", (), {"config_loader": None})()
+    sweeper.launcher = launcher
+    return sweeper
+
+
+def test_the_sweeper_adds_seeds_in_rounds_records_every_round_and_resumes_without_relaunching(tmp_path, capsys):
+    sweep_dir = tmp_path / "study"
+    launcher = PlantingLauncher(sweep_dir, gap=0.0)
+    stub_sweeper(sweep_dir, launcher, margin=0.3, max_seeds=3).sweep(["train.seed=1,2", "beta=0.1"])
+    state = rounds.load(sweep_dir)
+    assert [r["seeds"] for r in state["rounds"]][0] == [1, 2] and len(launcher.launched) >= 4
+    assert state["outcome"] in ("decided", "max_seeds", "futile") and state["settings"]["margin"] == 0.3
+    assert all(set(p) >= {"a", "b", "scope", "mean", "interval", "alpha", "decision", "reason"}
+               for r in state["rounds"] for p in r["pairs"])
+    out = capsys.readouterr().out
+    assert "round 1: seeds 2 of at most 3, 4/4 arms finished" in out and f"study {state['outcome']}" in out
+    text = (sweep_dir / "report.md").read_text()
+    assert "## Rounds" in text and "A sequential study (hydra/sweeper=sequential)" in text
+    # the same command again: nothing relaunched, nothing lost
+    before = json.dumps(state["rounds"])
+    again = PlantingLauncher(sweep_dir, gap=0.0)
+    stub_sweeper(sweep_dir, again, margin=0.3, max_seeds=3).sweep(["train.seed=1,2", "beta=0.1"])
+    assert again.launched == [] and json.dumps(rounds.load(sweep_dir)["rounds"]) == before
+
+
+def test_a_study_killed_between_rounds_continues_from_its_last_round(tmp_path):
+    sweep_dir = tmp_path / "study"
+    first = PlantingLauncher(sweep_dir, gap=0.0)
+    sweeper = stub_sweeper(sweep_dir, first, margin=0.01, max_seeds=4)
+    cells, seeds = sweeper._design(["train.seed=1,2", "beta=0.1"])
+    state = rounds.resume(sweep_dir, sweeper.settings, {"cells": cells, "first_seeds": seeds})
+    sweeper._round(sweep_dir, state, cells, seeds)  # round 1 only, then "killed"
+    assert len(rounds.load(sweep_dir)["rounds"]) == 1 and rounds.load(sweep_dir)["outcome"] is None
+    second = PlantingLauncher(sweep_dir, gap=0.0)
+    stub_sweeper(sweep_dir, second, margin=0.01, max_seeds=4).sweep(["train.seed=1,2", "beta=0.1"])
+    state = rounds.load(sweep_dir)
+    assert all("train.seed=1" not in n and "train.seed=2" not in n for n in second.launched)  # never retrained
+    assert state["rounds"][0]["seeds"] == [1, 2] and len(state["rounds"]) >= 2
+
+
+def test_a_failed_arm_is_retried_once_then_counted_missing_and_the_study_goes_on(tmp_path):
+    sweep_dir = tmp_path / "study"
+    launcher = PlantingLauncher(sweep_dir, gap=0.0, fail=["data=mean_rating,train.seed=2"])
+    stub_sweeper(sweep_dir, launcher, margin=0.3, max_seeds=3).sweep(["train.seed=1,2", "beta=0.1"])
+    state = rounds.load(sweep_dir)
+    failed = [n for n in launcher.launched if "data=mean_rating,train.seed=2" in n]
+    assert len(failed) == 2 and state["failures"][failed[0]] == 2  # tried, retried once, then left alone
+    assert failed[0] in state["rounds"][-1]["missing"]
+    assert "failed twice and are missing" in (sweep_dir / "report.md").read_text()
+
+
+def test_a_clear_winner_stops_the_study_early_and_a_budget_stops_it_before_a_round_it_cannot_pay(tmp_path):
+    winner = PlantingLauncher(tmp_path / "win", gap=0.3)
+    stub_sweeper(tmp_path / "win", winner, max_seeds=12).sweep(["train.seed=1,2,3", "beta=0.1"])
+    state = rounds.load(tmp_path / "win")
+    assert state["outcome"] == "decided" and state["rounds"][-1]["pairs"][0]["decision"] == "b_wins"
+    assert len(state["rounds"][-1]["seeds"]) < 12
+    poor = PlantingLauncher(tmp_path / "poor", gap=0.0)
+    stub_sweeper(tmp_path / "poor", poor, margin=0.001, budget_hours=2.5).sweep(["train.seed=1,2", "beta=0.1"])
+    state = rounds.load(tmp_path / "poor")  # 4 arms cost 2.0 device-h; the next round's 2 would pass 2.5
+    assert state["outcome"] == "budget" and len(state["rounds"]) == 1
+
+
+def test_a_changed_setting_is_refused_instead_of_mixing_two_studies(tmp_path):
+    sweep_dir = tmp_path / "study"
+    stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.3, max_seeds=3).sweep(["train.seed=1,2"])
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.margin=0.2 is invalid: this sweep's rounds.json ran with 0.3"):
+        stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.2, max_seeds=3).sweep(["train.seed=1,2"])
