@@ -122,36 +122,45 @@ def test_a_sequential_study_without_a_margin_is_refused_before_anything_starts(t
 # Operating characteristics, by simulation through the same functions
 
 
-@pytest.mark.parametrize("design", [operating.Design("gaussian", 2, 300, MEASURED),
-                                    operating.Design("gaussian", 3, 300, MEASURED),
-                                    operating.Design("judged", 2, 300, world=World("judged", seed_sd=0.1, lean_sd=0.3))],
-                         ids=["measured-2", "measured-3", "judged-2"])
-def test_false_claims_stay_under_alpha_at_every_true_difference(design):
+JUDGED = World("judged", seed_sd=0.1, lean_sd=0.3)
+
+
+@pytest.mark.parametrize("design,margin", [(operating.Design("gaussian", 2, 300, MEASURED), 0.05),
+                                           (operating.Design("gaussian", 2, 300, MEASURED), 0.01),
+                                           (operating.Design("gaussian", 3, 300, MEASURED), 0.01),
+                                           (operating.Design("judged", 2, 300, world=JUDGED), 0.05),
+                                           (operating.Design("judged", 3, 300, world=JUDGED), 0.01)],
+                         ids=["measured-2", "measured-2-tight", "measured-3-tight", "judged-2", "judged-3-tight"])
+def test_false_claims_stay_under_alpha_at_every_true_difference(design, margin):
     """Family-wise false claims over every look and pair (a winner where there is none, "equivalent" where
-    |B - A| >= margin), at true differences 0 and margin, the two where claims can be false."""
+    |B - A| >= margin), at true differences 0 and margin, the two where claims can be false; a tight margin makes
+    equivalence hard, so the study looks many times."""
     reps = 600
-    for effect in (0.0, 0.05):
-        r = operating.simulate(design, settings(), effect, reps)
+    for effect in (0.0, margin):
+        r = operating.simulate(design, settings(margin=margin), effect, reps)
         print(f"\n{design.label()} at {effect:+.3f}: false claims {r['false_claims']:.3f}, coverage {r['coverage']:.3f}, "
               f"power {r['power']:.2f}, E[seeds] {r['seeds']:.1f}")
         assert r["false_claims"] <= 0.05 + 2 * mc_error(0.05, reps)
         assert r["coverage"] >= 0.95 - 2 * mc_error(0.95, reps)
 
 
-def test_without_spending_looking_after_every_round_inflates_false_claims():
-    """The negative control: the same rule, every look at the full alpha. At a true difference of exactly the
-    margin, "equivalent" is false, and eleven chances to claim it push the error well past 5 %; spending keeps it
-    under."""
-    design, reps = operating.Design("gaussian", 2, 300, MEASURED), 1000
-    naive = operating.simulate(design, settings(), 0.05, reps, spend=False)
-    spent = operating.simulate(design, settings(), 0.05, reps)
-    print(f"\nfalse claims at the margin: {naive['false_claims']:.3f} without spending, {spent['false_claims']:.3f} with")
+@pytest.mark.parametrize("design,effect", [(operating.Design("judged", 2, 300, world=JUDGED), 0.0),
+                                           (operating.Design("gaussian", 2, 300, MEASURED), 0.01)],
+                         ids=["judged-no-difference", "measured-at-the-margin"])
+def test_without_spending_looking_after_every_round_inflates_false_claims(design, effect):
+    """The negative control: the same rule, every look at the full alpha, margin 0.01. With no difference, up to
+    eleven chances to call a winner; at a difference of exactly the margin, eleven chances to call it
+    "equivalent": either pushes the error well past 5 %, and spending keeps it under."""
+    reps = 1500
+    naive = operating.simulate(design, settings(margin=0.01), effect, reps, spend=False)
+    spent = operating.simulate(design, settings(margin=0.01), effect, reps)
+    print(f"\nfalse claims: {naive['false_claims']:.3f} without spending, {spent['false_claims']:.3f} with")
     assert naive["false_claims"] > 0.05 + 3 * mc_error(0.05, reps)
     assert spent["false_claims"] <= 0.05
 
 
 def test_the_union_bound_holds_too_and_the_joint_boundaries_decide_with_fewer_arms():
-    design, reps = operating.Design("gaussian", 2, 300, MEASURED), 500
+    design, reps = operating.Design("judged", 2, 300, world=JUDGED), 500
     union = operating.simulate(design, settings(boundary="union"), 0.05, reps)
     joint = operating.simulate(design, settings(), 0.05, reps)
     assert union["false_claims"] <= 0.05 + 2 * mc_error(0.05, reps)
