@@ -89,8 +89,15 @@ class SequentialSweeper(NotusSweeper):
         design = {"cells": cells, "first_seeds": first}
         state = rounds.resume(sweep_dir, self.settings, design)
         returns = []
-        while state["outcome"] is None:
+        state.pop("waiting", None)
+        while state["outcome"] is None and not state.get("waiting"):
             returns.append(self._round(sweep_dir, state, cells, first))
+        if state.get("waiting"):
+            w = state["waiting"]
+            print(f"round {len(state['rounds']) + 1} trained; waiting for `{w['metric']}` on {len(w['arms'])} arm(s): "
+                  f"attach the judges' files (python -m notus_lab.external {sweep_dir} ...), then run the same "
+                  "command again", flush=True)
+            return returns
         self._finish(sweep_dir, state, len(state["rounds"]))
         return returns
 
@@ -143,6 +150,11 @@ class SequentialSweeper(NotusSweeper):
                 if result.status != JobStatus.COMPLETED or not (sweep_dir / name / "metrics.json").exists():
                     state["failures"][name] = state["failures"].get(name, 0) + 1
         runs = rounds.study_runs(sweep_dir, design_names)
+        unjudged = rounds.unjudged(runs, self.settings.metric)
+        if unjudged:  # external judges (AlpacaEval, MT-Bench) come back later: the look waits for them
+            state["waiting"] = {"metric": self.settings.metric, "arms": unjudged}
+            rounds.save(sweep_dir, state)
+            return results
         family = sequential.family(sorted({scope(c)[0] for c in cells}), len({scope(c)[1] for c in cells}))
         previous = {(r["a"], r["b"], r["scope"]): r for r in (state["rounds"][-1]["pairs"] if state["rounds"] else [])}
         records, metric = rounds.evaluate(runs, self.settings, schedule, k, family, previous)

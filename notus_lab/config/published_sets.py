@@ -27,13 +27,13 @@ class Schema:
 SCHEMAS = (
     Schema("argilla_notus_v1", ("instruction", "chosen_response", "rejected_response"), "instruction",
            "chosen_response", "rejected_response", "chosen_avg_rating", "rejected_avg_rating",
-           "argilla/ultrafeedback-binarized-preferences: Notus 7B v1's set (mean of the four ratings, ties removed)"),
+           "argilla/ultrafeedback-binarized-preferences: Notus 7B v1's set (mean of the four ratings, a random strictly lower rejected; its card says some ties remain)"),
     Schema("argilla_cleaned", ("prompt", "chosen", "rejected", "chosen-rating"), "prompt", "chosen", "rejected",
            "chosen-rating", "rejected-rating",
            "argilla/ultrafeedback-binarized-preferences-cleaned: mean rating, ties and TruthfulQA removed"),
     Schema("h4_ultrafeedback_binarized", ("prompt", "prompt_id", "chosen", "rejected"), "prompt", "chosen", "rejected",
            "score_chosen", "score_rejected",
-           "HuggingFaceH4/ultrafeedback_binarized: Zephyr 7B beta's set (critique overall_score)"),
+           "HuggingFaceH4/ultrafeedback_binarized: Zephyr 7B beta's set (critique overall_score, ties kept; its current version is rebuilt on the fixed critique with TruthfulQA removed)"),
     Schema("pairs", ("prompt", "chosen", "rejected"), "prompt", "chosen", "rejected", "score_chosen", "score_rejected",
            "prompt / chosen / rejected (text or chat messages), optional score_chosen / score_rejected: "
            "notus_lab's own pairs.jsonl, TRL's preference format"),
@@ -69,3 +69,14 @@ def default_split(source: str, available: Optional[list[str]] = None) -> str:
             if name in available:
                 return name
     return "train"
+
+
+# Two corners of a signal x tie rule x rejected rule design (experiments/signal_vs_pair_rule.yaml): the rules the
+# published sets were built with, as data.* values (tests/unit/test_binarize_rules.py checks them on hand-made rows)
+CORNERS = {
+    # HuggingFaceH4/ultrafeedback_binarized (Zephyr): best critique overall_score chosen, a random other rejected,
+    # ties kept
+    "H4/Zephyr": {"data": ("critique", "critique_fixed"), "data.tie_policy": ("keep",), "data.rejected": ("random",)},
+    # argilla/ultrafeedback-binarized-preferences (Notus): best mean rating chosen, a random strictly lower rejected
+    "argilla/Notus": {"data": ("mean_rating",), "data.tie_policy": ("drop",), "data.rejected": ("random",)},
+}

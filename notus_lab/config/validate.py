@@ -85,6 +85,8 @@ def validate_data(d) -> None:
     if d.strategy == "prebinarized":
         _require(d.source != "world", "data.source", d.source,
                  "a file, datasets dir or hub id of prompt/chosen/rejected pairs with data=prebinarized")
+        _require(d.rejected == "random", "data.rejected", d.rejected,
+                 "random (data=prebinarized reads pairs whose rejected answer the set already chose)")
     if d.source == "world":
         validate_world(d.world)
     else:

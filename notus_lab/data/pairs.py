@@ -9,6 +9,7 @@ from typing import Iterable, Optional
 
 from notus_lab.config.published_sets import RAW, Schema
 from notus_lab.config.schema import DataConfig
+from notus_lab.core.errors import invalid
 from notus_lab.data.signals import bug_signature, number, signal_score
 from notus_lab.data.sources import normalize, pair_schema
 
@@ -83,7 +84,7 @@ def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
              questions: frozenset = frozenset()) -> tuple[list[dict], dict]:
     """Pairs for `d.strategy` from raw rows, and the counts that explain them."""
     if d.strategy == "prebinarized":
-        return _prebinarized(rows, indices, pair_schema(rows, d.source))
+        return _prebinarized(rows, indices, pair_schema(rows, d.source), d)
     dropped, completions_dropped, per_source = Counter(), Counter(), {}
     signal = "mean_rating" if d.strategy == "multi_pair" else d.strategy
     pairs, ties, n_in = [], 0, 0
@@ -141,7 +142,9 @@ def _messages_text(x) -> Optional[str]:
     return None
 
 
-def _prebinarized(rows: list, indices, schema: Schema) -> tuple[list[dict], dict]:
+def _prebinarized(rows: list, indices, schema: Schema, d: DataConfig) -> tuple[list[dict], dict]:
+    """The set's own pairs, with the pair rules that read scores (data.tie_policy=drop, data.min_margin) applied
+    where the set carries them; refused in one line where it does not."""
     dropped, pairs = Counter(), []
     idx = range(len(rows)) if indices is None else list(indices)
     for i in idx:
@@ -163,10 +166,30 @@ def _prebinarized(rows: list, indices, schema: Schema) -> tuple[list[dict], dict
                           "score_rejected": number(row.get(schema.score_rejected)), "row_index": i,
                           "source": row.get("source", "unknown")})
     scored = [p for p in pairs if p["score_chosen"] is not None and p["score_rejected"] is not None]
+    ties_in = sum(p["score_chosen"] == p["score_rejected"] for p in scored)
+    rules = [(key, value) for key, value, on in (("data.tie_policy", d.tie_policy, d.tie_policy == "drop"),
+                                                 ("data.min_margin", d.min_margin, d.min_margin > 0)) if on]
+    if rules and not scored:
+        key, value = rules[0]
+        raise invalid(key, value, "keep" if key == "data.tie_policy" else "0",
+                      why=f"this set ({schema.name}) carries no chosen/rejected scores to apply it to")
+    if rules:
+        kept = []
+        for p in pairs:
+            if p["score_chosen"] is None or p["score_rejected"] is None:
+                dropped["no_scores"] += 1
+            elif d.tie_policy == "drop" and p["score_chosen"] == p["score_rejected"]:
+                dropped["tie"] += 1
+            elif p["score_chosen"] - p["score_rejected"] < d.min_margin:
+                dropped["below_min_margin"] += 1
+            else:
+                kept.append(p)
+        pairs = kept
     return pairs, {"strategy": "prebinarized", "schema": schema.name, "rows_in": len(idx), "pairs_out": len(pairs),
                    "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {},
-                   "tie_pairs": sum(p["score_chosen"] == p["score_rejected"] for p in scored),
-                   "scored_pairs": len(scored)}
+                   "tie_pairs": sum(p["score_chosen"] == p["score_rejected"] for p in pairs
+                                    if p["score_chosen"] is not None and p["score_rejected"] is not None),
+                   "tie_pairs_in_set": ties_in, "scored_pairs": len(scored)}
 
 
 def as_data_config(d) -> DataConfig:

@@ -84,6 +84,24 @@ def forest(diffs: list[dict], metric: str, path: Path) -> None:
     _save(fig, path)
 
 
+def effects(rows: list[dict], metric: str, path: Path) -> None:
+    """One row per factorial effect: its estimate, 95 % CI (thick) and Bonferroni-adjusted CI (thin)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    for y, r in enumerate(reversed(rows)):
+        color = "tab:blue" if r["decided"] else "tab:gray"
+        ax.plot(r["adjusted_ci"], [y, y], color=color, lw=1)
+        ax.plot(r["ci"], [y, y], color=color, lw=4, alpha=0.6)
+        ax.plot([r["mean"]], [y], "o", color=color, mfc=color if r["decided"] else "white")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), [f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}" for r in reversed(rows)],
+                  fontsize=7)
+    ax.set_xlabel(f"effect on {metric}")
+    ax.set_title("factorial effects: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
 def curves(runs: list[dict], signal: str, path: Path) -> bool:
     """Held-out reward accuracy under `signal` over training steps, one line per run, coloured by strategy.
     False when no run logged more than one evaluation (train.eval_steps was off)."""
@@ -122,6 +140,9 @@ def draw(s, out_dir: Path) -> list[str]:
     if s.diffs:
         forest(s.diffs, metric, out_dir / "forest.png")
         plots.append("forest.png")
+    if s.effects and s.effects["rows"]:
+        effects(s.effects["rows"], metric, out_dir / "effects.png")
+        plots.append("effects.png")
     if rows:
         arms(rows, s.arm_keys, metric, out_dir / "arms.png", own=True)
         plots.append("arms.png")

@@ -11,8 +11,8 @@ from notus_lab.study.runs import mean_of
 
 
 def markdown(s: Report) -> str:
-    md = (header(s) + verdict_section(s) + rounds_section(s) + plan_section(s) + sign_check_section(s)
-          + arms_section(s) + cross_eval_section(s) + differences_section(s) + cost_section(s)
+    md = (header(s) + verdict_section(s) + rounds_section(s) + effects_section(s) + plan_section(s)
+          + sign_check_section(s) + arms_section(s) + cross_eval_section(s) + differences_section(s) + cost_section(s)
           + code_versions_section(s) + problems_section(s))
     md += [f"![{p}]({p})" for p in s.plots]
     return "\n".join(md) + "\n"
@@ -25,7 +25,7 @@ def summary(s: Report) -> dict:
             "cost": s.cost, "code_versions": {c: len(names) for c, names in s.codes.items()},
             "arms": [{k: v for k, v in r.items() if k != "members"} for r in s.rows], "differences": s.diffs,
             "runs": [{"name": r["name"], "status": r["status"], "error": r.get("error")} for r in s.runs],
-            "rounds": s.rounds, "plots": s.plots}
+            "rounds": s.rounds, "effects": s.effects, "plots": s.plots}
 
 
 def cross_eval_mean(row: dict, signal: str, key: str):
@@ -143,6 +143,35 @@ def rounds_section(s: Report) -> list[str]:
             md.append("| " + " | ".join(cells + [p["a"], p["b"], p["scope"], f"{p['mean']:+.4f}", interval,
                                                  f"{p['alpha']:.2g}", p["decision"] + carried, p["reason"],
                                                  f"{r['device_hours']:.3g}" if i == 0 else ""]) + " |")
+    return md + [""]
+
+
+def effects_section(s: Report) -> list[str]:
+    """What each data knob does: main effects and two-way interactions, and the published corners' decomposition."""
+    e = s.effects
+    if not e:
+        return []
+    md = ["", "## Effects", ""]
+    if not e["rows"]:
+        return md + [f"No effects: {e['note']}.", ""]
+    md += [f"The sweep crosses {', '.join(f'`{f}`' for f in e['factors'])}: each effect is high − low, averaged over "
+           f"the other factors' cells, on {e['seeds']} seeds{' x the shared prompts' if e['per_prompt'] else ''} "
+           f"(notus_lab/study/effects.py). Adjusted: Bonferroni over the {len(e['rows'])} effects.", "",
+           "| factor | low | high | effect | 95 % CI | adjusted CI | decided |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['factor']} | {r['contrast'][0]} | {r['contrast'][1]} | {r['mean']:+.4f} | {_ci(r['ci'])} | "
+           f"{_ci(r['adjusted_ci'])} | {'**yes**' if r['decided'] else 'no'} |" for r in e["rows"]]
+    d = e.get("decomposition")
+    if d:
+        parts = []
+        for p in d["parts"][:-1]:
+            if p["ci"] is None:
+                parts.append(f"{p['part']} 0 ({p['note']})")
+            else:
+                what = f" ({p['from']} → {p['to']})" if "from" in p else ""
+                parts.append(f"{p['part']}{what} {p['mean']:+.4f} {_ci(p['ci'])}")
+        total = d["parts"][-1]
+        md += ["", f"**Decomposition**: {d['to']} − {d['from']} = {total['mean']:+.4f} {_ci(total['ci'])} = "
+               + " + ".join(parts) + "."]
     return md + [""]
 
 

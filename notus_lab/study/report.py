@@ -31,6 +31,7 @@ from notus_lab.study.cost import (
     projected_arm_gpu_hours,
     sweep_cost,
 )
+from notus_lab.study.effects import effects
 from notus_lab.study.result import Report
 from notus_lab.study.rounds import load as load_rounds
 from notus_lab.study.runs import (
@@ -146,7 +147,8 @@ def build(sweep_dir: Path, metric: str | None, target_effect: float | None, proj
                   found=verdicts(diffs, metric), design=design_line(diffs), plan=needed, target_effect=target_effect,
                   cost=cost, checks=sign_check(diffs, runs), codes=dict(codes),
                   signals=sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")}),
-                  judged=any("generation/policy_mean_tokens" in r["metrics"] for r in finished), rounds=state)
+                  judged=any("generation/policy_mean_tokens" in r["metrics"] for r in finished), rounds=state,
+                  effects=effects(runs, metric, keys))
 
 
 def price_plan(needed: list[dict], cost: dict, arms: int, project_hardware: str) -> None:

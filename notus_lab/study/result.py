@@ -29,6 +29,7 @@ class Report:
     signals: list[str]              # eval signals the runs were scored under
     judged: bool                    # the runs have judged generations
     rounds: dict | None = None      # a sequential study's rounds.json
+    effects: dict | None = None     # factorial effects of the data knobs (study/effects.py)
     plots: list[str] = field(default_factory=list)
 
     @property

@@ -20,7 +20,7 @@ from notus_lab.core.errors import ConfigError
 from notus_lab.core.files import write_json
 from notus_lab.study import sequential
 from notus_lab.study.cost import sweep_cost
-from notus_lab.study.runs import default_metric, factors, read_runs
+from notus_lab.study.runs import default_metric, factors, has, read_runs
 from notus_lab.study.stats import ALPHA, detectable, pooled_matrices
 
 ROUNDS = "rounds.json"
@@ -58,6 +58,13 @@ def resume(sweep_dir: Path, settings: sequential.Settings, design: dict) -> dict
 def study_runs(sweep_dir: Path, names: set[str]) -> list[dict]:
     """The study's own arms among the sweep dir's run dirs (another sweep may share the dir)."""
     return [r for r in read_runs(sweep_dir) if r["name"] in names] if Path(sweep_dir).is_dir() else []
+
+
+def unjudged(runs: list[dict], metric: str | None) -> list[str]:
+    """Finished arms that lack the deciding metric (an external judge's, attached later by notus_lab.external)."""
+    if metric is None:
+        return []
+    return sorted(r["name"] for r in runs if r["status"] == "finished" and not has(r, metric))
 
 
 def evaluate(runs: list[dict], settings: sequential.Settings, schedule: list[int], k: int, family: int,

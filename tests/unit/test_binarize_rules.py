@@ -122,7 +122,7 @@ def test_prebinarized_accepts_strings_and_messages():
             {"prompt": [{"role": "user", "content": "p2"}], "chosen": [{"role": "user", "content": "p2"},
              {"role": "assistant", "content": "c2"}], "rejected": [{"role": "assistant", "content": "r2"}]},
             {"prompt": "p3", "chosen": "same", "rejected": "same"}]
-    pairs, rep = binarize(rows, DataConfig(strategy="prebinarized"))
+    pairs, rep = binarize(rows, DataConfig(strategy="prebinarized", tie_policy="keep"))
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [("p", "c", "r"), ("p2", "c2", "r2")]
     assert rep["rows_dropped"] == {"duplicate_response": 1}
 
@@ -135,3 +135,50 @@ def test_held_out_prompts_are_the_same_for_every_strategy_and_never_split():
     assert len(test_prompts) == 10 and not test_prompts & {rows[i]["instruction"] for i in train}
     assert split_rows(rows, 0.25, seed=42) == (train, test)  # pure function of prompts and seed
     assert split_rows(rows, 0.25, seed=7)[1] != test
+
+
+# ---------------------------------------------------------------------------------------------
+# The two published corners of experiments/signal_vs_pair_rule.yaml, on one hand-made row
+
+
+def corner_row(instruction="which river is longest?"):
+    return R(C("c0 confident and wrong", ("3", "3", "3", "3"), 8.0),
+               C("c1 careful and right", ("5", "5", "4", "5"), 8.0),
+               C("c2 right, terse", ("4", "4", "4", "4"), 6.0),
+               C("c3 right, rambling", ("4", "4", "4", "4"), 4.0), instruction=instruction)
+
+
+def corner_picks(strategy, tie_policy, rejected="random", rows=None):
+    """{(chosen, rejected)} over 40 values of data.seed: which pairs the rule can draw."""
+    picks = set()
+    for seed in range(40):
+        d = DataConfig(strategy=strategy, tie_policy=tie_policy, rejected=rejected, seed=seed,
+                       vintage="fixed" if strategy == "critique" else "as_is")
+        pairs, _ = binarize(rows or [corner_row()], d)
+        picks |= {(p["chosen_index"], p["rejected_index"]) for p in pairs}
+    return picks
+
+
+def test_the_h4_zephyr_corner_is_critique_random_keep():
+    """HuggingFaceH4/ultrafeedback_binarized: the highest overall_score is chosen (the first on a tie) and the rejected
+    is a random one of the OTHER completions, a tied one included (alignment-handbook's binarization)."""
+    assert corner_picks("critique", "keep") == {(0, 1), (0, 2), (0, 3)}
+    # a row whose completions all score the same is still a pair under H4's rule
+    flat = R(C("a", overall=7.0), C("b", overall=7.0), instruction="flat")
+    assert corner_picks("critique", "keep", rows=[flat]) == {(0, 1)}
+
+
+def test_the_argilla_notus_corner_is_mean_rating_random_drop():
+    """argilla/ultrafeedback-binarized-preferences: the highest mean of the four ratings is chosen and the rejected
+    is a random completion with a STRICTLY lower mean; a prompt where none is lower is dropped."""
+    assert corner_picks("mean_rating", "drop") == {(1, 0), (1, 2), (1, 3)}
+    flat = R(C("a", ("4", "4", "4", "4")), C("b", ("4", "4", "4", "4")), instruction="flat")
+    pairs, report = binarize([flat], DataConfig(strategy="mean_rating", tie_policy="drop"))
+    assert pairs == [] and report["rows_dropped"] == {"no_valid_pair": 1}
+
+
+def test_the_factorial_cells_between_the_corners_change_one_rule_each():
+    assert corner_picks("critique", "drop") == {(0, 2), (0, 3)}            # H4's signal, ties dropped
+    assert corner_picks("critique", "keep", "lowest") == {(0, 3)}          # H4's signal, the lowest rejected
+    assert corner_picks("mean_rating", "keep") == {(1, 0), (1, 2), (1, 3)}  # no tie with the top: keep = drop here
+    assert corner_picks("mean_rating", "drop", "lowest") == {(1, 0)}

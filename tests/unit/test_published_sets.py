@@ -54,7 +54,7 @@ SETS = {"argilla_notus_v1": (notus_v1_rows, "prebinarized", (4.5, 2.25)),
 @pytest.mark.parametrize("schema", sorted(SETS))
 def test_each_published_set_is_read_by_its_own_columns_with_its_scores(schema):
     make, strategy, first_scores = SETS[schema]
-    pairs, report = binarize(make(), DataConfig(strategy=strategy))
+    pairs, report = binarize(make(), DataConfig(strategy=strategy, tie_policy="keep" if strategy == "prebinarized" else "drop"))
     assert report["schema"] == schema and report["pairs_out"] == len(PROMPTS) and report["rows_dropped"] == {}
     assert (pairs[0]["prompt"], pairs[0]["chosen"], pairs[0]["rejected"]) == (PROMPTS[0], "the good answer 0", "a bad answer 0")
     assert (pairs[0]["score_chosen"], pairs[0]["score_rejected"]) == pytest.approx(first_scores)
@@ -62,10 +62,32 @@ def test_each_published_set_is_read_by_its_own_columns_with_its_scores(schema):
         assert report["tie_pairs"] == 6  # H4 kept its ties; the scores show them
 
 
-def test_min_margin_sees_a_published_sets_own_ratings():
-    pairs, _ = binarize(notus_v1_rows(), DataConfig(strategy="prebinarized"))
-    margins = [p["score_chosen"] - p["score_rejected"] for p in pairs]
-    assert sorted(set(margins)) == [1.25, 1.75, 2.25]
+def test_min_margin_and_tie_policy_apply_to_a_published_sets_own_ratings():
+    """A new user's case: 10 pairs, 5 of them ties, `min_margin=3 tie_policy=drop` used to keep all 10."""
+    rows = [{"prompt": f"q{i}", "prompt_id": f"{i:064x}", "chosen": chat(f"q{i}", f"good {i}"),
+             "rejected": chat(f"q{i}", f"bad {i}"), "score_chosen": 8.0, "score_rejected": 8.0 if i < 5 else 8.0 - i}
+            for i in range(10)]  # margins: 0 for q0-q4, then 5, 6, 7, 8
+    rows[9]["score_rejected"] = 6.0  # and 2 for q9: under 3
+    pairs, report = binarize(rows, DataConfig(strategy="prebinarized", min_margin=3, tie_policy="drop"))
+    assert [p["prompt"] for p in pairs] == ["q5", "q6", "q7", "q8"]
+    assert report["rows_dropped"] == {"below_min_margin": 1, "tie": 5} and report["pairs_out"] == 4
+    assert report["tie_pairs_in_set"] == 5 and report["tie_pairs"] == 0
+    kept, report = binarize(rows, DataConfig(strategy="prebinarized", tie_policy="keep"))  # as published
+    assert len(kept) == 10 and report["rows_dropped"] == {} and report["tie_pairs"] == 5
+    margins = [p["score_chosen"] - p["score_rejected"] for p in binarize(notus_v1_rows(), DataConfig(
+        strategy="prebinarized", min_margin=1.5, tie_policy="keep"))[0]]
+    assert sorted(set(margins)) == [1.75, 2.25]  # argilla's own ratings: 1.25 is under the margin
+
+
+def test_pair_rules_on_a_set_without_scores_are_refused_in_one_line():
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(4)]
+    with pytest.raises(ConfigError) as e:
+        binarize(rows, DataConfig(strategy="prebinarized", source="pairs.jsonl", tie_policy="drop"))
+    assert str(e.value) == ("data.tie_policy='drop' is invalid: this set (pairs) carries no chosen/rejected scores to "
+                            "apply it to; allowed keep")
+    with pytest.raises(ConfigError, match=r"^data.min_margin=1 is invalid: this set \(pairs\) carries no"):
+        binarize(rows, DataConfig(strategy="prebinarized", source="pairs.jsonl", tie_policy="keep", min_margin=1))
+    assert len(binarize(rows, DataConfig(strategy="prebinarized", source="pairs.jsonl", tie_policy="keep"))[0]) == 4
 
 
 def test_rows_of_no_known_schema_are_one_line_naming_the_schemas():

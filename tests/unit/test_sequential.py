@@ -283,3 +283,25 @@ def test_a_changed_setting_is_refused_instead_of_mixing_two_studies(tmp_path):
     stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.3, max_seeds=3).sweep(["train.seed=1,2"])
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.margin=0.2 is invalid: this sweep's rounds.json ran with 0.3"):
         stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.2, max_seeds=3).sweep(["train.seed=1,2"])
+
+
+def test_a_study_decided_by_an_external_judge_waits_for_its_files_and_goes_on_when_they_come(tmp_path, capsys):
+    """At 7B the deciding metric is AlpacaEval's, attached after training by notus_lab.external: a round trains,
+    waits, and the same command looks once the judgments are there, relaunching nothing."""
+    sweep_dir = tmp_path / "study"
+    launcher = PlantingLauncher(sweep_dir, gap=0.0)
+    stub_sweeper(sweep_dir, launcher, margin=0.3, max_seeds=3, metric="alpaca_eval/win_rate").sweep(["train.seed=1,2"])
+    state = rounds.load(sweep_dir)
+    assert state["rounds"] == [] and len(state["waiting"]["arms"]) == 4 and state["outcome"] is None
+    assert "waiting for `alpaca_eval/win_rate` on 4 arm(s)" in capsys.readouterr().out
+    for run in sweep_dir.iterdir():  # the judges' verdicts come back, prompt by prompt
+        if (run / "generations.jsonl").exists():
+            per = {json.loads(line)["prompt"]: float(json.loads(line)["winner"] == "policy")
+                   for line in (run / "generations.jsonl").read_text().splitlines()}
+            (run / "external.json").write_text(json.dumps({"alpaca_eval": {"win_rate": 100 * float(np.mean(list(per.values()))),
+                                                                           "per_prompt": per}}))
+    again = PlantingLauncher(sweep_dir, gap=0.0)
+    stub_sweeper(sweep_dir, again, margin=0.3, max_seeds=3, metric="alpaca_eval/win_rate").sweep(["train.seed=1,2"])
+    state = rounds.load(sweep_dir)
+    assert state["rounds"][0]["seeds"] == [1, 2] and state["rounds"][0]["metric"] == "alpaca_eval/win_rate"
+    assert not any("train.seed=1" in n or "train.seed=2" in n for n in again.launched)
