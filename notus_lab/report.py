@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     parser.add_argument("--metric", help="a metrics.json key, flattened with '/' (default: the judged win rate "
                                          f"{JUDGED} when every run has it, else truth_accuracy); external judges: "
                                          "alpaca_eval/win_rate, alpaca_eval/length_controlled_winrate, mt_bench/score, "
-                                         "mt_bench_pair/win_rate")
+                                         "mt_bench_pair/win_rate_adjusted")
     parser.add_argument("--target-effect", type=float, help="also print the seeds and prompts needed to detect it, "
                                                                "and what each design costs")
     parser.add_argument("--project-hardware", default=PROJECT_HARDWARE,

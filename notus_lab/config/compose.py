@@ -86,8 +86,9 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
             params = None
             if "-m" in argv or "--multirun" in argv:
                 first = sweep_variants(overrides)[0]
-                hydra_cfg = compose(config_name, overrides=first + hydra_overrides, return_hydra_config=True).hydra
-                check_sweep(hydra_cfg)
+                full = compose(config_name, overrides=first + hydra_overrides, return_hydra_config=True)
+                hydra_cfg = full.hydra
+                check_sweep(hydra_cfg, full)
                 node = hydra_cfg.sweeper.get("params")
                 params = OmegaConf.to_container(node) if isinstance(node, DictConfig) else {}
             for v in sweep_variants(overrides, params):
@@ -98,9 +99,10 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
         raise ConfigError(_one_line(exc, overrides)) from None
 
 
-def check_sweep(hydra_cfg) -> None:
-    """A sweep's own settings, before any arm starts: the sequential sweeper's, and a SLURM launcher on a machine
-    that has SLURM (submitit's "Could not detect srun" otherwise comes after the whole sweep was composed)."""
+def check_sweep(hydra_cfg, cfg=None) -> None:
+    """A sweep's own settings, before any arm starts: the sequential sweeper's, a SLURM request that holds what
+    the run starts, and a SLURM launcher on a machine that has SLURM (submitit's "Could not detect srun" otherwise
+    comes after the whole sweep was composed)."""
     import shutil
 
     from notus_lab.config.study import Settings
@@ -113,7 +115,12 @@ def check_sweep(hydra_cfg) -> None:
                                       "below which two strategies count as equally good"))
         fields = {k: sweeper.get(k) for k in Settings.__dataclass_fields__}
         Settings(**fields).check()
-    if "Slurm" in str(hydra_cfg.launcher.get("_target_", "")) and not shutil.which("sbatch"):
+    slurm = "Slurm" in str(hydra_cfg.launcher.get("_target_", ""))
+    if slurm and cfg is not None:
+        from notus_lab.config.validate import check_request
+
+        check_request(hydra_cfg.launcher, cfg)
+    if slurm and not shutil.which("sbatch"):
         raise ConfigError(message("hydra/launcher", hydra_cfg.runtime.choices.get("hydra/launcher", "slurm"),
                                   "hydra/launcher=parallel (./sweep.sh NAME --local), or a local cluster: "
                                   "scripts/slurm_local.sh start", why="no SLURM found on this machine (no sbatch "

@@ -262,3 +262,30 @@ def validate_judge(j, d) -> None:
         if j.model != "tiny" and looks_like_local_path(j.model):
             _require(os.path.isfile(os.path.join(os.path.expanduser(j.model), "config.json")), "judge.model", j.model,
                      "an existing reward-model dir (with config.json), `tiny`, or a hub id (org/name)")
+
+
+def check_request(launcher, cfg) -> None:
+    """A SLURM job (hydra/launcher=slurm*) asks for what the run will start on each node: a GPU per rank on a GPU
+    profile (no more, no less), a core per rank at least, the nodes, and the host memory the preflight estimates."""
+    hw = cfg.hardware
+    ranks = hw.num_processes
+    gpus = launcher.get("gpus_per_node") or 0
+    if hw.device == "cuda" and gpus != ranks:
+        raise invalid("hydra.launcher.gpus_per_node", gpus, f"{ranks}", why=f"hardware={hw.name} starts {ranks} "
+                      f"rank(s) per node (hardware.num_processes), one GPU each")
+    if hw.device != "cuda" and gpus:
+        raise invalid("hydra.launcher.gpus_per_node", gpus, "0", why=f"hardware={hw.name} runs on {hw.device}")
+    cpus = launcher.get("cpus_per_task") or 1
+    if cpus < ranks:
+        raise invalid("hydra.launcher.cpus_per_task", cpus, f">= {ranks}", why=f"hardware={hw.name} starts {ranks} "
+                      "rank(s) per node, each needing a core")
+    if (launcher.get("nodes") or 1) != hw.num_nodes:
+        raise invalid("hydra.launcher.nodes", launcher.get("nodes"), f"{hw.num_nodes}",
+                      why=f"hardware.num_nodes={hw.num_nodes}: the run starts its ranks on that many nodes")
+    mem = launcher.get("mem_gb")
+    if mem and hw.device == "cuda" and cfg.base.shape.num_parameters:
+        need = memory.host_estimate(cfg)["total"]
+        if mem < need:
+            raise invalid("hydra.launcher.mem_gb", mem, f">= {math.ceil(need)}",
+                          why=f"the memory preflight estimates ~{need:g} GB of host memory per node for "
+                              f"hardware={hw.name}")

@@ -8,11 +8,19 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-# a Notus v1 arm (FIELD-NOTES §3): 61,135 training pairs, 3 epochs, max_length 1024, full DPO with a reference
-NOTUS_PAIRS, NOTUS_EPOCHS, NOTUS_MAX_LENGTH = 61_135, 3, 1024
-# what one Notus-scale arm cost as recorded: Notus 7B v1's model card, about 12 h on 8 x A100-40GB
+# The pairs each 7B recipe trains on, per epoch, with the set they come from:
+# - Notus 7B v1: argilla/ultrafeedback-binarized-preferences, 63,619 rows, less the 2,000 Notus held out;
+# - Zephyr 7B beta: HuggingFaceH4/ultrafeedback_binarized at the revision experiments/zephyr_7b_beta.yaml pins
+#   (the Zephyr era: train_test_split(test_size=2000, seed=42) of its rows -> 61,966 train pairs); the set's 2024
+#   re-upload (fixed critique, TruthfulQA removed) has 61,135 in train_prefs.
+NOTUS_PAIRS, ZEPHYR_PAIRS, H4_2024_PAIRS = 61_619, 61_966, 61_135
+NOTUS_EPOCHS, NOTUS_MAX_LENGTH = 3, 1024
+# What one Notus-scale arm cost as recorded: Notus 7B v1's model card, about 12 h on 8 x A100-40GB with ZeRO-3
+# offloading parameters and optimizer to the CPU. At 2 x 1024 tokens a pair (an upper bound) that is ~20 % MFU
+# (`recorded_mfu`); the 40 % assumed for profiles that do not offload is benchmarks/README's GPU target, until
+# benchmarks/gpu_check.py measures it.
 NOTUS_ARM_GPU_HOURS = 96
-ASSUMED_MFU = 0.40  # benchmarks/README's GPU target; replace it with gpu_check.py's measured MFU
+ASSUMED_MFU = 0.40
 
 
 def run_cost(run: dict) -> dict | None:
@@ -70,6 +78,16 @@ def dpo_flops_per_token(n_params: float, adapter: str, reference: bool = True, l
     attn = layers * hidden * seq
     policy = 6 * n_params + 12 * attn if adapter == "full" else 4 * n_params + 8 * attn
     return policy + (2 * n_params + 4 * attn if reference else 0)
+
+
+A100_PEAK_TFLOPS = 312  # bf16 dense, what Notus's 8 x A100-40GB had
+
+
+def recorded_mfu(n_params: float, pairs: int = NOTUS_PAIRS) -> float:
+    """The MFU Notus's recorded 96 GPU-hours imply for its recipe at 2 x 1024 tokens a pair: an upper bound, as
+    real pairs are shorter."""
+    at_full = projected_arm_gpu_hours(n_params, 8, A100_PEAK_TFLOPS, pairs=pairs, mfu=1.0)
+    return at_full / NOTUS_ARM_GPU_HOURS
 
 
 def projected_arm_gpu_hours(n_params: float, gpus: int, peak_tflops: float, adapter: str = "full",

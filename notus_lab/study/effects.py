@@ -25,7 +25,13 @@ from operator import itemgetter
 
 import numpy as np
 
-from notus_lab.study.runs import SEED_KEYS, STRATEGY_KEY, has, never_pooled, per_prompt_outcomes
+from notus_lab.study.runs import (
+    SEED_KEYS,
+    STRATEGY_KEY,
+    has,
+    never_pooled,
+    per_prompt_outcomes,
+)
 from notus_lab.study.stats import ALPHA, crossed_interval
 
 DATA_KNOBS = "data."

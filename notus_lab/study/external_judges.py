@@ -24,7 +24,7 @@ use like any metric.
 Records are matched to a run by the model id `notus_lab.generate` gave its answers (the run dir's name, or
 `--model-id`). Each run gets external.json with one entry per judge; a second file for the same judge merges
 into its entry. The report reads `alpaca_eval/win_rate`, `alpaca_eval/length_controlled_winrate`,
-`mt_bench/score`, `mt_bench_pair/win_rate` (`--metric`), prompt by prompt where the judge gives per-prompt verdicts.
+`mt_bench/score`, `mt_bench_pair/win_rate_adjusted` (`--metric`), prompt by prompt where the judge gives per-prompt verdicts.
 """
 
 from __future__ import annotations
@@ -146,9 +146,16 @@ def length_controlled(records: list[dict]) -> dict | None:
         predicted = pd.Series(model.predict_proba(test)[:, 1])  # each prompt's preference at no length difference
         lc = {"length_controlled_winrate": predicted.mean() * 100, "lc_standard_error": predicted.sem() * 100}
         glm = "length_controlled_minimal (offline: alpaca_eval's GLM without the hub's instruction difficulty)"
-    return {"length_controlled_winrate": float(lc["length_controlled_winrate"]) / 100,
-            "lc_standard_error": float(lc["lc_standard_error"]) / 100, "lc_model": glm,
-            "avg_length": float(frame["output_2"].str.len().mean())}
+    out = {"length_controlled_winrate": float(lc["length_controlled_winrate"]) / 100,
+           "lc_standard_error": float(lc["lc_standard_error"]) / 100, "lc_model": glm,
+           "avg_length": float(frame["output_2"].str.len().mean())}
+    if glm.startswith("length_controlled_minimal"):
+        # without the hub's instruction difficulty the GLM predicts one value for every prompt, so alpaca_eval's
+        # standard error (the prompts' sem) is exactly 0: kept as the tool's, never shown as a real one
+        out["lc_standard_error_tool"], out["lc_standard_error"] = out["lc_standard_error"], None
+        out["lc_standard_error_note"] = ("none offline: the minimal GLM predicts the same preference for every prompt; "
+                                         "alpaca_eval's own standard error of it is 0")
+    return out
 
 
 def alpaca_eval(annotations: list[dict], model: str, leaderboard: dict | None = None) -> dict | None:
@@ -210,7 +217,8 @@ def mt_bench_pair(judgments: list[dict], model: str) -> dict | None:
     outcomes = [o for v in per.values() for o in v]
     if not outcomes:
         return None
-    return {"win_rate": statistics.fmean(outcomes), "wins": sum(o == 1 for o in outcomes),
+    # FastChat's show_result names this win_rate_adjusted: (wins + ties / 2) / all
+    return {"win_rate_adjusted": statistics.fmean(outcomes), "wins": sum(o == 1 for o in outcomes),
             "losses": sum(o == 0 for o in outcomes), "ties": sum(o == 0.5 for o in outcomes), "n": len(outcomes),
             "errors": errors, "opponents": sorted(opponents), "per_prompt": {q: statistics.fmean(v) for q, v in per.items()}}
 

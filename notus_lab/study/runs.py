@@ -97,7 +97,7 @@ def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
         return {p: sums[p] / counts[p] for p in sums} or None
     judge, _, key = metric.partition("/")
     per = _json(RunDir(run_dir).external).get(judge, {}).get("per_prompt")
-    if per and key in ("win_rate", "score"):
+    if per and key in ("win_rate", "win_rate_adjusted", "score"):
         return {str(k): float(v) for k, v in per.items()}
     return None
 

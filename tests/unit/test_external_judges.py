@@ -104,7 +104,9 @@ def test_the_length_controlled_win_rate_is_alpaca_evals_own_glm(monkeypatch, tmp
     tool = glm.get_length_controlled_winrate(frame, glm_name="length_controlled_minimal", save_weights_dir=None,
                                              is_warn_extreme_changes=False)
     assert ours["length_controlled_winrate"] == pytest.approx(tool["length_controlled_winrate"] / 100, abs=1e-9)
-    assert ours["lc_standard_error"] == pytest.approx(tool["lc_standard_error"] / 100, abs=1e-9)
+    # offline the GLM predicts one value for every prompt: the tool's standard error is 0, and ours says there is none
+    assert ours["lc_standard_error_tool"] == pytest.approx(tool["lc_standard_error"] / 100, abs=1e-9)
+    assert ours["lc_standard_error"] is None and "predicts the same preference" in ours["lc_standard_error_note"]
     assert ours["win_rate"] == pytest.approx(tool["win_rate"] / 100)
     assert ours["length_controlled_winrate"] < ours["win_rate"] - 0.05  # the length advantage is taken out
 
@@ -233,7 +235,7 @@ def test_mt_bench_pairwise_verdicts_count_as_fastchats_show_result_counts_them(t
     adjusted = {m: float(v) for m, v in re.findall(r"^(tiny-\w)\s+\d+\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", printed, re.M)}
     judgments = [json.loads(line) for line in pair.read_text().splitlines()]
     a, b = E.mt_bench_pair(judgments, "tiny-a"), E.mt_bench_pair(judgments, "tiny-b")
-    assert a["win_rate"] == pytest.approx(adjusted["tiny-a"]) and b["win_rate"] == pytest.approx(adjusted["tiny-b"])
+    assert a["win_rate_adjusted"] == pytest.approx(adjusted["tiny-a"]) and b["win_rate_adjusted"] == pytest.approx(adjusted["tiny-b"])
     # 81/1: A then B in swapped order = model_1 both times (a win); 81/2: A, A = orders disagree (tie);
     # 82/1: a tie; 82/2: B, A = model_2 both times (a loss for tiny-a)
     assert (a["wins"], a["losses"], a["ties"]) == (1, 1, 2) and a["per_prompt"] == {"81": 0.75, "82": 0.25}
@@ -246,7 +248,7 @@ def test_mt_bench_files_attach_by_kind_and_the_report_pairs_them_per_question(tm
     proc = cli("notus_lab.external", str(run), "--mt-bench", str(single), "--mt-bench", str(pair))
     assert proc.returncode == 0 and proc.stdout.strip() == "a: mt_bench, mt_bench_pair"
     entry = json.loads((run / "external.json").read_text())
-    assert entry["mt_bench"]["score"] == pytest.approx(6.0) and entry["mt_bench_pair"]["win_rate"] == 0.5
+    assert entry["mt_bench"]["score"] == pytest.approx(6.0) and entry["mt_bench_pair"]["win_rate_adjusted"] == 0.5
 
 
 def test_external_files_that_match_no_run_are_one_line(tmp_path):
