@@ -48,7 +48,12 @@ PROCESS_GB = 2.5  # host memory of one training process: Python, torch, the CUDA
 SHARD_GB = 5.0  # a checkpoint shard that a ZeRO-3 rank reads whole before partitioning it (hub shards: 5 GB)
 
 
-DATASET_GB = {"world": 0.05, "raw": 2.0, "pairs": 0.5}  # rows in Python objects, per rank (UltraFeedback: 64k rows)
+DATASET_GB = {"world": 0.05, "raw": 2.0, "pairs": 0.5}
+
+
+# DeepSpeed ZeRO-3's stage3_max_live_parameters default (deepspeed/runtime/zero/config.py): parameters a GPU may
+# keep gathered at once before releasing them, in the run's 16-bit precision: up to ~1.9 GiB of bf16
+MAX_LIVE_DEFAULT = 1e9  # rows in Python objects, per rank (UltraFeedback: 64k rows)
 
 
 def _zero(cfg) -> dict:
@@ -59,8 +64,10 @@ def _zero(cfg) -> dict:
     offloaded = lambda key: isinstance(z.get(key), dict) and z[key].get("device") in ("cpu", "nvme")  # noqa: E731
     bucket = z.get("stage3_prefetch_bucket_size", "auto")  # accelerate's `auto`: 0.9 x hidden^2
     bucket = 0.9 * cfg.base.shape.hidden_size ** 2 if bucket == "auto" else float(bucket)
+    live = z.get("stage3_max_live_parameters", MAX_LIVE_DEFAULT)
     return {"stage": z.get("stage", 0), "offload_param": offloaded("offload_param"),
-            "offload_optimizer": offloaded("offload_optimizer"), "prefetch_bucket": bucket}
+            "offload_optimizer": offloaded("offload_optimizer"), "prefetch_bucket": bucket,
+            "max_live": MAX_LIVE_DEFAULT if live == "auto" else float(live)}
 
 
 def lora_parameters(shape, m) -> int:
@@ -70,6 +77,13 @@ def lora_parameters(shape, m) -> int:
     dims = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
             "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
     return shape.num_hidden_layers * sum(m.lora_r * sum(dims[t]) for t in m.lora_target_modules if t in dims)
+
+
+def fsdp_root_parameters(shape) -> int:
+    """Parameters FSDP's root unit holds when every decoder layer is its own unit (transformer_layer_cls_to_wrap):
+    the input embedding, the final norm and an untied lm_head, gathered whole while the root runs."""
+    tied = bool(getattr(shape, "tie_word_embeddings", False))
+    return shape.vocab_size * shape.hidden_size * (1 if tied else 2) + shape.hidden_size
 
 
 def largest_module(shape) -> int:
@@ -104,8 +118,10 @@ def _zero3_full(cfg, n: float, ranks: int, zero: dict, state: float, low: int) -
     weights = 0 if zero["offload_param"] else n * low / ranks
     gradients = 0 if zero["offload_optimizer"] else 4 * n / ranks
     prefetch = 2 * zero["prefetch_bucket"]  # the next module's parameters, gathered ahead in bf16
+    # beyond the estimator's largest layer: the parameters ZeRO-3 keeps live (gathered, not yet released) at once
+    live = min(zero["max_live"], n) * low
     return {"weights": weights, "gradients": gradients, "optimizer": states - 4 * largest - weights - gradients,
-            "gathered_layer": 4 * largest + prefetch,
+            "gathered_layer": 4 * largest + prefetch, "live_parameters": live,
             "reference": 0 if cfg.train.precompute_reference or zero["offload_param"] else n * low / ranks}
 
 
@@ -143,6 +159,8 @@ def estimate(cfg) -> dict:
         parts["reference"] = 0  # the base with the adapter switched off
         if zero["offload_param"]:  # ZeRO-3 keeps a few layers' gathered weights on the GPU at a time
             parts["weights"] = 2 * n / shape.num_hidden_layers * low + 4 * adapters
+    if hw.distributed == "fsdp":  # the root unit (embeddings, final norm, lm_head) stays gathered in its forward
+        parts["fsdp_root_unit"] = fsdp_root_parameters(shape) * low
     # activations: chosen and rejected run together, so 2 x per-device sequences of max_length tokens
     tokens = 2 * hw.per_device_batch_size * tr.max_length
     h, layers = shape.hidden_size, shape.num_hidden_layers

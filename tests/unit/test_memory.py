@@ -81,7 +81,7 @@ def test_the_preflight_line_shows_both_memories(capsys):
     memory._said.clear()
     memory.check(compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8"))
     line = capsys.readouterr().err.strip()
-    assert line.startswith("memory preflight (hardware=a100_40gb_x8): ~27.9 GB per GPU of 40; ~")
+    assert line.startswith("memory preflight (hardware=a100_40gb_x8): ~30 GB per GPU of 40; ~")
     assert "GB host per node of the 128 GB the node asks for (deepspeed_states 5.9, checkpoint_loading 40" in line
 
 
@@ -121,3 +121,56 @@ def test_the_cli_refuses_a_run_that_cannot_fit_before_loading_anything():
     proc = cli("notus_lab", "+experiment=notus_7b_v1", "hardware=gpu")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "needs ~" in proc.stderr and "allowed model=lora" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# What DeepSpeed's estimator leaves out, and the optimizer state the recipes use, held to the libraries' own numbers
+
+
+def test_zero3_counts_the_parameters_it_keeps_live_at_deepspeeds_default():
+    """stage3_max_live_parameters: up to 1e9 bf16 parameters gathered at once (~1.9 GiB), DeepSpeed's own default;
+    the profile's value moves the estimate."""
+    zero_config = pytest.importorskip("deepspeed.runtime.zero.config")
+    assert memory.MAX_LIVE_DEFAULT == zero_config.DeepSpeedZeroConfig().max_live_parameters
+    cfg = compose("+experiment=notus_7b_v1")
+    live = memory.estimate(cfg)["live_parameters"]
+    assert live == pytest.approx(1e9 * 2 / memory.GB, abs=0.05)  # 1.9 GiB of bf16
+    fewer = compose("+experiment=notus_7b_v1", "hardware.deepspeed.zero_optimization.stage3_max_live_parameters=100000000")
+    assert memory.estimate(fewer)["live_parameters"] == pytest.approx(live / 10, abs=0.05)
+    assert memory.estimate(fewer)["total"] < memory.estimate(cfg)["total"] - 1.5
+
+
+def test_fsdp_counts_its_root_unit_as_torch_builds_the_model():
+    """With every MistralDecoderLayer its own FSDP unit, the root holds what is left: the parameters of the model
+    that transformers builds from the 7B shape, outside the decoder layers (counted on the meta device)."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    shape = compose("+experiment=notus_7b_v1", "hardware=fsdp_x8").base.shape
+    config = MistralConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
+                           intermediate_size=shape.intermediate_size, num_hidden_layers=2,
+                           num_attention_heads=shape.num_attention_heads, num_key_value_heads=shape.num_key_value_heads)
+    with torch.device("meta"):
+        model = MistralForCausalLM(config)
+    in_layers = {id(p) for layer in model.model.layers for p in layer.parameters()}
+    root = sum(p.numel() for p in model.parameters() if id(p) not in in_layers)
+    assert memory.fsdp_root_parameters(shape) == root
+    cfg = compose("+experiment=notus_7b_v1", "hardware=fsdp_x8")
+    assert memory.estimate(cfg)["fsdp_root_unit"] == pytest.approx(root * 2 / memory.GB, abs=0.05)
+
+
+@pytest.mark.parametrize("optim", ["rmsprop", "adamw_torch"])
+def test_the_optimizer_state_per_parameter_is_what_torch_allocates(optim):
+    """The recipes' RMSprop (Notus, Zephyr) and the handbook's AdamW, as the Trainer builds them: one step on a
+    small model, then the bytes of the optimizer's state per trainable parameter."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 8))
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(output_dir="unused", optim=optim, use_cpu=True))
+    opt = cls(model.parameters(), **kwargs)
+    model(torch.randn(4, 64)).sum().backward()
+    opt.step()
+    state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values()
+                if torch.is_tensor(t) and t.dim() > 0)
+    assert state / sum(p.numel() for p in model.parameters()) == memory.OPTIMIZER_STATE[optim]
