@@ -52,7 +52,10 @@ def main():
         t = time.perf_counter()
         pairs, _ = binarize(rows, d)
         dt = time.perf_counter() - t
-        print(f"{'binarize ' + name:<34}{dt:8.2f} s   {len(pairs):>6} pairs   target <= 2 s: {'ok' if dt <= 2 else 'MISSED'}")
+        print(
+            f"{'binarize ' + name:<34}{dt:8.2f} s   {len(pairs):>6} pairs   "
+            f"target <= 2 s: {'ok' if dt <= 2 else 'MISSED'}"
+        )
     t = time.perf_counter()
     audit(rows, STRATEGIES["mean_rating"], range(len(rows)))
     print(f"{'audit (all signals, chosen differs)':<34}{time.perf_counter() - t:8.2f} s")
@@ -61,12 +64,24 @@ def main():
     subprocess.run([sys.executable, "-c", "import notus_lab.binarize"], check=True)
     startup = time.perf_counter() - t
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "notus_lab.binarize", "data=mean_rating", f"data.source={args.file}",
-                    "out=/tmp/uf64k_out"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "notus_lab.binarize",
+            "data=mean_rating",
+            f"data.source={args.file}",
+            "out=/tmp/uf64k_out",
+        ],
+        check=True,
+        capture_output=True,
+    )
     whole = time.perf_counter() - t
     print(f"{'interpreter + import start-up':<34}{startup:8.2f} s")
-    print(f"{'whole binarize process':<34}{whole:8.2f} s   ratio to (bare parse + start-up): "
-          f"{whole / (bare + startup):.2f}x  target <= 2x: {'ok' if whole <= 2 * (bare + startup) else 'MISSED'}")
+    print(
+        f"{'whole binarize process':<34}{whole:8.2f} s   ratio to (bare parse + start-up): "
+        f"{whole / (bare + startup):.2f}x  target <= 2x: {'ok' if whole <= 2 * (bare + startup) else 'MISSED'}"
+    )
     print(json.load(open("/tmp/uf64k_out/data_report.json"))["timings"])
 
 

@@ -34,23 +34,47 @@ BETAS = ["0.01", "0.05", "0.1"]
 def timed(args: list[str], cache: Path, hydra_dir: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one `python -m notus_lab` process."""
     before, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run([sys.executable, "-m", "notus_lab", *args, f"train.reference_cache_dir={cache}", "wandb.mode=disabled",
-                    hydra_dir], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "notus_lab",
+            *args,
+            f"train.reference_cache_dir={cache}",
+            "wandb.mode=disabled",
+            hydra_dir,
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     wall, after = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def one_round(tmp: Path, extra: list[str], sweep_first: bool) -> dict[str, list[tuple[float, float]]]:
     def sweep():
-        return [timed(["-m", f"beta={','.join(BETAS)}", "train.precompute_reference=true", *extra],
-                      tmp / "cache-sweep", f"hydra.sweep.dir={tmp / 'sweep'}")]
+        return [
+            timed(
+                ["-m", f"beta={','.join(BETAS)}", "train.precompute_reference=true", *extra],
+                tmp / "cache-sweep",
+                f"hydra.sweep.dir={tmp / 'sweep'}",
+            )
+        ]
 
     out = {"sweep": sweep()} if sweep_first else {}
     out["independent"], out["per_process"] = [], []
     for i, beta in enumerate(BETAS):
-        out["independent"].append(timed([f"beta={beta}", *extra], tmp / f"cache-ind{i}", f"hydra.run.dir={tmp / f'ind{i}'}"))
-        out["per_process"].append(timed([f"beta={beta}", "train.precompute_reference=true", *extra],
-                                        tmp / "cache-proc", f"hydra.run.dir={tmp / f'proc{i}'}"))
+        out["independent"].append(
+            timed([f"beta={beta}", *extra], tmp / f"cache-ind{i}", f"hydra.run.dir={tmp / f'ind{i}'}")
+        )
+        out["per_process"].append(
+            timed(
+                [f"beta={beta}", "train.precompute_reference=true", *extra],
+                tmp / "cache-proc",
+                f"hydra.run.dir={tmp / f'proc{i}'}",
+            )
+        )
     if not sweep_first:
         out["sweep"] = sweep()
     return out
@@ -78,10 +102,12 @@ def main() -> None:
     total = {k: [sum(x[i] for m in rounds for x in m[k]) for i in (0, 1)] for k in rounds[0]}
     print(f"\n| ratio to independent ({len(rounds)} rounds) | wall | CPU seconds |\n|---|---|---|")
     for name, key in (("one-process sweep", "sweep"), ("sweep, a process per arm", "per_process")):
-        print(f"| {name} | {total[key][0] / total['independent'][0]:.3f} | {total[key][1] / total['independent'][1]:.3f} |")
+        print(
+            f"| {name} | {total[key][0] / total['independent'][0]:.3f} | "
+            f"{total[key][1] / total['independent'][1]:.3f} |"
+        )
     for r, m in enumerate(rounds, 1):
-        print(f"round {r}: ratio sweep / independent = "
-              f"{m['sweep'][0][0] / sum(a for a, _ in m['independent']):.3f}")
+        print(f"round {r}: ratio sweep / independent = {m['sweep'][0][0] / sum(a for a, _ in m['independent']):.3f}")
     print(f"ratio sweep / independent = {total['sweep'][0] / total['independent'][0]:.3f} (target <= 0.6)")
     print(f"ratio sweep with a process per arm / independent = {total['per_process'][0] / total['independent'][0]:.3f}")
     print(f"overrides: {' '.join(extra)}")

@@ -41,8 +41,12 @@ def main(cfg: DictConfig) -> None:
             with arm_output(RunDir(run_dir).output):
                 metrics = train_arm(cfg, run_dir, overrides, cfg.sweep_name)
         except BaseException as exc:
-            print(arm_line(run_dir, overrides, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"),
-                  flush=True)
+            print(
+                arm_line(
+                    run_dir, overrides, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                ),
+                flush=True,
+            )
             raise  # Hydra marks this arm failed and goes on with the others
         print(arm_line(run_dir, overrides, metrics, note="run already finished" if done_before else None), flush=True)
         return

@@ -23,6 +23,7 @@ from notus_lab.config.compose import launch
 from notus_lab.config.options import CONF_DIR
 from notus_lab.config.schema import DataConfig
 from notus_lab.config.validate import validate_data
+from notus_lab.core import chat
 from notus_lab.core.errors import STOPS, exit_on, invalid
 from notus_lab.core.files import write_json
 from notus_lab.data.audit import write_summary
@@ -41,10 +42,13 @@ ConfigStore.instance().store(name="binarize_schema", node=BinarizeConfig)
 
 
 def conversational(pair: dict) -> dict:
-    return {"prompt": [{"role": "user", "content": pair["prompt"]}],
-            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
-            "rejected": [{"role": "assistant", "content": pair["rejected"]}],
-            "score_chosen": pair["score_chosen"], "score_rejected": pair["score_rejected"]}
+    return {
+        "prompt": chat.prompt_messages(pair["prompt"]),
+        "chosen": chat.answer(pair["chosen"]),
+        "rejected": chat.answer(pair["rejected"]),
+        "score_chosen": pair["score_chosen"],
+        "score_rejected": pair["score_rejected"],
+    }
 
 
 def write_pairs(pairs: list[dict], out: Path, fmt: str) -> None:
@@ -93,8 +97,10 @@ def main(cfg: DictConfig) -> None:
         report = binarize_to(cfg, out)
     except STOPS as exc:
         exit_on(exc)
-    print(f"{report['rows_in']} rows -> {report['pairs_out']} train pairs + {report['held_out']['pairs_out']} "
-          f"held-out pairs; dropped {report['rows_dropped']}; written to {out}")
+    print(
+        f"{report['rows_in']} rows -> {report['pairs_out']} train pairs + {report['held_out']['pairs_out']} "
+        f"held-out pairs; dropped {report['rows_dropped']}; written to {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="replicates per cell (2000; --sequential: 1000)")
     parser.add_argument("--sequential", action="store_true", help="the sequential rule's operating characteristics")
     parser.add_argument("--margin", type=float, default=0.05, help="--sequential: the equivalence margin")
-    parser.add_argument("--arm-hours", type=float, default=None,
-                        help="--sequential: device-hours of one arm on this machine (a study's report.json: cost)")
+    parser.add_argument(
+        "--arm-hours",
+        type=float,
+        default=None,
+        help="--sequential: device-hours of one arm on this machine (a study's report.json: cost)",
+    )
     args = parser.parse_args(argv)
     if args.sequential:
         print(sequential_markdown(args.reps or 1000, args.margin, args.arm_hours))

@@ -31,9 +31,13 @@ def main(argv=None) -> None:
     refuse(problems)
     from notus_lab.models.loading import base_path
 
-    card = train_reward_model(args.out, base_path(OmegaConf.structured(BaseConfig)), args.labels, args.rows, args.epochs)
-    print(f"reward model ({card['labels']} labels, {card['train_pairs']} pairs) in {args.out}; agreement with the "
-          f"truth on held-out world pairs: {card['truth_agreement_held_out']}")
+    card = train_reward_model(
+        args.out, base_path(OmegaConf.structured(BaseConfig)), args.labels, args.rows, args.epochs
+    )
+    print(
+        f"reward model ({card['labels']} labels, {card['train_pairs']} pairs) in {args.out}; agreement with the "
+        f"truth on held-out world pairs: {card['truth_agreement_held_out']}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,15 @@
 import os
+import tempfile
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# nothing of hypothesis in the checkout (.hypothesis/: its example database, its caches): a fresh clone's suite
+# leaves it as it was
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "notus-lab-hypothesis"))
+settings.register_profile("suite", database=None)
+settings.load_profile("suite")
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -18,12 +18,22 @@ def compose(*overrides: str, return_hydra: bool = False):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra)
 
 
-def cli(*args: str, env=None, timeout=600):
-    """Run `python -m ...` as a user would; returns CompletedProcess."""
+def cli(*args: str, env=None, timeout=600, cwd=None):
+    """Run `python -m ...` as a user would, from a directory of its own (never the checkout: what a command
+    writes by default, outputs/, stays out of it); returns CompletedProcess."""
+    import tempfile
+
     # a child gets its own W&B service, never the one an in-process test run left in WANDB_SERVICE
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "WANDB_SERVICE"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    with tempfile.TemporaryDirectory(prefix="notus-cli-") as elsewhere:
+        return subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=cwd or elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+        )
 
 
 def without_timings(metrics: dict) -> dict:

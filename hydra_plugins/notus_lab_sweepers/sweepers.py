@@ -42,8 +42,10 @@ class _Announcing:
             key, _, value = o.lstrip("+~").partition("=")
             values.setdefault(key, set()).add(value)
         swept = sorted(k for k, v in values.items() if len(v) > 1 or k == SEED_KEY)
-        write_json(self.sweep_dir / "progress.json", {"started": self.started, "swept": swept,
-                                                      "arms": [run_dir_name(list(o)) for o in job_overrides]})
+        write_json(
+            self.sweep_dir / "progress.json",
+            {"started": self.started, "swept": swept, "arms": [run_dir_name(list(o)) for o in job_overrides]},
+        )
         return self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
 
 
@@ -61,7 +63,9 @@ class NotusSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config
         self.basic = BasicSweeper(max_batch_size=self.max_batch_size, params=self.params)
         self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.basic.launcher = self.launcher = _Announcing(self.basic.launcher, Path(config.hydra.sweep.dir), time.time())
+        self.basic.launcher = self.launcher = _Announcing(
+            self.basic.launcher, Path(config.hydra.sweep.dir), time.time()
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         return self.basic.sweep(arguments)
@@ -70,14 +74,34 @@ class NotusSweeper(Sweeper):
 class SequentialSweeper(NotusSweeper):
     """Rounds of seeds until every pair of strategies is decided (notus_lab/study/sequential.py)."""
 
-    def __init__(self, margin, alpha, first_seeds, seeds_per_round, max_seeds, budget_hours=None, metric=None,
-                 spending="obrien_fleming", boundary="joint", params=None, max_batch_size=None) -> None:
+    def __init__(
+        self,
+        margin,
+        alpha,
+        first_seeds,
+        seeds_per_round,
+        max_seeds,
+        budget_hours=None,
+        metric=None,
+        spending="obrien_fleming",
+        boundary="joint",
+        params=None,
+        max_batch_size=None,
+    ) -> None:
         from notus_lab.config.study import Settings
 
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.settings = Settings(margin=margin, alpha=alpha, first_seeds=first_seeds, seeds_per_round=seeds_per_round,
-                                 max_seeds=max_seeds, budget_hours=budget_hours, metric=metric, spending=spending,
-                                 boundary=boundary).check()
+        self.settings = Settings(
+            margin=margin,
+            alpha=alpha,
+            first_seeds=first_seeds,
+            seeds_per_round=seeds_per_round,
+            max_seeds=max_seeds,
+            budget_hours=budget_hours,
+            metric=metric,
+            spending=spending,
+            boundary=boundary,
+        ).check()
 
     def sweep(self, arguments: list[str]) -> Any:
         from notus_lab.study import rounds
@@ -94,9 +118,12 @@ class SequentialSweeper(NotusSweeper):
             returns.append(self._round(sweep_dir, state, cells, first))
         if state.get("waiting"):
             w = state["waiting"]
-            print(f"round {len(state['rounds']) + 1} trained; waiting for `{w['metric']}` on {len(w['arms'])} arm(s): "
-                  f"attach the judges' files (python -m notus_lab.external {sweep_dir} ...), then run the same "
-                  "command again", flush=True)
+            print(
+                f"round {len(state['rounds']) + 1} trained; waiting for `{w['metric']}` on {len(w['arms'])} arm(s): "
+                f"attach the judges' files (python -m notus_lab.external {sweep_dir} ...), then run the same "
+                "command again",
+                flush=True,
+            )
             return returns
         self._finish(sweep_dir, state, len(state["rounds"]))
         return returns
@@ -145,7 +172,7 @@ class SequentialSweeper(NotusSweeper):
                 break
             log.info("round %d, attempt %d: %d arm(s) to run", k + 1, attempt + 1, len(todo))
             results += self.launcher.launch(todo, initial_job_idx=self._next_idx(len(todo)))
-            for job, result in zip(todo, results[-len(todo):]):
+            for job, result in zip(todo, results[-len(todo) :]):
                 name = run_dir_name(job)
                 if result.status != JobStatus.COMPLETED or not (sweep_dir / name / "metrics.json").exists():
                     state["failures"][name] = state["failures"].get(name, 0) + 1
@@ -161,11 +188,18 @@ class SequentialSweeper(NotusSweeper):
         spent, per_arm = rounds.spent_hours(runs)
         next_arms = len([c for c in cells if scope(c) not in beaten]) * self.settings.seeds_per_round
         finished = {r["name"] for r in runs if r["status"] == "finished"}
-        state["rounds"].append({
-            "round": k + 1, "seeds": seeds, "level": sequential.levels(self.settings, schedule, family)[k],
-            "launched": sorted(run_dir_name(j) for j in jobs), "missing": sorted(run_dir_name(j) for j in jobs
-                                                                                 if run_dir_name(j) not in finished),
-            "pairs": records, "device_hours": spent, "metric": metric})
+        state["rounds"].append(
+            {
+                "round": k + 1,
+                "seeds": seeds,
+                "level": sequential.levels(self.settings, schedule, family)[k],
+                "launched": sorted(run_dir_name(j) for j in jobs),
+                "missing": sorted(run_dir_name(j) for j in jobs if run_dir_name(j) not in finished),
+                "pairs": records,
+                "device_hours": spent,
+                "metric": metric,
+            }
+        )
         state["outcome"] = rounds.stop(records, len(seeds), self.settings, spent, per_arm, next_arms)
         if state["outcome"] is None and not records and k + 1 >= len(schedule):
             state["outcome"] = "max_seeds"

@@ -24,7 +24,9 @@ def _one_line(exc: BaseException, overrides: list[str]) -> str:
     required = re.search(r"You must specify '([\w/]+)'", str(exc))
     if required:  # a group an experiment leaves to the user (`override /hardware: ???`)
         group = required.group(1)
-        return message(group, None, f"one of {', '.join(group_options(group))} (this command needs a choice)", shown="???")
+        return message(
+            group, None, f"one of {', '.join(group_options(group))} (this command needs a choice)", shown="???"
+        )
     found = re.search(r"Could not (?:find|load) '([\w/]+)/([^']+)'", str(exc))
     if found:
         group, option = found.groups()
@@ -32,9 +34,13 @@ def _one_line(exc: BaseException, overrides: list[str]) -> str:
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
         key = cause.full_key
         parent = key.rsplit(".", 1)[0] if "." in key else ""
-        node = OmegaConf.select(OmegaConf.structured(NotusConfig), parent) if parent else OmegaConf.structured(NotusConfig)
+        node = (
+            OmegaConf.select(OmegaConf.structured(NotusConfig), parent) if parent else OmegaConf.structured(NotusConfig)
+        )
         keys = ", ".join(node.keys()) if isinstance(node, DictConfig) else "none"
-        return message(key, given.get(key, "?"), why="unknown key", allowed=f"keys{' of ' + parent if parent else ''}: {keys}")
+        return message(
+            key, given.get(key, "?"), why="unknown key", allowed=f"keys{' of ' + parent if parent else ''}: {keys}"
+        )
     if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
         key = cause.full_key
         reason = str(cause).splitlines()[0]
@@ -54,20 +60,23 @@ def sweep_variants(overrides: list[str], sweeper_params: dict | None = None) -> 
     parser = OverridesParser.create()
     given = [(text, parser.parse_override(text)) for text in overrides]
     named = {o.get_key_element().lstrip("+~") for _, o in given}
-    given += [(f"{k}={v}", parser.parse_override(f"{k}={v}")) for k, v in (sweeper_params or {}).items()
-              if k not in named]
+    given += [
+        (f"{k}={v}", parser.parse_override(f"{k}={v}")) for k, v in (sweeper_params or {}).items() if k not in named
+    ]
     fixed, swept = [], []
     for text, o in given:
         if not o.is_sweep_override():
             fixed.append(text)
             continue
         value = o.value()
-        values = value.filter(group_options(o.key_or_group)) if isinstance(value, Glob) else list(o.sweep_string_iterator())
+        values = (
+            value.filter(group_options(o.key_or_group)) if isinstance(value, Glob) else list(o.sweep_string_iterator())
+        )
         swept.append([f"{o.get_key_element()}={v}" for v in values])
     if not swept:
         return [fixed]
     firsts = [vs[0] for vs in swept]
-    return [fixed + firsts[:i] + [v] + firsts[i + 1:] for i, vs in enumerate(swept) for v in vs]
+    return [fixed + firsts[:i] + [v] + firsts[i + 1 :] for i, vs in enumerate(swept) for v in vs]
 
 
 def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
@@ -110,9 +119,15 @@ def check_sweep(hydra_cfg, cfg=None) -> None:
     sweeper = hydra_cfg.sweeper
     if str(sweeper.get("_target_", "")).endswith("SequentialSweeper"):
         if sweeper.get("margin") is None:
-            raise ConfigError(message("study.margin", None, "a number > 0 in the decision metric's units (e.g. "
-                                      "0.05 of win rate)", why="hydra/sweeper=sequential needs it: the difference "
-                                      "below which two strategies count as equally good"))
+            raise ConfigError(
+                message(
+                    "study.margin",
+                    None,
+                    "a number > 0 in the decision metric's units (e.g. 0.05 of win rate)",
+                    why="hydra/sweeper=sequential needs it: the difference "
+                    "below which two strategies count as equally good",
+                )
+            )
         fields = {k: sweeper.get(k) for k in Settings.__dataclass_fields__}
         Settings(**fields).check()
     slurm = "Slurm" in str(hydra_cfg.launcher.get("_target_", ""))
@@ -121,10 +136,14 @@ def check_sweep(hydra_cfg, cfg=None) -> None:
 
         check_request(hydra_cfg.launcher, cfg)
     if slurm and not shutil.which("sbatch"):
-        raise ConfigError(message("hydra/launcher", hydra_cfg.runtime.choices.get("hydra/launcher", "slurm"),
-                                  "hydra/launcher=parallel (./sweep.sh NAME --local), or a local cluster: "
-                                  "scripts/slurm_local.sh start", why="no SLURM found on this machine (no sbatch "
-                                  "on PATH)"))
+        raise ConfigError(
+            message(
+                "hydra/launcher",
+                hydra_cfg.runtime.choices.get("hydra/launcher", "slurm"),
+                "hydra/launcher=parallel (./sweep.sh NAME --local), or a local cluster: scripts/slurm_local.sh start",
+                why="no SLURM found on this machine (no sbatch on PATH)",
+            )
+        )
 
 
 def launch(hydra_main, config_name: str = "config", check=None) -> None:

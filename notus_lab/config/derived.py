@@ -17,5 +17,8 @@ def gradient_accumulation_steps(cfg) -> int:
 
 
 def looks_like_local_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or Path(source).suffix in (".jsonl", ".json", ".parquet") \
+    return (
+        source.startswith((".", "/", "~"))
+        or Path(source).suffix in (".jsonl", ".json", ".parquet")
         or os.path.exists(os.path.expanduser(source))
+    )

@@ -28,12 +28,20 @@ from notus_lab.config.derived import world_size
 from notus_lab.config.options import group_options, hardware_profile, load_option
 from notus_lab.core.errors import invalid
 
-GB = 1024 ** 3
+GB = 1024**3
 
 
 # optimizer state bytes per trainable parameter (torch keeps it in fp32; bitsandbytes 8-bit in 1 byte each)
-OPTIMIZER_STATE = {"adamw_torch": 8, "adamw_torch_fused": 8, "rmsprop": 4, "sgd": 0, "adafactor": 0.5,
-                   "adamw_bnb_8bit": 2, "paged_adamw_32bit": 8, "paged_adamw_8bit": 2}
+OPTIMIZER_STATE = {
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "rmsprop": 4,
+    "sgd": 0,
+    "adafactor": 0.5,
+    "adamw_bnb_8bit": 2,
+    "paged_adamw_32bit": 8,
+    "paged_adamw_8bit": 2,
+}
 
 
 CONTEXT_GB, FRAGMENTATION = 1.5, 0.10
@@ -63,19 +71,30 @@ def _zero(cfg) -> dict:
     z = OmegaConf.to_container(hw.deepspeed["zero_optimization"]) if hw.distributed == "deepspeed" else {}
     offloaded = lambda key: isinstance(z.get(key), dict) and z[key].get("device") in ("cpu", "nvme")  # noqa: E731
     bucket = z.get("stage3_prefetch_bucket_size", "auto")  # accelerate's `auto`: 0.9 x hidden^2
-    bucket = 0.9 * cfg.base.shape.hidden_size ** 2 if bucket == "auto" else float(bucket)
+    bucket = 0.9 * cfg.base.shape.hidden_size**2 if bucket == "auto" else float(bucket)
     live = z.get("stage3_max_live_parameters", MAX_LIVE_DEFAULT)
-    return {"stage": z.get("stage", 0), "offload_param": offloaded("offload_param"),
-            "offload_optimizer": offloaded("offload_optimizer"), "prefetch_bucket": bucket,
-            "max_live": MAX_LIVE_DEFAULT if live == "auto" else float(live)}
+    return {
+        "stage": z.get("stage", 0),
+        "offload_param": offloaded("offload_param"),
+        "offload_optimizer": offloaded("offload_optimizer"),
+        "prefetch_bucket": bucket,
+        "max_live": MAX_LIVE_DEFAULT if live == "auto" else float(live),
+    }
 
 
 def lora_parameters(shape, m) -> int:
     """Adapter parameters: r x (in + out) per targeted projection per layer."""
     h, i = shape.hidden_size, shape.intermediate_size
     kv = h * shape.num_key_value_heads // shape.num_attention_heads
-    dims = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    dims = {
+        "q_proj": (h, h),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (h, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
     return shape.num_hidden_layers * sum(m.lora_r * sum(dims[t]) for t in m.lora_target_modules if t in dims)
 
 
@@ -92,9 +111,16 @@ def largest_module(shape) -> int:
     return max(shape.vocab_size * shape.hidden_size, shape.hidden_size * shape.intermediate_size)
 
 
-def zero3_model_states(total_params: float, largest_layer_params: float, gpus_per_node: int, nodes: int = 1,
-                       offload_optimizer: bool = False, offload_param: bool = False, optimizer_bytes: float = 12,
-                       buffer_factor: float = BUFFER_FACTOR) -> tuple[float, float]:
+def zero3_model_states(
+    total_params: float,
+    largest_layer_params: float,
+    gpus_per_node: int,
+    nodes: int = 1,
+    offload_optimizer: bool = False,
+    offload_param: bool = False,
+    optimizer_bytes: float = 12,
+    buffer_factor: float = BUFFER_FACTOR,
+) -> tuple[float, float]:
     """(host bytes per node, GPU bytes per GPU) of a ZeRO-3 model's states, in DeepSpeed's estimator's terms
     (zero_init): 2 bytes of bf16 parameters, 4 of fp32 gradients and `optimizer_bytes` of fp32 master copy and
     optimizer state per parameter (Adam: 4 + 8 = 12, its default). GPUs hold their partition and the gathered
@@ -113,16 +139,22 @@ def _zero3_full(cfg, n: float, ranks: int, zero: dict, state: float, low: int) -
     bf16 reference, partitioned (and offloaded with the parameters)."""
     shape, hw = cfg.base.shape, cfg.hardware
     largest = largest_module(shape)
-    _, states = zero3_model_states(n, largest, hw.num_processes, hw.num_nodes, zero["offload_optimizer"],
-                                   zero["offload_param"], 4 + state)
+    _, states = zero3_model_states(
+        n, largest, hw.num_processes, hw.num_nodes, zero["offload_optimizer"], zero["offload_param"], 4 + state
+    )
     weights = 0 if zero["offload_param"] else n * low / ranks
     gradients = 0 if zero["offload_optimizer"] else 4 * n / ranks
     prefetch = 2 * zero["prefetch_bucket"]  # the next module's parameters, gathered ahead in bf16
     # beyond the estimator's largest layer: the parameters ZeRO-3 keeps live (gathered, not yet released) at once
     live = min(zero["max_live"], n) * low
-    return {"weights": weights, "gradients": gradients, "optimizer": states - 4 * largest - weights - gradients,
-            "gathered_layer": 4 * largest + prefetch, "live_parameters": live,
-            "reference": 0 if cfg.train.precompute_reference or zero["offload_param"] else n * low / ranks}
+    return {
+        "weights": weights,
+        "gradients": gradients,
+        "optimizer": states - 4 * largest - weights - gradients,
+        "gathered_layer": 4 * largest + prefetch,
+        "live_parameters": live,
+        "reference": 0 if cfg.train.precompute_reference or zero["offload_param"] else n * low / ranks,
+    }
 
 
 def estimate(cfg) -> dict:
@@ -167,7 +199,9 @@ def estimate(cfg) -> dict:
     per_layer = tokens * h * 34 * low / 2  # the standard 34 x hidden bytes per token per layer (16-bit)
     if hw.attn_implementation == "eager":
         per_layer += 5 * shape.num_attention_heads * tokens * tr.max_length * low / 2  # the score matrices
-    checkpointing = hw.gradient_checkpointing or (hw.distributed == "fsdp" and hw.fsdp.fsdp_config.get("activation_checkpointing"))
+    checkpointing = hw.gradient_checkpointing or (
+        hw.distributed == "fsdp" and hw.fsdp.fsdp_config.get("activation_checkpointing")
+    )
     parts["activations"] = (layers * tokens * h * low + per_layer) if checkpointing else layers * per_layer
     parts["logits"] = tokens * shape.vocab_size * 4 * 2  # fp32 logits and their gradient
     gb = {k: v / GB for k, v in parts.items()}
@@ -193,9 +227,18 @@ def host_estimate(cfg) -> dict:
     if hw.distributed == "deepspeed" and zero["stage"] == 3:
         trainable = n if m.adapter == "full" else lora_parameters(shape, m)
         state = 4 + OPTIMIZER_STATE.get(cfg.optimizer.name, 8)
-        policy, _ = zero3_model_states(trainable, largest_module(shape), hw.num_processes, hw.num_nodes,
-                                       zero["offload_optimizer"], zero["offload_param"], state)
-        frozen = (n if m.adapter == "full" and not cfg.train.precompute_reference else 0) + (n if m.adapter != "full" else 0)
+        policy, _ = zero3_model_states(
+            trainable,
+            largest_module(shape),
+            hw.num_processes,
+            hw.num_nodes,
+            zero["offload_optimizer"],
+            zero["offload_param"],
+            state,
+        )
+        frozen = (n if m.adapter == "full" and not cfg.train.precompute_reference else 0) + (
+            n if m.adapter != "full" else 0
+        )
         parts["deepspeed_states"] = policy
         parts["offloaded_reference"] = frozen * low / hw.num_nodes * BUFFER_FACTOR if zero["offload_param"] else 0
     sharded_load = (hw.distributed == "deepspeed" and zero["stage"] == 3) or hw.distributed == "fsdp"
@@ -225,8 +268,12 @@ def alternatives(cfg) -> list[tuple[str, float]]:
         other = copy.deepcopy(cfg)
         other.hardware = hardware_profile(option)
         hw = other.hardware
-        if option == cfg.hardware.name or hw.device != "cuda" or not hw.gpu_memory_gb or \
-                cfg.train.global_batch_size % (hw.per_device_batch_size * world_size(hw)):
+        if (
+            option == cfg.hardware.name
+            or hw.device != "cuda"
+            or not hw.gpu_memory_gb
+            or cfg.train.global_batch_size % (hw.per_device_batch_size * world_size(hw))
+        ):
             continue
         out.append((f"hardware={option}", estimate(other)["total"], hw.gpu_memory_gb))
     return [(setting, total) for setting, total, memory in out if memory and total <= memory]
@@ -236,9 +283,11 @@ def summary(cfg) -> str:
     """The preflight's line: both memories, against what the profile's GPUs and node have."""
     hw, gpu, host = cfg.hardware, estimate(cfg), host_estimate(cfg)
     node = f" of the {hw.node.mem_gb:g} GB the node asks for" if hw.node.mem_gb else " (hardware.node.mem_gb unset)"
-    return (f"memory preflight (hardware={hw.name}): ~{gpu['total']:g} GB per GPU of {hw.gpu_memory_gb:g}; "
-            f"~{host['total']:g} GB host per node{node} "
-            f"({', '.join(f'{k} {v:g}' for k, v in host.items() if k != 'total' and v >= 0.1)})")
+    return (
+        f"memory preflight (hardware={hw.name}): ~{gpu['total']:g} GB per GPU of {hw.gpu_memory_gb:g}; "
+        f"~{host['total']:g} GB host per node{node} "
+        f"({', '.join(f'{k} {v:g}' for k, v in host.items() if k != 'total' and v >= 0.1)})"
+    )
 
 
 _said = set()
@@ -252,20 +301,33 @@ def check(cfg) -> None:
     if hw.device != "cuda" or not hw.gpu_memory_gb or not shape.num_parameters:
         return
     need = estimate(cfg)
-    adaptation = "full fine-tuning" if cfg.model.adapter == "full" else f"{cfg.model.adapter} ({cfg.model.quantization})"
+    adaptation = (
+        "full fine-tuning" if cfg.model.adapter == "full" else f"{cfg.model.adapter} ({cfg.model.quantization})"
+    )
     if need["total"] > hw.gpu_memory_gb:
         parts = ", ".join(f"{k} {v:g}" for k, v in need.items() if k != "total" and v >= 0.1)
-        fits = ", ".join(f"{s} (~{t:g} GB)" for s, t in alternatives(cfg)) or "none of the profiles here; lower " \
-            "hardware.per_device_batch_size or train.max_length"
-        raise invalid("hardware.gpu_memory_gb", hw.gpu_memory_gb, fits, shown=f"{hw.gpu_memory_gb:g}",
-                      why=f"{adaptation} of {cfg.base.name} on hardware={hw.name} needs ~{need['total']:g} GB per GPU ({parts})")
+        fits = (
+            ", ".join(f"{s} (~{t:g} GB)" for s, t in alternatives(cfg))
+            or "none of the profiles here; lower hardware.per_device_batch_size or train.max_length"
+        )
+        raise invalid(
+            "hardware.gpu_memory_gb",
+            hw.gpu_memory_gb,
+            fits,
+            shown=f"{hw.gpu_memory_gb:g}",
+            why=f"{adaptation} of {cfg.base.name} on hardware={hw.name} needs ~{need['total']:g} GB per GPU ({parts})",
+        )
     host = host_estimate(cfg)
     if hw.node.mem_gb and host["total"] > hw.node.mem_gb:
         parts = ", ".join(f"{k} {v:g}" for k, v in host.items() if k != "total" and v >= 0.1)
-        raise invalid("hardware.node.mem_gb", hw.node.mem_gb, f"hardware.node.mem_gb >= {math.ceil(host['total'])} "
-                      "(a node that has it), or a profile that offloads less", shown=f"{hw.node.mem_gb:g}",
-                      why=f"{adaptation} of {cfg.base.name} on hardware={hw.name} needs ~{host['total']:g} GB of host "
-                          f"memory per node ({parts})")
+        raise invalid(
+            "hardware.node.mem_gb",
+            hw.node.mem_gb,
+            f"hardware.node.mem_gb >= {math.ceil(host['total'])} (a node that has it), or a profile that offloads less",
+            shown=f"{hw.node.mem_gb:g}",
+            why=f"{adaptation} of {cfg.base.name} on hardware={hw.name} needs ~{host['total']:g} GB of host "
+            f"memory per node ({parts})",
+        )
     line = summary(cfg)
     if line not in _said and "LOCAL_RANK" not in os.environ:  # the launcher says it; its ranks re-check silently
         _said.add(line)

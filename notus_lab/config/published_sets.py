@@ -25,18 +25,49 @@ class Schema:
 
 # most specific first: H4's and argilla's cleaned set also have prompt/chosen/rejected
 SCHEMAS = (
-    Schema("argilla_notus_v1", ("instruction", "chosen_response", "rejected_response"), "instruction",
-           "chosen_response", "rejected_response", "chosen_avg_rating", "rejected_avg_rating",
-           "argilla/ultrafeedback-binarized-preferences: Notus 7B v1's set (mean of the four ratings, a random strictly lower rejected; its card says some ties remain)"),
-    Schema("argilla_cleaned", ("prompt", "chosen", "rejected", "chosen-rating"), "prompt", "chosen", "rejected",
-           "chosen-rating", "rejected-rating",
-           "argilla/ultrafeedback-binarized-preferences-cleaned: mean rating, ties and TruthfulQA removed"),
-    Schema("h4_ultrafeedback_binarized", ("prompt", "prompt_id", "chosen", "rejected"), "prompt", "chosen", "rejected",
-           "score_chosen", "score_rejected",
-           "HuggingFaceH4/ultrafeedback_binarized: Zephyr 7B beta's set (critique overall_score, ties kept; its current version is rebuilt on the fixed critique with TruthfulQA removed)"),
-    Schema("pairs", ("prompt", "chosen", "rejected"), "prompt", "chosen", "rejected", "score_chosen", "score_rejected",
-           "prompt / chosen / rejected (text or chat messages), optional score_chosen / score_rejected: "
-           "notus_lab's own pairs.jsonl, TRL's preference format"),
+    Schema(
+        "argilla_notus_v1",
+        ("instruction", "chosen_response", "rejected_response"),
+        "instruction",
+        "chosen_response",
+        "rejected_response",
+        "chosen_avg_rating",
+        "rejected_avg_rating",
+        "argilla/ultrafeedback-binarized-preferences: Notus 7B v1's set (mean of the four ratings, a random "
+        "strictly lower rejected; its card says some ties remain)",
+    ),
+    Schema(
+        "argilla_cleaned",
+        ("prompt", "chosen", "rejected", "chosen-rating"),
+        "prompt",
+        "chosen",
+        "rejected",
+        "chosen-rating",
+        "rejected-rating",
+        "argilla/ultrafeedback-binarized-preferences-cleaned: mean rating, ties and TruthfulQA removed",
+    ),
+    Schema(
+        "h4_ultrafeedback_binarized",
+        ("prompt", "prompt_id", "chosen", "rejected"),
+        "prompt",
+        "chosen",
+        "rejected",
+        "score_chosen",
+        "score_rejected",
+        "HuggingFaceH4/ultrafeedback_binarized: Zephyr 7B beta's set (critique overall_score, ties kept; its "
+        "current version is rebuilt on the fixed critique with TruthfulQA removed)",
+    ),
+    Schema(
+        "pairs",
+        ("prompt", "chosen", "rejected"),
+        "prompt",
+        "chosen",
+        "rejected",
+        "score_chosen",
+        "score_rejected",
+        "prompt / chosen / rejected (text or chat messages), optional score_chosen / score_rejected: "
+        "notus_lab's own pairs.jsonl, TRL's preference format",
+    ),
 )
 
 
@@ -45,8 +76,11 @@ RAW = "openbmb_ultrafeedback"  # instruction + completions: what the binarizing 
 
 # what a hub id implies: its default split, its schema, and a revision worth pinning
 KNOWN = {
-    "openbmb/UltraFeedback": {"split": "train", "schema": RAW,
-                              "revision": "40b436560ca83a8dba36114c22ab3c66e43f6d5e"},  # critique fixed (2023-12-29)
+    "openbmb/UltraFeedback": {
+        "split": "train",
+        "schema": RAW,
+        "revision": "40b436560ca83a8dba36114c22ab3c66e43f6d5e",
+    },  # critique fixed (2023-12-29)
     "argilla/ultrafeedback-binarized-preferences": {"split": "train", "schema": "argilla_notus_v1"},
     "argilla/ultrafeedback-binarized-preferences-cleaned": {"split": "train", "schema": "argilla_cleaned"},
     "HuggingFaceH4/ultrafeedback_binarized": {"split": "train_prefs", "schema": "h4_ultrafeedback_binarized"},

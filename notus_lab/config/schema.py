@@ -20,23 +20,51 @@ ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 
 
 LOSS_TYPES = (
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
 )
 
 
-OPTIMIZERS = ("rmsprop", "adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "paged_adamw_32bit",
-              "paged_adamw_8bit", "sgd", "adafactor")
+OPTIMIZERS = (
+    "rmsprop",
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_bnb_8bit",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "sgd",
+    "adafactor",
+)
 
 
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
-              "polynomial", "inverse_sqrt")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "constant",
+    "constant_with_warmup",
+    "cosine_with_restarts",
+    "polynomial",
+    "inverse_sqrt",
+)
 
 
 @dataclass
 class WorldConfig:
     """The bundled synthetic UltraFeedback world (data.source=world). Defaults are calibrated to real
-    UltraFeedback rows (FIELD-NOTES §5); README "The bundled world" says what each knob does."""
+    UltraFeedback rows (50 rows of openbmb/UltraFeedback, revision 40b43656); README "The bundled world" says
+    what each knob does."""
 
     rows: int = 3000
     seed: int = 0
@@ -90,7 +118,8 @@ class DataConfig:
 
 @dataclass
 class TinyConfig:
-    """The locally built SFT base (base.name=tiny): its Mistral shape and its SFT recipe (notus_lab/models/tiny_base.py)."""
+    """The locally built SFT base (base.name=tiny): its Mistral shape and its SFT recipe
+    (notus_lab/models/tiny_base.py)."""
 
     hidden_size: int = 128
     intermediate_size: int = 256
@@ -141,8 +170,7 @@ class ModelConfig:
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.1
-    lora_target_modules: List[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     bnb_4bit_quant_type: str = "nf4"
     bnb_4bit_use_double_quant: bool = False
 
@@ -231,7 +259,8 @@ class EvalConfig:
     # to the run's source with ties dropped) and by the truth in the bundled world; every model is
     # scored under all of them, so all arms of a sweep share one cross-eval matrix.
     signals: List[str] = field(
-        default_factory=lambda: ["critique", "critique_fixed", "critique_curated", "mean_rating"])
+        default_factory=lambda: ["critique", "critique_fixed", "critique_curated", "mean_rating"]
+    )
 
 
 @dataclass
@@ -270,6 +299,7 @@ class ExportConfig:
 @dataclass
 class StudyConfig:
     """How a study decides, not what a run learns (never part of a run's identity)."""
+
     # the equivalence margin delta, in the decision metric's units (0.05 = 5 points of win rate): two strategies
     # whose difference provably lies inside +-margin are "equivalent". hydra/sweeper=sequential needs it (> 0)
     margin: Optional[float] = None

@@ -14,9 +14,21 @@ from notus_lab.core.run_dir import RunDir
 # settings that change where or how a run executes, never what it learns: a relaunch may change them, and
 # an override of one leaves the run in its dir. "x." covers every key under x; a group choice (hardware=...)
 # stays in the dir name, so a sweep over profiles gives each its own dir.
-NOT_SCIENCE = ("wandb.", "hardware.", "study.", "sweep_name", "run_name", "train.resume", "train.reference_cache_dir",
-               "train.precompute_reference", "train.logging_steps", "train.save_steps", "base.cache_dir",
-               "generation.batch_size", "judge.batch_size")
+NOT_SCIENCE = (
+    "wandb.",
+    "hardware.",
+    "study.",
+    "sweep_name",
+    "run_name",
+    "train.resume",
+    "train.reference_cache_dir",
+    "train.precompute_reference",
+    "train.logging_steps",
+    "train.save_steps",
+    "base.cache_dir",
+    "generation.batch_size",
+    "judge.batch_size",
+)
 
 
 def is_science(key: str) -> bool:
@@ -54,13 +66,18 @@ def what_changed(rd: RunDir, resolved: dict, code: str) -> str | None:
     if not rd.config.exists():
         return None
     before, now = science(yaml.safe_load(rd.config.read_text()) or {}), science(redact(resolved))
-    changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(before.keys() | now.keys())
-               if before.get(k) != now.get(k)]
+    changed = [
+        f"{k} {before.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(before.keys() | now.keys())
+        if before.get(k) != now.get(k)
+    ]
     if changed:
         return f"config ({'; '.join(changed[:3])}{f'; +{len(changed) - 3} more' if len(changed) > 3 else ''})"
     old = json.loads(rd.provenance.read_text()) if rd.provenance.exists() else {}
     if old.get("code_version", code) != code:
-        return f"code ({old['code_version']} -> {code}; commits {old.get('git_commit', '?')[:12]} -> {git_commit()[:12]})"
+        return (
+            f"code ({old['code_version']} -> {code}; commits {old.get('git_commit', '?')[:12]} -> {git_commit()[:12]})"
+        )
     return None
 
 

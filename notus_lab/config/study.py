@@ -14,23 +14,28 @@ BOUNDARIES = ("joint", "union")
 @dataclass(frozen=True)
 class Settings:
     """`hydra.sweeper` of `hydra/sweeper=sequential`: conf/hydra/sweeper/sequential.yaml gives each its value."""
-    margin: float                   # delta: the equivalence margin, in the decision metric's units (required)
-    alpha: float                    # family-wise error over every look and pair, in (0, 0.5)
-    first_seeds: int                # seeds of the first round, >= 2 (one seed measures no seed noise)
-    seeds_per_round: int            # seeds each later round adds, >= 1
-    max_seeds: int                  # the most seeds any strategy gets, >= first_seeds
-    budget_hours: float | None      # stop before a round that would pass this many device-hours (null: none)
-    metric: str | None              # the metric that decides (null: the report's default, the judged win rate)
-    spending: str                   # obrien_fleming | pocock: how alpha is spread over the looks
-    boundary: str                   # joint (the looks' correlation, as group-sequential designs) | union (none)
+
+    margin: float  # delta: the equivalence margin, in the decision metric's units (required)
+    alpha: float  # family-wise error over every look and pair, in (0, 0.5)
+    first_seeds: int  # seeds of the first round, >= 2 (one seed measures no seed noise)
+    seeds_per_round: int  # seeds each later round adds, >= 1
+    max_seeds: int  # the most seeds any strategy gets, >= first_seeds
+    budget_hours: float | None  # stop before a round that would pass this many device-hours (null: none)
+    metric: str | None  # the metric that decides (null: the report's default, the judged win rate)
+    spending: str  # obrien_fleming | pocock: how alpha is spread over the looks
+    boundary: str  # joint (the looks' correlation, as group-sequential designs) | union (none)
 
     def check(self) -> Settings:
         """Raise the one-line error of the first setting out of range."""
         key = "hydra.sweeper."
         if not (isinstance(self.margin, (int, float)) and self.margin > 0):
-            raise invalid(key + "margin", self.margin, "a number > 0 in the decision metric's units (e.g. 0.05 of "
-                                                       "win rate): the difference below which two strategies are "
-                                                       "as good")
+            raise invalid(
+                key + "margin",
+                self.margin,
+                "a number > 0 in the decision metric's units (e.g. 0.05 of "
+                "win rate): the difference below which two strategies are "
+                "as good",
+            )
         if not 0 < self.alpha < 0.5:
             raise invalid(key + "alpha", self.alpha, "a number in (0, 0.5)")
         if self.first_seeds < 2:

@@ -31,7 +31,8 @@ class _DropByMessage(logging.Filter):
 def quiet_third_party_noise(argv: list[str]) -> list[str]:
     """Install the filters unless the command asks to see everything; returns argv without `-v`."""
     verbose = os.environ.get("NOTUS_LAB_VERBOSE") == "1" or any(
-        a in ("-v", "--verbose") or a.startswith("hydra.verbose") for a in argv)
+        a in ("-v", "--verbose") or a.startswith("hydra.verbose") for a in argv
+    )
     if verbose:
         os.environ["NOTUS_LAB_VERBOSE"] = "1"  # the ranks of a multi-process run show everything too
     else:
@@ -48,15 +49,20 @@ def summary(run_dir: Path, metrics: dict) -> str:
     g = metrics.get("generation")
     lines = [f"notus_lab: finished {run_dir}"]
     if g:
-        lines.append(f"  judged win rate vs its SFT reference: {g['win_rate_vs_reference']:.3f} ({g['wins']} wins, "
-                     f"{g['losses']} losses, {g['ties']} ties; judge {g['judge']}, {g['n_prompts']} prompts x "
-                     f"{g['samples_per_prompt']}); answers {g['policy_mean_tokens']:.0f} tokens vs "
-                     f"{g['reference_mean_tokens']:.0f}, distinct-2 {g['policy_distinct_2']:.2f} vs "
-                     f"{g['reference_distinct_2']:.2f}")
+        lines.append(
+            f"  judged win rate vs its SFT reference: {g['win_rate_vs_reference']:.3f} ({g['wins']} wins, "
+            f"{g['losses']} losses, {g['ties']} ties; judge {g['judge']}, {g['n_prompts']} prompts x "
+            f"{g['samples_per_prompt']}); answers {g['policy_mean_tokens']:.0f} tokens vs "
+            f"{g['reference_mean_tokens']:.0f}, distinct-2 {g['policy_distinct_2']:.2f} vs "
+            f"{g['reference_distinct_2']:.2f}"
+        )
     if metrics.get("truth_accuracy") is not None:
         lines.append(f"  held-out reward accuracy against the truth (a diagnostic): {metrics['truth_accuracy']:.3f}")
-    lines += ["  next: python -m notus_lab.generate " + str(run_dir) + "    # answers for AlpacaEval / MT-Bench",
-              "        python -m notus_lab --multirun +experiment=critique_vs_rating   # a study; then python -m notus_lab.report"]
+    lines += [
+        "  next: python -m notus_lab.generate " + str(run_dir) + "    # answers for AlpacaEval / MT-Bench",
+        "        python -m notus_lab --multirun +experiment=critique_vs_rating   "
+        "# a study; then python -m notus_lab.report",
+    ]
     return "\n".join(lines)
 
 
@@ -84,8 +90,9 @@ def arm_output(log_path: Path):
             os.close(saved[0]), os.close(saved[1])
 
 
-def arm_line(run_dir: Path, overrides: list[str], metrics: dict | None, error: str | None = None,
-             note: str | None = None) -> str:
+def arm_line(
+    run_dir: Path, overrides: list[str], metrics: dict | None, error: str | None = None, note: str | None = None
+) -> str:
     """One line when an arm of a sweep ends: k of N (the sweeper's progress.json), its overrides, its judged win
     rate (or its error), elapsed time and an estimate of what is left."""
     progress_file = run_dir.parent / "progress.json"
@@ -94,14 +101,24 @@ def arm_line(run_dir: Path, overrides: list[str], metrics: dict | None, error: s
         progress = json.loads(progress_file.read_text())
         swept = progress.get("swept")
         arms = progress.get("arms", [])
-        done = sum((run_dir.parent / a / "metrics.json").exists() or (run_dir.parent / a / "failed.json").exists()
-                   for a in arms)
+        done = sum(
+            (run_dir.parent / a / "metrics.json").exists() or (run_dir.parent / a / "failed.json").exists()
+            for a in arms
+        )
         elapsed = time.time() - progress.get("started", time.time())
         eta = f", ~{elapsed / max(done, 1) * (len(arms) - done) / 60:.0f} min left" if done < len(arms) else ""
         count = f"[{done}/{len(arms)}] " + f"{elapsed / 60:.1f} min{eta} | "
-    shown = " ".join(o for o in overrides if not o.startswith(("sweep_name=", "hydra."))
-                     and (swept is None or o.lstrip("+~").split("=", 1)[0] in swept))
+    shown = " ".join(
+        o
+        for o in overrides
+        if not o.startswith(("sweep_name=", "hydra.")) and (swept is None or o.lstrip("+~").split("=", 1)[0] in swept)
+    )
     g = (metrics or {}).get("generation") or {}
-    result = (f"failed: {error} (see {run_dir / 'output.log'})" if error else
-              f"win rate {g['win_rate_vs_reference']:.3f}" if g else "finished")
+    result = (
+        f"failed: {error} (see {run_dir / 'output.log'})"
+        if error
+        else f"win rate {g['win_rate_vs_reference']:.3f}"
+        if g
+        else "finished"
+    )
     return f"{count}{shown}: {result}" + (f" ({note})" if note else "")

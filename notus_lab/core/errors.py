@@ -29,7 +29,9 @@ def message(key: str, value, allowed: str | None = None, why: str | None = None,
     return f"{key}={repr(value) if shown is None else shown} is invalid: {reason}"
 
 
-def invalid(key: str, value, allowed: str | None = None, why: str | None = None, shown: str | None = None) -> ConfigError:
+def invalid(
+    key: str, value, allowed: str | None = None, why: str | None = None, shown: str | None = None
+) -> ConfigError:
     return ConfigError(message(key, value, allowed, why, shown))
 
 

@@ -12,14 +12,27 @@ from pathlib import Path
 from notus_lab.core.redaction import redact
 
 PACKAGE = Path(__file__).resolve().parents[1]  # notus_lab/: every source file of every subpackage
-PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "hydra-core", "omegaconf",
-            "wandb", "bitsandbytes", "submitit", "tokenizers")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "accelerate",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "bitsandbytes",
+    "submitit",
+    "tokenizers",
+)
 
 
 def _git(*args) -> str:
     try:
-        return subprocess.run(["git", "-C", str(PACKAGE.parent), *args],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(PACKAGE.parent), *args], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -51,6 +64,9 @@ def provenance(data_fingerprint: str, base_fingerprint: str, science_fingerprint
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "science_fingerprint": science_fingerprint,
         "command": redact(" ".join(sys.argv)),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "packages": versions, "data_fingerprint": data_fingerprint, "base_fingerprint": base_fingerprint,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "data_fingerprint": data_fingerprint,
+        "base_fingerprint": base_fingerprint,
     }

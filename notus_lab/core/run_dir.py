@@ -60,8 +60,9 @@ def run_dir_lock(run_dir: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunDirBusy(f"another process is training in {run_dir}; wait for it or pick another "
-                             f"hydra.run.dir") from None
+            raise RunDirBusy(
+                f"another process is training in {run_dir}; wait for it or pick another hydra.run.dir"
+            ) from None
         handle.write(str(os.getpid()))
         handle.flush()
         yield
@@ -69,9 +70,15 @@ def run_dir_lock(run_dir: Path):
 
 def record_failure(run_dir: Path, exc: BaseException) -> None:
     """failed.json names what went wrong, so a sweep report can list the arm with its error."""
-    write_json(RunDir(run_dir).failed, {
-        "error": type(exc).__name__, "message": str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
-        "traceback": traceback.format_exception(exc)[-3:], "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_json(
+        RunDir(run_dir).failed,
+        {
+            "error": type(exc).__name__,
+            "message": str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "",
+            "traceback": traceback.format_exception(exc)[-3:],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
 
 
 def latest_checkpoint(ckpt_dir: Path) -> str | None:

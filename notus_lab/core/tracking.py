@@ -26,8 +26,9 @@ def wandb_run_id(run_dir: Path) -> str:
     return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
 
 
-def start_wandb(settings, run_dir: Path, config: dict, tags: list[str], group: str | None, job_type: str,
-                name: str | None = None):
+def start_wandb(
+    settings, run_dir: Path, config: dict, tags: list[str], group: str | None, job_type: str, name: str | None = None
+):
     """An active W&B run in `run_dir` (its files under run_dir/wandb), or None when disabled. `settings` is a
     WandbConfig (mode, project, entity, init_timeout). Online failures fall back to offline with a warning;
     the same run dir continues the same W&B run."""
@@ -35,17 +36,30 @@ def start_wandb(settings, run_dir: Path, config: dict, tags: list[str], group: s
         return None
     import wandb
 
-    kwargs = dict(project=settings.project, entity=settings.entity, name=name or run_dir.name, group=group,
-                  job_type=job_type, tags=tags, config=redact(config), dir=str(run_dir),
-                  id=wandb_run_id(run_dir), resume="allow")
+    kwargs = dict(
+        project=settings.project,
+        entity=settings.entity,
+        name=name or run_dir.name,
+        group=group,
+        job_type=job_type,
+        tags=tags,
+        config=redact(config),
+        dir=str(run_dir),
+        id=wandb_run_id(run_dir),
+        resume="allow",
+    )
     try:
-        return wandb.init(mode=settings.mode, settings=wandb.Settings(init_timeout=settings.init_timeout, silent=True), **kwargs)
+        return wandb.init(
+            mode=settings.mode, settings=wandb.Settings(init_timeout=settings.init_timeout, silent=True), **kwargs
+        )
     except Exception as exc:  # no network, bad key, server down: tracking must not cost the run
         if settings.mode != "online":
             warnings.warn(f"W&B could not start ({type(exc).__name__}); training continues untracked")
             return None
-        warnings.warn(f"W&B online failed ({type(exc).__name__}: {redact(str(exc))[:200]}); logging offline "
-                      f"instead, upload later with `wandb sync {run_dir}/wandb`")
+        warnings.warn(
+            f"W&B online failed ({type(exc).__name__}: {redact(str(exc))[:200]}); logging offline "
+            f"instead, upload later with `wandb sync {run_dir}/wandb`"
+        )
         try:
             # the failed online attempt leaves wandb's service unusable: reset it, and start our own
             # instead of reconnecting to one inherited from a parent process (WANDB_SERVICE)

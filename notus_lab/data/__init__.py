@@ -1,1 +1,2 @@
-"""Rows -> scores -> pairs, torch-free: the bundled world, annotation signals, sources, binarizing strategies, the audit."""
+"""Rows -> scores -> pairs, torch-free: the bundled world, annotation signals, sources, binarizing strategies,
+the audit."""

@@ -1,7 +1,7 @@
 """The audit a researcher reads before spending GPU hours: signal-level facts about raw rows, how far
 each signal agrees with the truth (in the bundled world), summary.md and a score histogram PNG.
 
-The annotation statistics are the ones FIELD-NOTES §5 measured on real UltraFeedback rows, so the same
+The annotation statistics are the ones README "The bundled world" gives for real UltraFeedback rows, so the same
 numbers can be compared between a real file and the bundled world (`python -m notus_lab.binarize`).
 """
 
@@ -89,20 +89,26 @@ def audit(rows: list, d: DataConfig, indices: Iterable[int], points: Optional[li
     for a, b in combinations(COMPARED_SIGNALS, 2):
         both = chosen_by_signal[a].keys() & chosen_by_signal[b].keys()
         if both:
-            differs[f"{a}~{b}"] = round(sum(chosen_by_signal[a][i] != chosen_by_signal[b][i] for i in both)
-                                        / len(both), 4)
-    aspect_corr = [c for a, b in combinations(ASPECTS, 2)
-                   if (c := _correlation(aspect_columns[a], aspect_columns[b])) is not None]
-    return {"na_ratings": dict(na), "bug_signature_completions": bugs,
-            "chosen_differs": differs, "chosen_differs_critique_vs_mean_rating": differs.get("critique~mean_rating"),
-            # the statistics of FIELD-NOTES §5, comparable between a real file and the world
-            "annotation": {
-                "critique_vs_mean_rating_correlation": _correlation(*zip(*pairs_for_corr)) if pairs_for_corr else None,
-                "top_critique_tied": round(top_tied["critique"] / complete_rows, 4) if complete_rows else None,
-                "top_mean_rating_tied": round(top_tied["mean_rating"] / complete_rows, 4) if complete_rows else None,
-                "aspect_correlation": round(statistics.fmean(aspect_corr), 4) if aspect_corr else None,
-                "critique_half_points": round(half_points / critiques, 4) if critiques else None,
-            }}
+            differs[f"{a}~{b}"] = round(
+                sum(chosen_by_signal[a][i] != chosen_by_signal[b][i] for i in both) / len(both), 4
+            )
+    aspect_corr = [
+        c for a, b in combinations(ASPECTS, 2) if (c := _correlation(aspect_columns[a], aspect_columns[b])) is not None
+    ]
+    return {
+        "na_ratings": dict(na),
+        "bug_signature_completions": bugs,
+        "chosen_differs": differs,
+        "chosen_differs_critique_vs_mean_rating": differs.get("critique~mean_rating"),
+        # the statistics of README "The bundled world", comparable between a real file and the world
+        "annotation": {
+            "critique_vs_mean_rating_correlation": _correlation(*zip(*pairs_for_corr)) if pairs_for_corr else None,
+            "top_critique_tied": round(top_tied["critique"] / complete_rows, 4) if complete_rows else None,
+            "top_mean_rating_tied": round(top_tied["mean_rating"] / complete_rows, 4) if complete_rows else None,
+            "aspect_correlation": round(statistics.fmean(aspect_corr), 4) if aspect_corr else None,
+            "critique_half_points": round(half_points / critiques, 4) if critiques else None,
+        },
+    }
 
 
 def _quality(rows: list, i: int, k: int):
@@ -111,10 +117,14 @@ def _quality(rows: list, i: int, k: int):
 
 
 def has_truth(rows: list) -> bool:
-    first = next((r for r in rows if isinstance(r, dict) and isinstance(r.get("completions"), list)
-                  and r["completions"]), None)
-    return first is not None and isinstance(first["completions"][0], dict) \
+    first = next(
+        (r for r in rows if isinstance(r, dict) and isinstance(r.get("completions"), list) and r["completions"]), None
+    )
+    return (
+        first is not None
+        and isinstance(first["completions"][0], dict)
         and isinstance(first["completions"][0].get("true_quality"), (int, float))
+    )
 
 
 def truth_pairs(rows: list, indices: Iterable[int]) -> list[dict]:
@@ -127,9 +137,16 @@ def truth_pairs(rows: list, indices: Iterable[int]) -> list[dict]:
         for a, b in combinations(valid, 2):
             if q[a] != q[b]:
                 hi, lo = (a, b) if q[a] > q[b] else (b, a)
-                pairs.append({"prompt": rows[i]["instruction"], "chosen": comps[hi]["response"],
-                              "rejected": comps[lo]["response"], "score_chosen": q[hi],
-                              "score_rejected": q[lo], "row_index": i})
+                pairs.append(
+                    {
+                        "prompt": rows[i]["instruction"],
+                        "chosen": comps[hi]["response"],
+                        "rejected": comps[lo]["response"],
+                        "score_chosen": q[hi],
+                        "score_rejected": q[lo],
+                        "row_index": i,
+                    }
+                )
     return pairs
 
 
@@ -137,7 +154,10 @@ def truth_agreement(rows: list, pairs: list[dict]) -> dict:
     """How often a signal's pairs prefer the truly better completion (equal truth counts half)."""
     agree = n = 0.0
     for p in pairs:
-        chosen, rejected = _quality(rows, p["row_index"], p["chosen_index"]), _quality(rows, p["row_index"], p["rejected_index"])
+        chosen, rejected = (
+            _quality(rows, p["row_index"], p["chosen_index"]),
+            _quality(rows, p["row_index"], p["rejected_index"]),
+        )
         if isinstance(chosen, (int, float)) and isinstance(rejected, (int, float)):
             n += 1
             agree += 1.0 if chosen > rejected else 0.5 if chosen == rejected else 0.0
@@ -145,19 +165,29 @@ def truth_agreement(rows: list, pairs: list[dict]) -> dict:
 
 
 def write_summary(report: dict, points: list, d, out: Path) -> None:
-    lines = [f"# Data audit: {report['strategy']} on {d.source}", "",
-             f"- rows in: {report['rows_in']} (+{report['held_out']['rows_in']} held out)",
-             f"- pairs out: {report['pairs_out']} (tie pairs: {report.get('tie_pairs', 0)})",
-             f"- rows dropped: {report['rows_dropped'] or 'none'}",
-             f"- completions dropped: {report.get('completions_dropped') or 'none'}",
-             f"- unreadable lines: {report.get('rows_unreadable') or 'none'}"]
+    lines = [
+        f"# Data audit: {report['strategy']} on {d.source}",
+        "",
+        f"- rows in: {report['rows_in']} (+{report['held_out']['rows_in']} held out)",
+        f"- pairs out: {report['pairs_out']} (tie pairs: {report.get('tie_pairs', 0)})",
+        f"- rows dropped: {report['rows_dropped'] or 'none'}",
+        f"- completions dropped: {report.get('completions_dropped') or 'none'}",
+        f"- unreadable lines: {report.get('rows_unreadable') or 'none'}",
+    ]
     if "na_ratings" in report:
-        lines += [f"- N/A ratings per aspect: {report['na_ratings']}",
-                  f"- bug-signature completions (overall_score 10, mean rating <= {d.curate_threshold}): "
-                  f"{report['bug_signature_completions']}", "",
-                  "## Fraction of prompts whose chosen completion differs", "", "| signals | differs |", "|---|---|"]
+        lines += [
+            f"- N/A ratings per aspect: {report['na_ratings']}",
+            f"- bug-signature completions (overall_score 10, mean rating <= {d.curate_threshold}): "
+            f"{report['bug_signature_completions']}",
+            "",
+            "## Fraction of prompts whose chosen completion differs",
+            "",
+            "| signals | differs |",
+            "|---|---|",
+        ]
         lines += [f"| {k.replace('~', ' vs ')} | {v:.1%} |" for k, v in report["chosen_differs"].items()]
-        lines += ["", "## Annotation statistics (compare FIELD-NOTES §5)", "", "| statistic | value |", "|---|---|"]
+        lines += ["", "## Annotation statistics (compare README: The bundled world)", ""]
+        lines += ["| statistic | value |", "|---|---|"]
         lines += [f"| {k} | {'n/a' if v is None else f'{v:.3f}'} |" for k, v in report["annotation"].items()]
     if report.get("truth_agreement"):
         lines += ["", "## Agreement with the truth (bundled world)", "", "| pairs | n | agreement |", "|---|---|---|"]

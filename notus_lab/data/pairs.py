@@ -16,8 +16,10 @@ from notus_lab.data.sources import normalize, pair_schema
 
 def split_rows(rows: list, test_size: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices of (train, held-out) rows. The same prompts are held out whatever the strategy."""
-    keys = [normalize(r["instruction"]) if isinstance(r, dict) and isinstance(r.get("instruction"), str)
-            else None for r in rows]
+    keys = [
+        normalize(r["instruction"]) if isinstance(r, dict) and isinstance(r.get("instruction"), str) else None
+        for r in rows
+    ]
     prompts = sorted({k for k in keys if k})
     n_test = int(test_size) if test_size >= 1 else int(round(len(prompts) * test_size))
     random.Random(seed).shuffle(prompts)
@@ -66,8 +68,11 @@ def select_pairs(scores: list, d: DataConfig, rng_key: str, all_lower: bool) -> 
     valid = [i for i, s in enumerate(scores) if s is not None]
     best = max(valid, key=lambda i: (scores[i], -i))
     top = scores[best]
-    candidates = [j for j in valid if j != best and top - scores[j] >= d.min_margin
-                  and (d.tie_policy == "keep" or scores[j] < top)]
+    candidates = [
+        j
+        for j in valid
+        if j != best and top - scores[j] >= d.min_margin and (d.tie_policy == "keep" or scores[j] < top)
+    ]
     if not candidates:
         return []
     if all_lower:
@@ -80,15 +85,16 @@ def select_pairs(scores: list, d: DataConfig, rng_key: str, all_lower: bool) -> 
     return [(best, random.Random(f"{d.seed}:{rng_key}").choice(candidates))]
 
 
-def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
-             questions: frozenset = frozenset()) -> tuple[list[dict], dict]:
+def binarize(
+    rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None, questions: frozenset = frozenset()
+) -> tuple[list[dict], dict]:
     """Pairs for `d.strategy` from raw rows, and the counts that explain them."""
     if d.strategy == "prebinarized":
         return _prebinarized(rows, indices, pair_schema(rows, d.source), d)
     dropped, completions_dropped, per_source = Counter(), Counter(), {}
     signal = "mean_rating" if d.strategy == "multi_pair" else d.strategy
     pairs, ties, n_in = [], 0, 0
-    for i in (range(len(rows)) if indices is None else indices):
+    for i in range(len(rows)) if indices is None else indices:
         n_in += 1
         row = rows[i]
         why = _row_problem(row, d, questions)
@@ -102,8 +108,10 @@ def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
         completions = row["completions"]
         scores = usable_scores(row, d, signal, completions_dropped)
         if d.strategy == "critique_curated" and d.curate_action == "rescore":
-            scores = [1.0 if s is not None and bug_signature(c, d.curate_threshold) else s
-                      for s, c in zip(scores, completions)]
+            scores = [
+                1.0 if s is not None and bug_signature(c, d.curate_threshold) else s
+                for s, c in zip(scores, completions)
+            ]
         if sum(s is not None for s in scores) < 2:
             dropped["fewer_than_2_completions" if len(completions) < 2 else "fewer_than_2_valid_completions"] += 1
             continue
@@ -118,16 +126,29 @@ def binarize(rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None,
             continue
         for c, r in chosen_rejected:
             ties += scores[c] == scores[r]
-            pairs.append({
-                "prompt": row["instruction"], "chosen": completions[c]["response"],
-                "rejected": completions[r]["response"], "score_chosen": scores[c], "score_rejected": scores[r],
-                "row_index": i, "chosen_index": c, "rejected_index": r, "source": src,
-            })
+            pairs.append(
+                {
+                    "prompt": row["instruction"],
+                    "chosen": completions[c]["response"],
+                    "rejected": completions[r]["response"],
+                    "score_chosen": scores[c],
+                    "score_rejected": scores[r],
+                    "row_index": i,
+                    "chosen_index": c,
+                    "rejected_index": r,
+                    "source": src,
+                }
+            )
         counts["pairs_out"] += len(chosen_rejected)
     report = {
-        "strategy": d.strategy, "schema": RAW, "rows_in": n_in, "pairs_out": len(pairs),
-        "rows_with_pairs": n_in - sum(dropped.values()), "rows_dropped": dict(sorted(dropped.items())),
-        "completions_dropped": dict(sorted(completions_dropped.items())), "tie_pairs": ties,
+        "strategy": d.strategy,
+        "schema": RAW,
+        "rows_in": n_in,
+        "pairs_out": len(pairs),
+        "rows_with_pairs": n_in - sum(dropped.values()),
+        "rows_dropped": dict(sorted(dropped.items())),
+        "completions_dropped": dict(sorted(completions_dropped.items())),
+        "tie_pairs": ties,
         "per_source": dict(sorted(per_source.items())),
     }
     return pairs, report
@@ -161,18 +182,35 @@ def _prebinarized(rows: list, indices, schema: Schema, d: DataConfig) -> tuple[l
         elif chosen == rejected:
             dropped["duplicate_response"] += 1
         else:
-            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                          "score_chosen": number(row.get(schema.score_chosen)),
-                          "score_rejected": number(row.get(schema.score_rejected)), "row_index": i,
-                          "source": row.get("source", "unknown")})
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "score_chosen": number(row.get(schema.score_chosen)),
+                    "score_rejected": number(row.get(schema.score_rejected)),
+                    "row_index": i,
+                    "source": row.get("source", "unknown"),
+                }
+            )
     scored = [p for p in pairs if p["score_chosen"] is not None and p["score_rejected"] is not None]
     ties_in = sum(p["score_chosen"] == p["score_rejected"] for p in scored)
-    rules = [(key, value) for key, value, on in (("data.tie_policy", d.tie_policy, d.tie_policy == "drop"),
-                                                 ("data.min_margin", d.min_margin, d.min_margin > 0)) if on]
+    rules = [
+        (key, value)
+        for key, value, on in (
+            ("data.tie_policy", d.tie_policy, d.tie_policy == "drop"),
+            ("data.min_margin", d.min_margin, d.min_margin > 0),
+        )
+        if on
+    ]
     if rules and not scored:
         key, value = rules[0]
-        raise invalid(key, value, "keep" if key == "data.tie_policy" else "0",
-                      why=f"this set ({schema.name}) carries no chosen/rejected scores to apply it to")
+        raise invalid(
+            key,
+            value,
+            "keep" if key == "data.tie_policy" else "0",
+            why=f"this set ({schema.name}) carries no chosen/rejected scores to apply it to",
+        )
     if rules:
         kept = []
         for p in pairs:
@@ -185,11 +223,21 @@ def _prebinarized(rows: list, indices, schema: Schema, d: DataConfig) -> tuple[l
             else:
                 kept.append(p)
         pairs = kept
-    return pairs, {"strategy": "prebinarized", "schema": schema.name, "rows_in": len(idx), "pairs_out": len(pairs),
-                   "rows_dropped": dict(sorted(dropped.items())), "completions_dropped": {},
-                   "tie_pairs": sum(p["score_chosen"] == p["score_rejected"] for p in pairs
-                                    if p["score_chosen"] is not None and p["score_rejected"] is not None),
-                   "tie_pairs_in_set": ties_in, "scored_pairs": len(scored)}
+    return pairs, {
+        "strategy": "prebinarized",
+        "schema": schema.name,
+        "rows_in": len(idx),
+        "pairs_out": len(pairs),
+        "rows_dropped": dict(sorted(dropped.items())),
+        "completions_dropped": {},
+        "tie_pairs": sum(
+            p["score_chosen"] == p["score_rejected"]
+            for p in pairs
+            if p["score_chosen"] is not None and p["score_rejected"] is not None
+        ),
+        "tie_pairs_in_set": ties_in,
+        "scored_pairs": len(scored),
+    }
 
 
 def as_data_config(d) -> DataConfig:

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from notus_lab.core import chat
 from notus_lab.core.cache import build_once
 
 
@@ -22,9 +23,12 @@ def truncated_prompts(pairs: list[dict], tokenizer, max_prompt_length: int, max_
         chosen = tokenizer([p["chosen"] for p in pairs], add_special_tokens=False)["input_ids"]
         rejected = tokenizer([p["rejected"] for p in pairs], add_special_tokens=False)["input_ids"]
         longer = [max(len(c), len(r)) for c, r in zip(chosen, rejected)]
-    return [tokenizer.decode(ids[-max_prompt_length:])
-            if len(ids) > max_prompt_length and (max_length is None or len(ids) + n > max_length) else p
-            for p, ids, n in zip(prompts, prompt_ids, longer)]
+    return [
+        tokenizer.decode(ids[-max_prompt_length:])
+        if len(ids) > max_prompt_length and (max_length is None or len(ids) + n > max_length)
+        else p
+        for p, ids, n in zip(prompts, prompt_ids, longer)
+    ]
 
 
 def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None = None):
@@ -32,15 +36,18 @@ def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, 
     import datasets
 
     prompts = truncated_prompts(pairs, tokenizer, max_prompt_length, max_length)
-    return datasets.Dataset.from_dict({
-        "prompt": [[{"role": "system", "content": ""}, {"role": "user", "content": p}] for p in prompts],
-        "chosen": [[{"role": "assistant", "content": p["chosen"]}] for p in pairs],
-        "rejected": [[{"role": "assistant", "content": p["rejected"]}] for p in pairs],
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "prompt": [chat.prompt_messages(p) for p in prompts],
+            "chosen": [chat.answer(p["chosen"]) for p in pairs],
+            "rejected": [chat.answer(p["rejected"]) for p in pairs],
+        }
+    )
 
 
-def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None,
-                              cache_dir: Path, salt: str):
+def cached_preference_dataset(
+    pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None, cache_dir: Path, salt: str
+):
     """`to_preference_dataset`, saved once under a key of its content (the pairs, the tokenizer, the prompt
     truncation, and `salt`: everything else that changes what TRL computes from it, such as max_length,
     precision and the base model). Loaded from disk, the dataset has cache files and a stable fingerprint,
@@ -57,6 +64,9 @@ def cached_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: i
     for p in pairs:
         h.update(json.dumps([p["prompt"], p["chosen"], p["rejected"]]).encode())
     target = Path(os.path.expanduser(cache_dir)) / h.hexdigest()[:20]
-    build_once(target, "dataset_info.json",
-               lambda tmp: to_preference_dataset(pairs, tokenizer, max_prompt_length, max_length).save_to_disk(str(tmp)))
+    build_once(
+        target,
+        "dataset_info.json",
+        lambda tmp: to_preference_dataset(pairs, tokenizer, max_prompt_length, max_length).save_to_disk(str(tmp)),
+    )
     return datasets.load_from_disk(str(target))

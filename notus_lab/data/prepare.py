@@ -13,8 +13,9 @@ from notus_lab.data.pairs import as_data_config, binarize, prompt_texts, split_f
 from notus_lab.data.sources import check_shape, load_questions, load_rows
 
 
-def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None,
-            audit_rows: bool = True) -> dict:
+def prepare(
+    d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[list] = None, audit_rows: bool = True
+) -> dict:
     """Raw rows -> train pairs, held-out pairs, and the report with per-stage timings.
 
     The held-out prompts are labelled by the run's own rule and by every binarization in `eval_sets`
@@ -49,18 +50,29 @@ def prepare(d: DataConfig, eval_sets: Optional[dict] = None, points: Optional[li
         report.update(audit(rows, d, range(len(rows)), points))
     timings["audit_s"] = time.perf_counter() - t
     report["rows_unreadable"] = dict(unreadable)
-    report["held_out"] = {"prompts_rows": len(test_idx), "train_rows": len(train_idx),
-                          "rows_in": test_report["rows_in"], "pairs_out": test_report["pairs_out"],
-                          "rows_dropped": test_report["rows_dropped"],
-                          "pairs": {k: len(v) for k, v in eval_pairs.items()}}
+    report["held_out"] = {
+        "prompts_rows": len(test_idx),
+        "train_rows": len(train_idx),
+        "rows_in": test_report["rows_in"],
+        "pairs_out": test_report["pairs_out"],
+        "rows_dropped": test_report["rows_dropped"],
+        "pairs": {k: len(v) for k, v in eval_pairs.items()},
+    }
     if audit_rows and has_truth(rows):  # the bundled world
         # how often each signal's held-out pairs prefer the truly better completion: the data-level answer
-        report["truth_agreement"] = {"train": truth_agreement(rows, train_pairs),
-                                     **{name: truth_agreement(rows, pairs) for name, pairs in eval_pairs.items()
-                                        if name != "truth"}}
+        report["truth_agreement"] = {
+            "train": truth_agreement(rows, train_pairs),
+            **{name: truth_agreement(rows, pairs) for name, pairs in eval_pairs.items() if name != "truth"},
+        }
     report["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    return {"rows": rows, "train_pairs": train_pairs, "test_pairs": test_pairs, "eval_pairs": eval_pairs,
-            "held_out_prompts": prompt_texts(rows, test_idx, d), "report": report}
+    return {
+        "rows": rows,
+        "train_pairs": train_pairs,
+        "test_pairs": test_pairs,
+        "eval_pairs": eval_pairs,
+        "held_out_prompts": prompt_texts(rows, test_idx, d),
+        "report": report,
+    }
 
 
 def fingerprint_rows(rows: list) -> str:

@@ -21,12 +21,10 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", "", text.lower())).strip()
 
 
-
 def load_rows(d: DataConfig) -> tuple[list, Counter]:
     """Rows from the bundled world, a local file/dir, or a hub id. Returns (rows, unreadable counts)."""
     unreadable: Counter = Counter()
     if d.source == "world":
-
         rows = list(generate_rows(d.world))
     elif looks_like_local_path(d.source):
         rows = _load_local(Path(os.path.expanduser(d.source)), d, unreadable)
@@ -97,8 +95,12 @@ def check_shape(rows: list, source: str) -> None:
         raise invalid("data.source", source, "rows that are JSON objects (none found)")
     for key in ("instruction", "completions"):
         if not any(key in r for r in sample):
-            raise invalid("data.source", source, "data=prebinarized for an already binarized set",
-                          why=f"rows lack the UltraFeedback field {key!r} (found {sorted(sample[0])[:8]})")
+            raise invalid(
+                "data.source",
+                source,
+                "data=prebinarized for an already binarized set",
+                why=f"rows lack the UltraFeedback field {key!r} (found {sorted(sample[0])[:8]})",
+            )
 
 
 def pair_schema(rows: list, source: str) -> Schema:
@@ -106,8 +108,13 @@ def pair_schema(rows: list, source: str) -> Schema:
     schema = detect(rows)
     if schema is None:
         found = sorted(next((r for r in rows if isinstance(r, dict)), {}))[:8]
-        raise invalid("data.source", source, "rows with the columns of one of " + "; ".join(
-            f"{s.name} ({', '.join(s.marks)})" for s in SCHEMAS) + f" (found {found})")
+        raise invalid(
+            "data.source",
+            source,
+            "rows with the columns of one of "
+            + "; ".join(f"{s.name} ({', '.join(s.marks)})" for s in SCHEMAS)
+            + f" (found {found})",
+        )
     return schema
 
 

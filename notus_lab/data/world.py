@@ -3,7 +3,8 @@
 Every completion is built from a hidden TRUE quality: the share of its adjectives that are appropriate
 for the topic they describe. The text really carries it, so a model can learn it and a judge can read it
 back from ANY text (`text_quality`). The four aspect ratings and the critique `overall_score` are noisy
-views of it, calibrated to real UltraFeedback rows (FIELD-NOTES §5, README "The bundled world"):
+views of it, calibrated to real UltraFeedback rows (50 rows of openbmb/UltraFeedback at revision 40b43656; the
+figures are in README "The bundled world"):
 
 - prompts differ in difficulty, so good and bad rows coexist (scores correlate across the data set while
   the ranking WITHIN a row stays noisy);
@@ -30,15 +31,31 @@ from typing import Iterator
 from notus_lab.config.schema import WorldConfig
 
 SOURCES = {  # roughly UltraFeedback's mix; truthful_qa is what decontamination removes
-    "evol_instruct": 10, "false_qa": 2, "flan_v2_niv2": 12, "flan_v2_cot": 5, "flan_v2_p3": 8,
-    "flan_v2_flan2021": 9, "sharegpt": 30, "truthful_qa": 2, "ultrachat": 22,
+    "evol_instruct": 10,
+    "false_qa": 2,
+    "flan_v2_niv2": 12,
+    "flan_v2_cot": 5,
+    "flan_v2_p3": 8,
+    "flan_v2_flan2021": 9,
+    "sharegpt": 30,
+    "truthful_qa": 2,
+    "ultrachat": 22,
 }
 
 
 MODELS = {  # name -> mean skill (share of good words); the spread makes pairs informative
-    "gpt-4": 0.85, "gpt-3.5-turbo": 0.75, "wizardlm-70b": 0.65, "llama-2-70b-chat": 0.6,
-    "ultralm-65b": 0.55, "vicuna-33b": 0.5, "llama-2-13b-chat": 0.45, "mpt-30b-chat": 0.4,
-    "starchat": 0.3, "falcon-40b-instruct": 0.25, "alpaca-7b": 0.2, "pythia-12b": 0.1,
+    "gpt-4": 0.85,
+    "gpt-3.5-turbo": 0.75,
+    "wizardlm-70b": 0.65,
+    "llama-2-70b-chat": 0.6,
+    "ultralm-65b": 0.55,
+    "vicuna-33b": 0.5,
+    "llama-2-13b-chat": 0.45,
+    "mpt-30b-chat": 0.4,
+    "starchat": 0.3,
+    "falcon-40b-instruct": 0.25,
+    "alpaca-7b": 0.2,
+    "pythia-12b": 0.1,
 }
 
 
@@ -51,21 +68,24 @@ TOPICS = (
 ).split()
 
 
-VERBS = ("explain describe compare summarize plan improve review outline design critique teach "
-         "translate").split()
+VERBS = ("explain describe compare summarize plan improve review outline design critique teach translate").split()
 
 
 STYLES = "briefly carefully simply formally kindly clearly quickly fully".split()
 
 
-GOOD = ("clear correct precise careful accurate honest useful complete relevant concise thorough "
-        "sound verified specific consistent balanced logical grounded detailed practical safe polite "
-        "coherent focused").split()
+GOOD = (
+    "clear correct precise careful accurate honest useful complete relevant concise thorough "
+    "sound verified specific consistent balanced logical grounded detailed practical safe polite "
+    "coherent focused"
+).split()
 
 
-BAD = ("wrong vague sloppy false misleading rude confused random invented irrelevant broken lazy "
-       "careless contradictory unsafe rambling incorrect garbled evasive biased empty repetitive "
-       "unclear shallow").split()
+BAD = (
+    "wrong vague sloppy false misleading rude confused random invented irrelevant broken lazy "
+    "careless contradictory unsafe rambling incorrect garbled evasive biased empty repetitive "
+    "unclear shallow"
+).split()
 
 
 PRINCIPLES = ("helpfulness", "honesty", "truthfulness", "verbalized_calibration")
@@ -119,8 +139,7 @@ def prompt_topics(instruction: str) -> tuple[str, ...] | None:
 
 def _prompt(rng: random.Random) -> tuple[str, list[str]]:
     topics = rng.sample(TOPICS, 3)
-    return (f"{rng.choice(VERBS)} the {topics[0]} , the {topics[1]} and the {topics[2]} "
-            f"{rng.choice(STYLES)} ."), topics
+    return (f"{rng.choice(VERBS)} the {topics[0]} , the {topics[1]} and the {topics[2]} {rng.choice(STYLES)} ."), topics
 
 
 def _response(rng: random.Random, topics: list[str], p_good: float, n_sentences: int) -> tuple[str, float]:
@@ -221,25 +240,37 @@ def generate_rows(cfg: WorldConfig, sentences: int = RESPONSE_SENTENCES) -> Iter
             overall, critic = _critique(rng, quality, shared, cfg)
             numeric = [int(r) for r in ratings.values() if r != "N/A"]
             tone = "good" if critic >= 6 else "poor"
-            completions.append({
-                "model": model,
-                "principle": rng.choice(PRINCIPLES),
-                "custom_system_prompt": "",
-                "response": response,
-                "annotations": {
-                    "helpfulness": {"Rating": ratings["helpfulness"], "Rationale": f"the response is {tone} .",
-                                    "Rationale For Rating": f"rated {ratings['helpfulness']} .", "Type": ["1"]},
-                    "honesty": {"Rating": ratings["honesty"], "Rationale": f"it is {tone} ."},
-                    "instruction_following": {"Rating": ratings["instruction_following"],
-                                              "Rationale": f"it follows the {topics[0]} ."},
-                    "truthfulness": {"Rating": ratings["truthfulness"], "Rationale": f"it is {tone} .",
-                                     "Rationale For Rating": f"rated {ratings['truthfulness']} .", "Type": ["0"]},
-                },
-                "critique": f"the answer is {tone} because it is {rng.choice(ADJECTIVES)} .",
-                "overall_score": overall,
-                "fine-grained_score": sum(numeric) / len(numeric),
-                "true_quality": quality,  # not in UltraFeedback: the world's ground truth
-            })
+            completions.append(
+                {
+                    "model": model,
+                    "principle": rng.choice(PRINCIPLES),
+                    "custom_system_prompt": "",
+                    "response": response,
+                    "annotations": {
+                        "helpfulness": {
+                            "Rating": ratings["helpfulness"],
+                            "Rationale": f"the response is {tone} .",
+                            "Rationale For Rating": f"rated {ratings['helpfulness']} .",
+                            "Type": ["1"],
+                        },
+                        "honesty": {"Rating": ratings["honesty"], "Rationale": f"it is {tone} ."},
+                        "instruction_following": {
+                            "Rating": ratings["instruction_following"],
+                            "Rationale": f"it follows the {topics[0]} .",
+                        },
+                        "truthfulness": {
+                            "Rating": ratings["truthfulness"],
+                            "Rationale": f"it is {tone} .",
+                            "Rationale For Rating": f"rated {ratings['truthfulness']} .",
+                            "Type": ["0"],
+                        },
+                    },
+                    "critique": f"the answer is {tone} because it is {rng.choice(ADJECTIVES)} .",
+                    "overall_score": overall,
+                    "fine-grained_score": sum(numeric) / len(numeric),
+                    "true_quality": quality,  # not in UltraFeedback: the world's ground truth
+                }
+            )
         yield {
             "source": source,
             "instruction": instruction,

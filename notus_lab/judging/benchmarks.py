@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from notus_lab.config.schema import NotusConfig
+from notus_lab.core import chat
 from notus_lab.core.files import read_jsonl, write_json
 from notus_lab.core.run_dir import RunDir
 from notus_lab.data.prepare import held_out_prompts
@@ -39,8 +40,17 @@ ALPACA_EVAL = {"max_new_tokens": 2048, "do_sample": True, "temperature": 0.7, "t
 MT_BENCH_TOKENS, MT_BENCH_DEFAULT_TEMPERATURE = 1024, 0.7
 
 
-MT_BENCH_TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
-                        "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
+MT_BENCH_TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+    "arena-hard-200": 0.0,
+}
 
 
 BENCHMARKS = ("alpaca_eval", "mt_bench")
@@ -58,9 +68,14 @@ def benchmark_prompts(cfg, alpaca_file: Path | None, mt_bench_file: Path | None,
     mt = read_jsonl(mt_bench_file) if mt_bench_file else None
     if alpaca is None or mt is None:
         prompts = held_out_prompts(cfg.data)
-        alpaca = alpaca if alpaca is not None else [{"instruction": p, "dataset": "notus_lab_held_out"} for p in prompts]
-        mt = mt if mt is not None else [{"question_id": i + 1, "category": "notus_lab_held_out", "turns": [p]}
-                                        for i, p in enumerate(prompts)]
+        alpaca = (
+            alpaca if alpaca is not None else [{"instruction": p, "dataset": "notus_lab_held_out"} for p in prompts]
+        )
+        mt = (
+            mt
+            if mt is not None
+            else [{"question_id": i + 1, "category": "notus_lab_held_out", "turns": [p]} for i, p in enumerate(prompts)]
+        )
     return alpaca[:limit], mt[:limit]
 
 
@@ -70,20 +85,45 @@ def answer_mt_bench(model, tokenizer, questions: list[dict], decoding) -> list[l
     for turn in range(max((len(q["turns"]) for q in questions), default=0)):
         active = [i for i, q in enumerate(questions) if turn < len(q["turns"])]
         for i in active:
-            chats[i].append({"role": "user", "content": questions[i]["turns"][turn]})
+            chats[i].append(chat.message("user", questions[i]["turns"][turn]))
         groups = {}
         for i in active:  # one generate pass per decoding (MT-Bench: per category temperature)
             g = decoding(questions[i])
             groups.setdefault(tuple(sorted((k, g[k]) for k in g)), []).append(i)
         for members in groups.values():
-            for i, answer in zip(members, complete(model, tokenizer, [chats[i] for i in members], decoding(questions[members[0]]))):
-                chats[i].append({"role": "assistant", "content": answer[0]})
+            for i, answer in zip(
+                members, complete(model, tokenizer, [chats[i] for i in members], decoding(questions[members[0]]))
+            ):
+                chats[i].append(chat.message("assistant", answer[0]))
     return [[m["content"] for m in chat if m["role"] == "assistant"] for chat in chats]
 
 
-def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, model_id: str | None,
-           max_new_tokens: int | None, batch_size: int, limit: int | None, device: str | None = None,
-           benchmark: str | None = None) -> dict:
+def write_model_answers(path: Path, questions: list[dict], answers: list[list[str]], model_id: str) -> None:
+    """FastChat's model_answer jsonl: one record per question, its turns as one choice."""
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "w") as f:
+        for q, turns in zip(questions, answers):
+            record = {
+                "question_id": q["question_id"],
+                "answer_id": uuid.uuid4().hex,
+                "model_id": model_id,
+                "choices": [{"index": 0, "turns": turns}],
+                "tstamp": time.time(),
+            }
+            f.write(json.dumps(record) + "\n")
+
+
+def export(
+    run_dir: Path,
+    alpaca_file: Path | None,
+    mt_bench_file: Path | None,
+    model_id: str | None,
+    max_new_tokens: int | None,
+    batch_size: int,
+    limit: int | None,
+    device: str | None = None,
+    benchmark: str | None = None,
+) -> dict:
     """Answers for the external judges in their own file formats, with the decoding recorded beside them:
     the benchmark's published settings with `benchmark`, else the run's decoding (one answer per prompt)."""
     from omegaconf import OmegaConf
@@ -106,31 +146,58 @@ def export(run_dir: Path, alpaca_file: Path | None, mt_bench_file: Path | None, 
     def decoding(preset: dict):
         return OmegaConf.merge(cfg.generation, run_decoding, preset)
 
-    settings = {"benchmark": benchmark, "device": str(model.device), "dtype": str(next(model.parameters()).dtype),
-                "chat_template": "the base's own (tokenizer.apply_chat_template), empty system turn"}
+    settings = {
+        "benchmark": benchmark,
+        "device": str(model.device),
+        "dtype": str(next(model.parameters()).dtype),
+        "chat_template": "the base's own (tokenizer.apply_chat_template), empty system turn",
+    }
     written = {}
     if benchmark in (None, "alpaca_eval"):
         preset = {**ALPACA_EVAL, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {})} if benchmark else {}
-        outputs = complete(model, tokenizer, [[{"role": "user", "content": a["instruction"]}] for a in alpaca], decoding(preset))
-        write_json(out_dir / "alpaca_eval.json", [
-            {"instruction": a["instruction"], "output": o[0], "generator": model_id, "dataset": a.get("dataset", "")}
-            for a, o in zip(alpaca, outputs)])
-        settings["alpaca_eval"] = {k: decoding(preset)[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p")}
+        outputs = complete(
+            model, tokenizer, [[chat.message("user", a["instruction"])] for a in alpaca], decoding(preset)
+        )
+        write_json(
+            out_dir / "alpaca_eval.json",
+            [
+                {
+                    "instruction": a["instruction"],
+                    "output": o[0],
+                    "generator": model_id,
+                    "dataset": a.get("dataset", ""),
+                }
+                for a, o in zip(alpaca, outputs)
+            ],
+        )
+        settings["alpaca_eval"] = {
+            k: decoding(preset)[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p")
+        }
         written["alpaca_eval"] = len(alpaca)
     if benchmark in (None, "mt_bench"):
         tokens = max_new_tokens or MT_BENCH_TOKENS
-        per_question = (lambda q: decoding(mt_bench_decoding(q.get("category"), tokens))) if benchmark \
+        per_question = (
+            (lambda q: decoding(mt_bench_decoding(q.get("category"), tokens)))
+            if benchmark
             else (lambda q: decoding({}))
+        )
         answers = answer_mt_bench(model, tokenizer, mt, per_question)
-        (out_dir / "model_answer").mkdir(exist_ok=True)
-        with open(out_dir / "model_answer" / f"{model_id}.jsonl", "w") as f:
-            for q, turns in zip(mt, answers):
-                f.write(json.dumps({"question_id": q["question_id"], "answer_id": uuid.uuid4().hex, "model_id": model_id,
-                                    "choices": [{"index": 0, "turns": turns}], "tstamp": time.time()}) + "\n")
-        settings["mt_bench"] = {"max_new_tokens": tokens, "temperature_by_category": MT_BENCH_TEMPERATURE,
-                                "default_temperature": MT_BENCH_DEFAULT_TEMPERATURE} if benchmark else \
-            {k: decoding({})[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p")}
+        write_model_answers(out_dir / "model_answer" / f"{model_id}.jsonl", mt, answers, model_id)
+        settings["mt_bench"] = (
+            {
+                "max_new_tokens": tokens,
+                "temperature_by_category": MT_BENCH_TEMPERATURE,
+                "default_temperature": MT_BENCH_DEFAULT_TEMPERATURE,
+            }
+            if benchmark
+            else {k: decoding({})[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p")}
+        )
         written["mt_bench"] = len(mt)
     write_json(out_dir / "settings.json", settings)
-    return {"alpaca_eval": written.get("alpaca_eval", 0), "mt_bench": written.get("mt_bench", 0), "dir": str(out_dir),
-            "device": settings["device"], "dtype": settings["dtype"]}
+    return {
+        "alpaca_eval": written.get("alpaca_eval", 0),
+        "mt_bench": written.get("mt_bench", 0),
+        "dir": str(out_dir),
+        "device": settings["device"],
+        "dtype": settings["dtype"],
+    }

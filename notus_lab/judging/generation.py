@@ -9,6 +9,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from notus_lab.core import chat
 from notus_lab.core.cache import build_once
 from notus_lab.models.tiny_base import cache_root
 
@@ -40,8 +41,11 @@ def load_policy(cfg, model_dir: Path, base: str):
         policy = PeftModel.from_pretrained(base_model, str(model_dir))
     else:
         policy = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=torch_dtype(cfg.hardware.precision), attn_implementation=attention(cfg.hardware),
-            use_safetensors=True).to(device)
+            model_dir,
+            dtype=torch_dtype(cfg.hardware.precision),
+            attn_implementation=attention(cfg.hardware),
+            use_safetensors=True,
+        ).to(device)
     return policy.eval(), tokenizer
 
 
@@ -70,31 +74,44 @@ def complete(model, tokenizer, conversations: list[list[dict]], g) -> list[list[
 
     n = g.samples_per_prompt if g.do_sample else 1
     sampling = dict(do_sample=True, temperature=g.temperature, top_p=g.top_p) if g.do_sample else dict(do_sample=False)
-    texts = [tokenizer.apply_chat_template([{"role": "system", "content": ""}] + c, tokenize=False,
-                                           add_generation_prompt=True) for c in conversations]
+    texts = [
+        tokenizer.apply_chat_template(chat.opening(c), tokenize=False, add_generation_prompt=True)
+        for c in conversations
+    ]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(texts)), key=lambda k: lengths[k])
     out = [None] * len(texts)
     for b, i in enumerate(range(0, len(order), g.batch_size)):
-        batch = order[i:i + g.batch_size]
-        enc = tokenizer([texts[k] for k in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        batch = order[i : i + g.batch_size]
+        enc = tokenizer([texts[k] for k in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
         torch.manual_seed(g.seed + b)
         with torch.inference_mode():
-            ids = model.generate(**enc, max_new_tokens=g.max_new_tokens, num_return_sequences=n, use_cache=True,
-                                 pad_token_id=tokenizer.pad_token_id, **sampling)
-        answers = [t.strip() for t in tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+            ids = model.generate(
+                **enc,
+                max_new_tokens=g.max_new_tokens,
+                num_return_sequences=n,
+                use_cache=True,
+                pad_token_id=tokenizer.pad_token_id,
+                **sampling,
+            )
+        answers = [
+            t.strip() for t in tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        ]
         for j, k in enumerate(batch):
-            out[k] = answers[j * n:(j + 1) * n]
+            out[k] = answers[j * n : (j + 1) * n]
     return out
 
 
-def answer_prompts(cfg, model_dir: Path, base: str, prompts: list[str], base_fingerprint: str | None = None
-                   ) -> tuple[list[list[str]], list[list[str]], object]:
+def answer_prompts(
+    cfg, model_dir: Path, base: str, prompts: list[str], base_fingerprint: str | None = None
+) -> tuple[list[list[str]], list[list[str]], object]:
     """(policy answers, reference answers, tokenizer) for single-turn prompts, same decoding for both.
     With the base's fingerprint, the reference's answers are cached: every arm of a study that shares the
     base, the prompts and the decoding gets the same ones, computed once."""
     policy, tokenizer = load_policy(cfg, model_dir, base)
-    chats = [[{"role": "user", "content": p}] for p in prompts]
+    chats = [[chat.message("user", p)] for p in prompts]
     policy_answers = complete(policy, tokenizer, chats, cfg.generation)
 
     def reference_answers() -> list[list[str]]:
@@ -117,10 +134,36 @@ def reference_key(cfg, base_fingerprint: str, prompts: list[str], tokenizer) -> 
     from notus_lab.models.loading import attention
 
     m, g, hw = cfg.model, cfg.generation, cfg.hardware
-    held_as = f"{m.adapter}|{m.quantization}|{m.bnb_4bit_quant_type}|{m.bnb_4bit_use_double_quant}" if m.adapter == "lora" else "full"
-    parts = [base_fingerprint, held_as, hw.precision, attention(hw), hw.device, str(tokenizer.chat_template),
-             json.dumps({k: g[k] for k in ("samples_per_prompt", "do_sample", "temperature", "top_p", "max_new_tokens",
-                                           "batch_size", "seed")}), version("torch"), version("transformers"), *prompts]
+    held_as = (
+        f"{m.adapter}|{m.quantization}|{m.bnb_4bit_quant_type}|{m.bnb_4bit_use_double_quant}"
+        if m.adapter == "lora"
+        else "full"
+    )
+    parts = [
+        base_fingerprint,
+        held_as,
+        hw.precision,
+        attention(hw),
+        hw.device,
+        str(tokenizer.chat_template),
+        json.dumps(
+            {
+                k: g[k]
+                for k in (
+                    "samples_per_prompt",
+                    "do_sample",
+                    "temperature",
+                    "top_p",
+                    "max_new_tokens",
+                    "batch_size",
+                    "seed",
+                )
+            }
+        ),
+        version("torch"),
+        version("transformers"),
+        *prompts,
+    ]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
 
@@ -138,6 +181,8 @@ def text_stats(answers: list[str], tokenizer) -> dict:
         distinct.append(len(set(bigrams)) / len(bigrams) if bigrams else 0.0)
     lengths = [len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]] if answers else [0]
     total = sum(words.values())
-    return {"distinct_2": round(sum(distinct) / max(len(distinct), 1), 4),
-            "mean_tokens": round(sum(lengths) / len(lengths), 2),
-            "top_word_share": round(words.most_common(1)[0][1] / total, 4) if total else 1.0}
+    return {
+        "distinct_2": round(sum(distinct) / max(len(distinct), 1), 4),
+        "mean_tokens": round(sum(lengths) / len(lengths), 2),
+        "top_word_share": round(words.most_common(1)[0][1] / total, 4) if total else 1.0,
+    }

@@ -10,6 +10,7 @@ AlpacaEval counts them).
 
 from __future__ import annotations
 
+from notus_lab.core import chat
 from notus_lab.data.world import text_quality
 
 
@@ -23,8 +24,14 @@ class TruthJudge:
 class RewardModelJudge:
     name = "reward_model"
 
-    def __init__(self, path: str, revision: str | None = None, trust_remote_code: bool = False,
-                 device: str = "cpu", batch_size: int = 64):
+    def __init__(
+        self,
+        path: str,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        device: str = "cpu",
+        batch_size: int = 64,
+    ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -32,11 +39,19 @@ class RewardModelJudge:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            # fp32 whatever the run's precision: bf16 resolves a score near 2-4 only to ~0.016, and close
-            # answers would tie
-            path, revision=revision, trust_remote_code=trust_remote_code, dtype=torch.float32,
-            use_safetensors=True).to(device).eval()
+        self.model = (
+            AutoModelForSequenceClassification.from_pretrained(
+                # fp32 whatever the run's precision: bf16 resolves a score near 2-4 only to ~0.016, and close
+                # answers would tie
+                path,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                dtype=torch.float32,
+                use_safetensors=True,
+            )
+            .to(device)
+            .eval()
+        )
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.batch_size = batch_size
@@ -44,13 +59,18 @@ class RewardModelJudge:
     def score(self, prompts: list[str], answers: list[str]) -> list[float]:
         import torch
 
-        texts = [self.tokenizer.apply_chat_template(
-            [{"role": "system", "content": ""}, {"role": "user", "content": p}, {"role": "assistant", "content": a}],
-            tokenize=False) for p, a in zip(prompts, answers)]
+        texts = [
+            self.tokenizer.apply_chat_template(
+                chat.conversation(p, a),
+                tokenize=False,
+            )
+            for p, a in zip(prompts, answers)
+        ]
         scores = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.model.device)
+            enc = self.tokenizer(
+                texts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.model.device)
             with torch.no_grad():
                 scores += self.model(**enc).logits[:, 0].float().tolist()
         return scores
@@ -70,5 +90,8 @@ def agreement_with_truth(judge, pairs: list[dict]) -> float | None:
     if not pairs:
         return None
     prompts = [p["prompt"] for p in pairs]
-    chosen, rejected = judge.score(prompts, [p["chosen"] for p in pairs]), judge.score(prompts, [p["rejected"] for p in pairs])
+    chosen, rejected = (
+        judge.score(prompts, [p["chosen"] for p in pairs]),
+        judge.score(prompts, [p["rejected"] for p in pairs]),
+    )
     return round(win_rate([winner(c, r) for c, r in zip(chosen, rejected)]), 4)

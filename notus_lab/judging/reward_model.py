@@ -19,6 +19,7 @@ from pathlib import Path
 
 from notus_lab.config.options import load_option
 from notus_lab.config.schema import DataConfig, WorldConfig
+from notus_lab.core import chat
 from notus_lab.core.cache import build_once
 from notus_lab.data.audit import truth_pairs
 from notus_lab.data.pairs import binarize
@@ -41,8 +42,15 @@ def _pairs(labels: str, rows: list, indices) -> list[dict]:
     return binarize(rows, OmegaConf.to_object(option), indices)[0]
 
 
-def train_reward_model(out: Path, base_dir: str, labels: str = "truth", rows: int = 2000, epochs: float = 1.0,
-                       lr: float = 1e-3, seed: int = 0) -> dict:
+def train_reward_model(
+    out: Path,
+    base_dir: str,
+    labels: str = "truth",
+    rows: int = 2000,
+    epochs: float = 1.0,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict:
     """Train and save a reward model into `out`; returns its card (labels, pairs, agreement with the truth)."""
     import datasets
     from transformers import AutoTokenizer
@@ -50,17 +58,36 @@ def train_reward_model(out: Path, base_dir: str, labels: str = "truth", rows: in
 
     world = list(generate_rows(WorldConfig(rows=rows + HELD_OUT, seed=RM_WORLD_SEED)))
     train = _pairs(labels, world, range(rows))
-    conversation = lambda p, answer: [{"role": "system", "content": ""}, {"role": "user", "content": p["prompt"]},  # noqa: E731
-                                      {"role": "assistant", "content": answer}]
-    dataset = datasets.Dataset.from_list([{"chosen": conversation(p, p["chosen"]), "rejected": conversation(p, p["rejected"])}
-                                          for p in train])
+    dataset = datasets.Dataset.from_list(
+        [
+            {
+                "chosen": chat.conversation(p["prompt"], p["chosen"]),
+                "rejected": chat.conversation(p["prompt"], p["rejected"]),
+            }
+            for p in train
+        ]
+    )
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     scratch = Path(tempfile.mkdtemp(prefix="notus-rm-"))
     try:
-        args = RewardConfig(output_dir=str(scratch), num_train_epochs=epochs, per_device_train_batch_size=64,
-                            learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0.05, seed=seed, max_length=256,
-                            use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no",
-                            report_to=[], logging_steps=25, disable_tqdm=True, dataloader_num_workers=0)
+        args = RewardConfig(
+            output_dir=str(scratch),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=64,
+            learning_rate=lr,
+            lr_scheduler_type="cosine",
+            warmup_steps=0.05,
+            seed=seed,
+            max_length=256,
+            use_cpu=True,
+            bf16=False,
+            activation_checkpointing=False,
+            save_strategy="no",
+            report_to=[],
+            logging_steps=25,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
         trainer = RewardTrainer(model=base_dir, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
         out.mkdir(parents=True, exist_ok=True)
@@ -69,8 +96,14 @@ def train_reward_model(out: Path, base_dir: str, labels: str = "truth", rows: in
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     judge = RewardModelJudge(str(out))
-    card = {"base": base_dir, "labels": labels, "train_pairs": len(train), "epochs": epochs, "world_seed": RM_WORLD_SEED,
-            "truth_agreement_held_out": agreement_with_truth(judge, truth_pairs(world, range(rows, rows + HELD_OUT)))}
+    card = {
+        "base": base_dir,
+        "labels": labels,
+        "train_pairs": len(train),
+        "epochs": epochs,
+        "world_seed": RM_WORLD_SEED,
+        "truth_agreement_held_out": agreement_with_truth(judge, truth_pairs(world, range(rows, rows + HELD_OUT))),
+    }
     (out / "judge_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 

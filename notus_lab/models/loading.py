@@ -62,10 +62,10 @@ def fingerprint_base(path: str, revision: str | None = None) -> str:
 def load_tokenizer(cfg, path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.base.revision,
-                                              trust_remote_code=cfg.base.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=cfg.base.revision, trust_remote_code=cfg.base.trust_remote_code
+    )
     if tokenizer.chat_template is None:
-
         tokenizer.chat_template = ZEPHYR_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -88,9 +88,13 @@ def quantization_config(cfg):
     m = cfg.model
     if m.quantization == "4bit":
         compute = torch_dtype(cfg.hardware.precision)
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=m.bnb_4bit_quant_type,
-                                  bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant,
-                                  bnb_4bit_quant_storage=compute if sharded(cfg) else torch.uint8)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=m.bnb_4bit_quant_type,
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant,
+            bnb_4bit_quant_storage=compute if sharded(cfg) else torch.uint8,
+        )
     if m.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
@@ -120,9 +124,13 @@ def weights_dtype(cfg, trainable: bool) -> torch.dtype:
 def load_causal_lm(cfg, path: str, quantized: bool, trainable: bool = False):
     from transformers import AutoModelForCausalLM
 
-    kwargs = dict(revision=cfg.base.revision, trust_remote_code=cfg.base.trust_remote_code,
-                  dtype=weights_dtype(cfg, trainable), attn_implementation=attention(cfg.hardware),
-                  use_safetensors=True)
+    kwargs = dict(
+        revision=cfg.base.revision,
+        trust_remote_code=cfg.base.trust_remote_code,
+        dtype=weights_dtype(cfg, trainable),
+        attn_implementation=attention(cfg.hardware),
+        use_safetensors=True,
+    )
     if quantized:
         kwargs["quantization_config"] = quantization_config(cfg)
         if cfg.hardware.device == "cuda" and not sharded(cfg):  # ZeRO-3 / FSDP place the shards themselves
@@ -144,11 +152,22 @@ def load_models(cfg, path: str):
         reference = load_causal_lm(cfg, path, quantized=False)
         reference.requires_grad_(False)
         return policy, reference, None
-    from peft import LoraConfig, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     if quantized:
-        policy = prepare_model_for_kbit_training(
-            policy, use_gradient_checkpointing=cfg.hardware.gradient_checkpointing)
-    peft_config = LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-                             target_modules=list(m.lora_target_modules), bias="none", task_type="CAUSAL_LM")
-    return policy, None, peft_config
+        policy = prepare_model_for_kbit_training(policy, use_gradient_checkpointing=cfg.hardware.gradient_checkpointing)
+    return policy, None, lora_config(m)
+
+
+def lora_config(m):
+    """peft's LoraConfig for the `model` group's adapter settings."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=m.lora_r,
+        lora_alpha=m.lora_alpha,
+        lora_dropout=m.lora_dropout,
+        target_modules=list(m.lora_target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )

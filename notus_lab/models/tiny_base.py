@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from notus_lab.config.schema import WorldConfig
+from notus_lab.core import chat
 from notus_lab.core.cache import build_once
 from notus_lab.data.world import RESPONSE_SENTENCES, generate_rows, vocabulary_text
 
@@ -51,8 +52,17 @@ def tiny_path(base_cfg) -> Path:
     """Content-addressed: another shape, SFT recipe or world text never reuses an old build."""
 
     sample = next(generate_rows(WorldConfig(rows=1, seed=SFT_WORLD_SEED)))  # the world's text generator, by example
-    spec = json.dumps({"tiny": dict(base_cfg.tiny), "text": vocabulary_text(), "sample": sample["completions"][0]["response"],
-                       "sentences": RESPONSE_SENTENCES, "v": BUILDER_VERSION}, sort_keys=True, default=str)
+    spec = json.dumps(
+        {
+            "tiny": dict(base_cfg.tiny),
+            "text": vocabulary_text(),
+            "sample": sample["completions"][0]["response"],
+            "sentences": RESPONSE_SENTENCES,
+            "v": BUILDER_VERSION,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return cache_root(base_cfg) / f"tiny-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
 
@@ -65,11 +75,16 @@ def build_tokenizer(vocab_size: int):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([vocabulary_text()] * 4, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>", pad_token="<pad>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
     tokenizer.chat_template = ZEPHYR_CHAT_TEMPLATE
     return tokenizer
 
@@ -82,8 +97,12 @@ def sft_conversations(tiny) -> list[dict]:
     out = []
     for row in generate_rows(WorldConfig(rows=tiny.sft_rows, seed=SFT_WORLD_SEED)):
         for c in rng.sample(row["completions"], tiny.sft_completions_per_prompt):
-            out.append({"prompt": [{"role": "system", "content": ""}, {"role": "user", "content": row["instruction"]}],
-                        "completion": [{"role": "assistant", "content": c["response"]}]})
+            out.append(
+                {
+                    "prompt": chat.prompt_messages(row["instruction"]),
+                    "completion": chat.answer(c["response"]),
+                }
+            )
     return out
 
 
@@ -96,26 +115,53 @@ def _sft(tiny, tokenizer, out_dir: Path):
 
     torch.manual_seed(tiny.seed)
     config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=tiny.hidden_size, intermediate_size=tiny.intermediate_size,
-        num_hidden_layers=tiny.num_hidden_layers, num_attention_heads=tiny.num_attention_heads,
-        num_key_value_heads=tiny.num_key_value_heads, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_hidden_layers,
+        num_attention_heads=tiny.num_attention_heads,
+        num_key_value_heads=tiny.num_key_value_heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = MistralForCausalLM(config)
     if tiny.sft_epochs == 0:  # a random base, on purpose (what DPO without SFT does: it collapses)
         return model
     args = SFTConfig(
-        output_dir=str(out_dir / "sft"), num_train_epochs=tiny.sft_epochs, per_device_train_batch_size=64,
-        learning_rate=tiny.sft_lr, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0, seed=tiny.seed,
-        max_length=256, use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", report_to=[],
-        logging_steps=25, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(out_dir / "sft"),
+        num_train_epochs=tiny.sft_epochs,
+        per_device_train_batch_size=64,
+        learning_rate=tiny.sft_lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        weight_decay=0.0,
+        seed=tiny.seed,
+        max_length=256,
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=25,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=datasets.Dataset.from_list(sft_conversations(tiny)))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=datasets.Dataset.from_list(sft_conversations(tiny)),
+    )
     trainer.train()
     last = next((h for h in reversed(trainer.state.log_history) if "mean_token_accuracy" in h), {})
-    log.info("tiny base SFT: loss %.3f, token accuracy %.3f", last.get("loss", float("nan")),
-             last.get("mean_token_accuracy", float("nan")))
+    log.info(
+        "tiny base SFT: loss %.3f, token accuracy %.3f",
+        last.get("loss", float("nan")),
+        last.get("mean_token_accuracy", float("nan")),
+    )
     shutil.rmtree(out_dir / "sft", ignore_errors=True)
     return trainer.model
 

@@ -29,11 +29,12 @@ CHUNK = 4_000_000  # values generated at once
 @dataclass(frozen=True)
 class World:
     """A planted design's noise, on the latent (logit / grade) scale."""
-    kind: str = "judged"    # judged | scores
-    seed_sd: float = 0.3    # each strategy's own seed effect
-    lean_sd: float = 0.5    # a prompt's lean towards one strategy, shared by every seed
-    samples: int = 2        # answers (judged) or turns (scores) per prompt
-    tie: float = 0.1        # judged: share of ties
+
+    kind: str = "judged"  # judged | scores
+    seed_sd: float = 0.3  # each strategy's own seed effect
+    lean_sd: float = 0.5  # a prompt's lean towards one strategy, shared by every seed
+    samples: int = 2  # answers (judged) or turns (scores) per prompt
+    tie: float = 0.1  # judged: share of ties
 
 
 def _outcomes(rng, world: World, latent: np.ndarray) -> np.ndarray:
@@ -57,8 +58,9 @@ def planted(rng, world: World, reps: int, seeds: int, prompts: int, effect: floa
     return _outcomes(rng, world, b) - _outcomes(rng, world, a)
 
 
-def rejections(world: World, reps: int, seeds: int, prompts: int, effect: float = 0.0, seed: int = 0,
-               alpha: float = ALPHA) -> float:
+def rejections(
+    world: World, reps: int, seeds: int, prompts: int, effect: float = 0.0, seed: int = 0, alpha: float = ALPHA
+) -> float:
     """Share of replicates whose interval at `alpha` excludes 0 (1 - coverage when effect = 0). A replicate with no
     interval (no variation at all) excludes nothing."""
     rng = np.random.default_rng([seed, seeds, prompts, int(effect * 1000), world.kind == "judged"])
@@ -74,7 +76,7 @@ def rejections(world: World, reps: int, seeds: int, prompts: int, effect: float 
 def planted_arm(rng, world: World, reps: int, seeds: int, prompts: int) -> np.ndarray:
     """y[rep, seed, prompt]: ONE arm's per-prompt outcomes (its seed effect, the prompts' difficulty)."""
     base = 1.5 if world.kind == "judged" else 6.0
-    latent = (rng.normal(base, 1.0, (reps, 1, prompts)) + rng.normal(0, world.seed_sd, (reps, seeds, 1)))
+    latent = rng.normal(base, 1.0, (reps, 1, prompts)) + rng.normal(0, world.seed_sd, (reps, seeds, 1))
     return _outcomes(rng, world, latent.astype(np.float32))
 
 
@@ -84,7 +86,7 @@ def arm_truth(world: World) -> float:
 
     x, w = hermegauss(80)
     base = 1.5 if world.kind == "judged" else 6.0
-    latent = base + np.sqrt(1.0 + world.seed_sd ** 2) * x
+    latent = base + np.sqrt(1.0 + world.seed_sd**2) * x
     if world.kind == "judged":
         level = 0.5 * world.tie + (1 - world.tie) / (1 + np.exp(-latent))
         return float(np.sum(w * level) / w.sum())
@@ -102,8 +104,10 @@ def arm_coverage(world: World, reps: int, seeds: int, prompts: int, seed: int = 
     _, [(low, high)], _ = crossed_interval(y)
     per_seed = y.mean(axis=-1)
     half = stdtrit(seeds - 1, 0.975) * per_seed.std(axis=-1, ddof=1) / np.sqrt(seeds)
-    return {"crossed": float(((low <= truth) & (truth <= high)).mean()),
-            "seeds_only": float((np.abs(per_seed.mean(axis=-1) - truth) <= half).mean())}
+    return {
+        "crossed": float(((low <= truth) & (truth <= high)).mean()),
+        "seeds_only": float((np.abs(per_seed.mean(axis=-1) - truth) <= half).mean()),
+    }
 
 
 def coverage_table(world: World, reps: int) -> dict:
@@ -122,8 +126,9 @@ def effect_in_outcome(world: World, effect: float, draws: int = 200_000) -> floa
     return float((_outcomes(rng, big, latent + effect) - _outcomes(rng, big, latent)).mean())
 
 
-def null_sweep_verdict_rate(reps: int, seeds: int = 3, betas: int = 2, prompts: int = 300, strategies: int = 3,
-                            seed: int = 0) -> float:
+def null_sweep_verdict_rate(
+    reps: int, seeds: int = 3, betas: int = 2, prompts: int = 300, strategies: int = 3, seed: int = 0
+) -> float:
     """Family-wise false verdicts: a null sweep of `strategies` x `betas` x `seeds` on shared prompts, judged,
     seed effects shared across betas, through the report's own row builder and verdict rule."""
     rng = np.random.default_rng(seed)
@@ -141,7 +146,9 @@ def null_sweep_verdict_rate(reps: int, seeds: int = 3, betas: int = 2, prompts: 
                     latent = difficulty + lean[i] + own_seed[i, s] + rng.normal(0, 0.1)  # seed x beta
                     values = _outcomes(rng, world, latent.astype(np.float32))
                     cells[(name, (f"0.{beta + 1}", str(s)))] = {
-                        "value": float(values.mean()), "prompts": {f"p{q}": float(v) for q, v in enumerate(values)}}
+                        "value": float(values.mean()),
+                        "prompts": {f"p{q}": float(v) for q, v in enumerate(values)},
+                    }
         wrong += bool(verdicts(compare(cells, ["beta", "train.seed"]), "win_rate"))
     return wrong / reps
 
@@ -151,26 +158,47 @@ def mc_error(p: float, reps: int) -> float:
 
 
 def markdown(reps: int) -> str:
-    lines = [f"Coverage of the nominal 95 % interval (no planted effect; {reps} replicates per cell, Monte Carlo "
-             f"error ±{mc_error(0.95, reps):.3f}):", "",
-             "| outcome | seeds | " + " | ".join(f"{p} prompts" for p in PROMPTS) + " |", "|---|---|" + "---|" * len(PROMPTS)]
+    lines = [
+        f"Coverage of the nominal 95 % interval (no planted effect; {reps} replicates per cell, Monte Carlo "
+        f"error ±{mc_error(0.95, reps):.3f}):",
+        "",
+        "| outcome | seeds | " + " | ".join(f"{p} prompts" for p in PROMPTS) + " |",
+        "|---|---|" + "---|" * len(PROMPTS),
+    ]
     for world in (World("judged"), World("scores", seed_sd=0.2, lean_sd=0.3)):
         table = coverage_table(world, reps)
-        lines += [f"| {world.kind} | {s} | " + " | ".join(f"{table[(s, p)]:.3f}" for p in PROMPTS) + " |" for s in SEEDS]
+        lines += [
+            f"| {world.kind} | {s} | " + " | ".join(f"{table[(s, p)]:.3f}" for p in PROMPTS) + " |" for s in SEEDS
+        ]
     world, effects = World("judged"), (0.2, 0.4, 0.8)  # about +0.026, +0.050, +0.089 in win rate
     power = power_table(world, reps // 2, effects)
-    lines += ["", f"Power (judged; share of replicates whose 95 % interval excludes 0, one comparison, "
-              f"{reps // 2} replicates):", "",
-              "| planted effect (win rate) | seeds | " + " | ".join(f"{p} prompts" for p in PROMPTS) + " |",
-              "|---|---|" + "---|" * len(PROMPTS)]
+    lines += [
+        "",
+        f"Power (judged; share of replicates whose 95 % interval excludes 0, one comparison, {reps // 2} replicates):",
+        "",
+        "| planted effect (win rate) | seeds | " + " | ".join(f"{p} prompts" for p in PROMPTS) + " |",
+        "|---|---|" + "---|" * len(PROMPTS),
+    ]
     for e in effects:
-        lines += [f"| {effect_in_outcome(world, e):+.3f} | {s} | " + " | ".join(f"{power[(e, s, p)]:.2f}" for p in PROMPTS)
-                  + " |" for s in SEEDS]
+        lines += [
+            f"| {effect_in_outcome(world, e):+.3f} | {s} | "
+            + " | ".join(f"{power[(e, s, p)]:.2f}" for p in PROMPTS)
+            + " |"
+            for s in SEEDS
+        ]
     rate = null_sweep_verdict_rate(max(100, reps // 5))
-    lines += ["", f"False verdicts, family-wise (3 strategies x 2 betas x 3 seeds x 300 prompts, no difference, "
-              f"{max(100, reps // 5)} sweeps; Holm over the 3 pooled rows): {rate:.3f} of sweeps (alpha {ALPHA})."]
-    lines += ["", f"An arm's own interval (judged; {reps // 2} replicates): coverage of the arm's true win rate", "",
-              "| seeds | prompts | seeds x shared prompts (the report) | t over seeds only |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"False verdicts, family-wise (3 strategies x 2 betas x 3 seeds x 300 prompts, no difference, "
+        f"{max(100, reps // 5)} sweeps; Holm over the 3 pooled rows): {rate:.3f} of sweeps (alpha {ALPHA}).",
+    ]
+    lines += [
+        "",
+        f"An arm's own interval (judged; {reps // 2} replicates): coverage of the arm's true win rate",
+        "",
+        "| seeds | prompts | seeds x shared prompts (the report) | t over seeds only |",
+        "|---|---|---|---|",
+    ]
     for s, p in ((3, 300), (12, 300), (12, 2000)):
         cov = arm_coverage(World("judged"), reps // 2, s, p)
         lines.append(f"| {s} | {p} | {cov['crossed']:.3f} | {cov['seeds_only']:.3f} |")

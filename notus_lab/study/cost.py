@@ -34,9 +34,15 @@ def run_cost(run: dict) -> dict | None:
     generate_s = m.get("timings_s/generate") or 0.0
     share = generate_s / total_s if total_s else 0.0
     prompts = m.get("generation/n_prompts") or 0
-    return {"device_hours": hours, "unit": m.get("compute/unit"), "kind": m.get("compute/kind"),
-            "devices": m.get("compute/devices"), "fixed_hours": hours * (1 - share),
-            "per_prompt_hours": hours * share / prompts if prompts else 0.0, "prompts": prompts}
+    return {
+        "device_hours": hours,
+        "unit": m.get("compute/unit"),
+        "kind": m.get("compute/kind"),
+        "devices": m.get("compute/devices"),
+        "fixed_hours": hours * (1 - share),
+        "per_prompt_hours": hours * share / prompts if prompts else 0.0,
+        "prompts": prompts,
+    }
 
 
 def stage_seconds(runs: list[dict]) -> dict[str, float]:
@@ -55,13 +61,16 @@ def sweep_cost(runs: list[dict]) -> dict | None:
     if not costs:
         return None
     units = sorted({c["unit"] for c in costs if c["unit"]})
-    return {"runs": len(costs), "unit": " + ".join(units) or "device-hours",
-            "kinds": sorted({c["kind"] for c in costs if c["kind"]}),
-            "total_device_hours": round(sum(c["device_hours"] for c in costs), 4),
-            "per_run_device_hours": round(statistics.fmean(c["device_hours"] for c in costs), 4),
-            "fixed_hours": statistics.fmean(c["fixed_hours"] for c in costs),
-            "per_prompt_hours": statistics.fmean(c["per_prompt_hours"] for c in costs),
-            "stage_seconds": stage_seconds(runs)}
+    return {
+        "runs": len(costs),
+        "unit": " + ".join(units) or "device-hours",
+        "kinds": sorted({c["kind"] for c in costs if c["kind"]}),
+        "total_device_hours": round(sum(c["device_hours"] for c in costs), 4),
+        "per_run_device_hours": round(statistics.fmean(c["device_hours"] for c in costs), 4),
+        "fixed_hours": statistics.fmean(c["fixed_hours"] for c in costs),
+        "per_prompt_hours": statistics.fmean(c["per_prompt_hours"] for c in costs),
+        "stage_seconds": stage_seconds(runs),
+    }
 
 
 def design_cost(cost: dict, arms: int, seeds: int, prompts: int) -> float:
@@ -69,8 +78,9 @@ def design_cost(cost: dict, arms: int, seeds: int, prompts: int) -> float:
     return arms * seeds * (cost["fixed_hours"] + cost["per_prompt_hours"] * prompts)
 
 
-def dpo_flops_per_token(n_params: float, adapter: str, reference: bool = True, layers: int = 0, hidden: int = 0,
-                        seq: float = 0) -> float:
+def dpo_flops_per_token(
+    n_params: float, adapter: str, reference: bool = True, layers: int = 0, hidden: int = 0, seq: float = 0
+) -> float:
     """Model FLOPs per trained token, attention counted as in PaLM's appendix B (l layers, h hidden, s tokens
     per sequence; 0 leaves it out): the policy's forward and backward (6N + 12lhs full; 4N + 8lhs with a frozen
     base under LoRA: activations only), plus the reference's forward (2N + 4lhs) unless its log-probs are
@@ -90,9 +100,16 @@ def recorded_mfu(n_params: float, pairs: int = NOTUS_PAIRS) -> float:
     return at_full / NOTUS_ARM_GPU_HOURS
 
 
-def projected_arm_gpu_hours(n_params: float, gpus: int, peak_tflops: float, adapter: str = "full",
-                            pairs: int = NOTUS_PAIRS, epochs: float = NOTUS_EPOCHS,
-                            tokens_per_pair: int = 2 * NOTUS_MAX_LENGTH, mfu: float = ASSUMED_MFU) -> float:
+def projected_arm_gpu_hours(
+    n_params: float,
+    gpus: int,
+    peak_tflops: float,
+    adapter: str = "full",
+    pairs: int = NOTUS_PAIRS,
+    epochs: float = NOTUS_EPOCHS,
+    tokens_per_pair: int = 2 * NOTUS_MAX_LENGTH,
+    mfu: float = ASSUMED_MFU,
+) -> float:
     """GPU-hours of one arm: its FLOPs over `gpus` GPUs at `mfu` of their bf16 peak. tokens_per_pair
     counts the chosen and the rejected sequence (2 x max_length is an upper bound)."""
     flops = pairs * epochs * tokens_per_pair * dpo_flops_per_token(n_params, adapter)

@@ -90,8 +90,13 @@ def contrasts(levels: dict[str, list]) -> list[dict]:
             sign = {(a1, b1): 1.0, (a0, b0): 1.0, (a1, b0): -1.0, (a0, b1): -1.0}
             w = {c: sign.get((c[i], c[j]), 0.0) for c in cells}
             # high side: the cells where both are at the same end; low side: the mixed cells
-            rows.append({"factor": f"{a} x {b}", "contrast": [f"{a0}+{b1} & {a1}+{b0}", f"{a0}+{b0} & {a1}+{b1}"],
-                         "weights": _per_side(w)})
+            rows.append(
+                {
+                    "factor": f"{a} x {b}",
+                    "contrast": [f"{a0}+{b1} & {a1}+{b0}", f"{a0}+{b0} & {a1}+{b1}"],
+                    "weights": _per_side(w),
+                }
+            )
     return rows
 
 
@@ -126,14 +131,19 @@ def effects(runs: list[dict], metric: str, keys: list[str]) -> dict | None:
         return None
     data, seeds, per_prompt = cell_data(runs, metric, factors)
     if len(seeds) < 2:
-        return {"factors": factors, "rows": [], "seeds": len(seeds),
-                "note": "effects need 2 seeds that every cell has"}
+        return {"factors": factors, "rows": [], "seeds": len(seeds), "note": "effects need 2 seeds that every cell has"}
     levels = {f: sorted({c[i] for c in data}, key=str) for i, f in enumerate(factors)}
     if len(data) != int(np.prod([len(v) for v in levels.values()])):
         return {"factors": factors, "rows": [], "seeds": len(seeds), "note": "the design is not fully crossed"}
     rows = [_plain(r) for r in effect_rows(data, levels)]
-    return {"factors": factors, "levels": levels, "seeds": len(seeds), "per_prompt": per_prompt, "rows": rows,
-            "decomposition": decomposition(data, levels, CORNERS)}
+    return {
+        "factors": factors,
+        "levels": levels,
+        "seeds": len(seeds),
+        "per_prompt": per_prompt,
+        "rows": rows,
+        "decomposition": decomposition(data, levels, CORNERS),
+    }
 
 
 def _plain(r: dict) -> dict:
@@ -184,11 +194,19 @@ def decomposition(data: dict, levels: dict[str, list], corners: dict) -> dict | 
     out = []
     for p in parts:
         if p["weights"] is None:
-            out.append({**{k: v for k, v in p.items() if k != "weights"}, "mean": 0.0, "ci": None,
-                        "note": "the corners share this level: no part"})
+            out.append(
+                {
+                    **{k: v for k, v in p.items() if k != "weights"},
+                    "mean": 0.0,
+                    "ci": None,
+                    "note": "the corners share this level: no part",
+                }
+            )
             continue
         mean, [ci], _ = crossed_interval(combine(data, p["weights"]))
-        out.append({**{k: v for k, v in p.items() if k != "weights"}, "mean": float(mean), "ci": [float(x) for x in ci]})
+        out.append(
+            {**{k: v for k, v in p.items() if k != "weights"}, "mean": float(mean), "ci": [float(x) for x in ci]}
+        )
     return {"from": name_a, "to": name_b, "cells": [list(a), list(b)], "parts": out}
 
 
@@ -202,8 +220,11 @@ SCENARIOS = {  # true effects (high - low) of a signal x tie rule x rejected rul
     "signal and tie rule": {STRATEGY_KEY: 0.04, "data.tie_policy": -0.03},
     "an interaction": {f"{STRATEGY_KEY} x data.tie_policy": 0.04},
 }
-PLANTED_LEVELS = {STRATEGY_KEY: ["critique_fixed", "mean_rating"], "data.tie_policy": ["drop", "keep"],
-                  "data.rejected": ["lowest", "random"]}
+PLANTED_LEVELS = {
+    STRATEGY_KEY: ["critique_fixed", "mean_rating"],
+    "data.tie_policy": ["drop", "keep"],
+    "data.rejected": ["lowest", "random"],
+}
 
 
 def planted_cells(rng, truth: dict, reps: int, seeds: int, prompts: int, components: dict) -> dict:
@@ -218,11 +239,17 @@ def planted_cells(rng, truth: dict, reps: int, seeds: int, prompts: int, compone
     for c in cells:
         x = {n: (0.5 if c[i] == PLANTED_LEVELS[n][1] else -0.5) for i, n in enumerate(names)}
         # coded +-1/2: a main effect v moves high - low by v; an interaction v moves matched - mixed cells by v
-        mean = 0.8 + sum(v * (x[k] if " x " not in k else 2 * np.prod([x[f] for f in k.split(" x ")]))
-                         for k, v in truth.items())
-        out[c] = (mean + shared_seed + rng.normal(0, np.sqrt(components["seed"]), (reps, seeds, 1))
-                  + shared_prompt + rng.normal(0, np.sqrt(components["prompt"]), (reps, 1, prompts))
-                  + rng.normal(0, np.sqrt(components["resid"]), (reps, seeds, prompts)))
+        mean = 0.8 + sum(
+            v * (x[k] if " x " not in k else 2 * np.prod([x[f] for f in k.split(" x ")])) for k, v in truth.items()
+        )
+        out[c] = (
+            mean
+            + shared_seed
+            + rng.normal(0, np.sqrt(components["seed"]), (reps, seeds, 1))
+            + shared_prompt
+            + rng.normal(0, np.sqrt(components["prompt"]), (reps, 1, prompts))
+            + rng.normal(0, np.sqrt(components["resid"]), (reps, seeds, prompts))
+        )
     return out
 
 
@@ -231,36 +258,50 @@ def planted_truth(truth: dict, row: dict) -> float:
     return truth.get(row["factor"], 0.0)
 
 
-def factorial_check(scenario: str, reps: int, seeds: int = 3, prompts: int = 300, seed: int = 0,
-                    components: dict | None = None) -> dict:
+def factorial_check(
+    scenario: str, reps: int, seeds: int = 3, prompts: int = 300, seed: int = 0, components: dict | None = None
+) -> dict:
     """Coverage of each effect's interval, false attribution (any effect decided for a factor that has none:
     family-wise) and power (every planted effect decided), through `effect_rows`."""
     components = components or {"seed": 0.0002, "prompt": 0.02, "resid": 0.1}
     truth = SCENARIOS[scenario]
     rng = np.random.default_rng([seed, seeds, prompts, len(scenario)])
     rows = effect_rows(planted_cells(rng, truth, reps, seeds, prompts, components), PLANTED_LEVELS)
-    covered = np.stack([(r["ci"][0] <= planted_truth(truth, r)) & (planted_truth(truth, r) <= r["ci"][1]) for r in rows])
+    covered = np.stack(
+        [(r["ci"][0] <= planted_truth(truth, r)) & (planted_truth(truth, r) <= r["ci"][1]) for r in rows]
+    )
     null = [r for r in rows if planted_truth(truth, r) == 0]
     real = [r for r in rows if planted_truth(truth, r) != 0]
     wrong = np.any(np.stack([r["decided"] for r in null]), axis=0) if null else np.zeros(reps, bool)
     found = np.all(np.stack([r["decided"] for r in real]), axis=0) if real else None
-    return {"scenario": scenario, "effects": len(rows), "coverage": float(covered.mean()),
-            "worst_coverage": float(covered.mean(axis=1).min()), "false_attribution": float(wrong.mean()),
-            "power": None if found is None else float(found.mean())}
+    return {
+        "scenario": scenario,
+        "effects": len(rows),
+        "coverage": float(covered.mean()),
+        "worst_coverage": float(covered.mean(axis=1).min()),
+        "false_attribution": float(wrong.mean()),
+        "power": None if found is None else float(found.mean()),
+    }
 
 
 def factorial_markdown(reps: int) -> str:
     """The README's table: each planted scenario at 3 and 6 seeds x 300 prompts."""
     from notus_lab.study.calibration import mc_error
 
-    lines = [f"Effects of a 2 x 2 x 2 design (signal x tie rule x rejected rule; {reps} replicates a row, Monte Carlo "
-             f"error of a rate near 0.05: ±{mc_error(0.05, reps):.3f}); planted effects of 0.03-0.04 in win rate:", "",
-             "| planted | seeds | coverage of the 95 % intervals (mean / worst effect) | false attribution (family-wise) "
-             "| power (every planted effect decided) |", "|---|---|---|---|---|"]
+    lines = [
+        f"Effects of a 2 x 2 x 2 design (signal x tie rule x rejected rule; {reps} replicates a row, Monte Carlo "
+        f"error of a rate near 0.05: ±{mc_error(0.05, reps):.3f}); planted effects of 0.03-0.04 in win rate:",
+        "",
+        "| planted | seeds | coverage of the 95 % intervals (mean / worst effect) | false attribution (family-wise) "
+        "| power (every planted effect decided) |",
+        "|---|---|---|---|---|",
+    ]
     for seeds in (3, 6):
         for scenario in SCENARIOS:
             r = factorial_check(scenario, reps, seeds)
             power = "" if r["power"] is None else f"{r['power']:.2f}"
-            lines.append(f"| {scenario} | {seeds} | {r['coverage']:.3f} / {r['worst_coverage']:.3f} | "
-                         f"{r['false_attribution']:.3f} | {power} |")
+            lines.append(
+                f"| {scenario} | {seeds} | {r['coverage']:.3f} / {r['worst_coverage']:.3f} | "
+                f"{r['false_attribution']:.3f} | {power} |"
+            )
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 use like any metric.
 
     python -m notus_lab.external <sweep or run dir> [--alpaca-eval annotations.json] [--leaderboard leaderboard.csv]
-                                                    [--mt-bench model_judgment/gpt-4_single.jsonl] [--mt-bench ..._pair.jsonl]
+                                                    [--mt-bench model_judgment/gpt-4_single.jsonl]
+                                                    [--mt-bench ..._pair.jsonl]
 
 - AlpacaEval annotations: a JSON list of {instruction, output_1, output_2, generator_1, generator_2, preference,
   annotator, ...}. `preference` is 1 (output_1 better) .. 2 (output_2 better): discrete for AlpacaEval 1's
@@ -24,7 +25,8 @@ use like any metric.
 Records are matched to a run by the model id `notus_lab.generate` gave its answers (the run dir's name, or
 `--model-id`). Each run gets external.json with one entry per judge; a second file for the same judge merges
 into its entry. The report reads `alpaca_eval/win_rate`, `alpaca_eval/length_controlled_winrate`,
-`mt_bench/score`, `mt_bench_pair/win_rate_adjusted` (`--metric`), prompt by prompt where the judge gives per-prompt verdicts.
+`mt_bench/score`, `mt_bench_pair/win_rate_adjusted` (`--metric`), prompt by prompt where the judge gives
+per-prompt verdicts.
 """
 
 from __future__ import annotations
@@ -78,9 +80,16 @@ def as_output_2(annotations: list[dict], model: str) -> list[dict]:
             out.append(dict(a))
         elif a.get("generator_1") == model:
             pref = _preference(a.get("preference"))
-            out.append({**a, "output_1": a.get("output_2"), "output_2": a.get("output_1"),
-                        "generator_1": a.get("generator_2"), "generator_2": model,
-                        "preference": None if pref is None else 3.0 - pref})
+            out.append(
+                {
+                    **a,
+                    "output_1": a.get("output_2"),
+                    "output_2": a.get("output_1"),
+                    "generator_1": a.get("generator_2"),
+                    "generator_2": model,
+                    "preference": None if pref is None else 3.0 - pref,
+                }
+            )
     return out
 
 
@@ -97,12 +106,18 @@ def winrate(records: list[dict]) -> dict:
         prefs = [p for p in (_preference(r["preference"]) for r in records) if p is not None]
         outcomes = [p - 1 for p in prefs]
         discrete = [0.5 if p == 1.5 else float(round(p) - 1) for p in prefs]
-        out = {"win_rate": 100 * statistics.fmean(outcomes) if outcomes else math.nan,
-               "standard_error": 100 * statistics.stdev(outcomes) / math.sqrt(len(outcomes)) if len(outcomes) > 1 else math.nan,
-               "n_wins": float(sum(o > 0.5 for o in outcomes)), "n_wins_base": float(sum(o < 0.5 for o in outcomes)),
-               "n_draws": float(sum(p == 1.5 for p in prefs)), "n_total": float(len(outcomes)),
-               "discrete_win_rate": 100 * statistics.fmean(discrete) if discrete else math.nan,
-               "computed_by": "notus_lab (alpaca_eval's formulas; alpaca-eval not installed)"}
+        out = {
+            "win_rate": 100 * statistics.fmean(outcomes) if outcomes else math.nan,
+            "standard_error": 100 * statistics.stdev(outcomes) / math.sqrt(len(outcomes))
+            if len(outcomes) > 1
+            else math.nan,
+            "n_wins": float(sum(o > 0.5 for o in outcomes)),
+            "n_wins_base": float(sum(o < 0.5 for o in outcomes)),
+            "n_draws": float(sum(p == 1.5 for p in prefs)),
+            "n_total": float(len(outcomes)),
+            "discrete_win_rate": 100 * statistics.fmean(discrete) if discrete else math.nan,
+            "computed_by": "notus_lab (alpaca_eval's formulas; alpaca-eval not installed)",
+        }
     for key in PERCENT:
         if key in out:
             out[key] = None if math.isnan(out[key]) else out[key] / 100
@@ -133,28 +148,38 @@ def length_controlled(records: list[dict]) -> dict | None:
     if len(frame) < 10 or frame["generator_1"].nunique() != 1:  # the GLM's 5 folds, one baseline
         return None
     # v1 indexes the hub's instruction difficulty by position: only the 805 prompts in AlpacaEval's order
-    if len(frame) == EVAL_SET and isinstance(try_to_load_from_cache(cache_dir=constants.DEFAULT_CACHE_DIR, **GAMED), str):
-        lc = glm_winrate.get_length_controlled_winrate(frame, glm_name="length_controlled_v1", save_weights_dir=None,
-                                                       is_warn_extreme_changes=False)
+    if len(frame) == EVAL_SET and isinstance(
+        try_to_load_from_cache(cache_dir=constants.DEFAULT_CACHE_DIR, **GAMED), str
+    ):
+        lc = glm_winrate.get_length_controlled_winrate(
+            frame, glm_name="length_controlled_v1", save_weights_dir=None, is_warn_extreme_changes=False
+        )
         glm = "length_controlled_v1"
     else:
         info = glm_winrate.GLM_INFO["length_controlled_minimal"]
         train = minimal_lc_features(frame)
         test = train[["not_gamed_baseline"]].assign(std_delta_len=0.0)
-        train, test = glm_winrate.make_dmatrix_for_model(train[train["preference"].notna()], test, formula=info["formula"])
+        train, test = glm_winrate.make_dmatrix_for_model(
+            train[train["preference"].notna()], test, formula=info["formula"]
+        )
         model = glm_winrate.fit_LogisticRegressionCV(train, "preference", is_ytrue_proba=True, **info["kwargs"])
         predicted = pd.Series(model.predict_proba(test)[:, 1])  # each prompt's preference at no length difference
         lc = {"length_controlled_winrate": predicted.mean() * 100, "lc_standard_error": predicted.sem() * 100}
         glm = "length_controlled_minimal (offline: alpaca_eval's GLM without the hub's instruction difficulty)"
-    out = {"length_controlled_winrate": float(lc["length_controlled_winrate"]) / 100,
-           "lc_standard_error": float(lc["lc_standard_error"]) / 100, "lc_model": glm,
-           "avg_length": float(frame["output_2"].str.len().mean())}
+    out = {
+        "length_controlled_winrate": float(lc["length_controlled_winrate"]) / 100,
+        "lc_standard_error": float(lc["lc_standard_error"]) / 100,
+        "lc_model": glm,
+        "avg_length": float(frame["output_2"].str.len().mean()),
+    }
     if glm.startswith("length_controlled_minimal"):
         # without the hub's instruction difficulty the GLM predicts one value for every prompt, so alpaca_eval's
         # standard error (the prompts' sem) is exactly 0: kept as the tool's, never shown as a real one
         out["lc_standard_error_tool"], out["lc_standard_error"] = out["lc_standard_error"], None
-        out["lc_standard_error_note"] = ("none offline: the minimal GLM predicts the same preference for every prompt; "
-                                         "alpaca_eval's own standard error of it is 0")
+        out["lc_standard_error_note"] = (
+            "none offline: the minimal GLM predicts the same preference for every prompt; "
+            "alpaca_eval's own standard error of it is 0"
+        )
     return out
 
 
@@ -163,8 +188,13 @@ def alpaca_eval(annotations: list[dict], model: str, leaderboard: dict | None = 
     out = {}
     if records:
         counted = winrate(records)
-        out.update(counted, wins=int(counted["n_wins"]), losses=int(counted["n_wins_base"]),
-                   ties=int(counted["n_draws"]), n=int(counted["n_total"]))
+        out.update(
+            counted,
+            wins=int(counted["n_wins"]),
+            losses=int(counted["n_wins_base"]),
+            ties=int(counted["n_draws"]),
+            n=int(counted["n_total"]),
+        )
         out.update(length_controlled(records) or {})
         per, counts = defaultdict(float), defaultdict(int)
         for r in records:
@@ -195,9 +225,15 @@ def mt_bench(judgments: list[dict], model: str) -> dict | None:
     if not turns:
         return None
     scores = [s for v in per.values() for s in v]
-    return {"score": statistics.fmean(scores) if scores else None, "n": len(scores), "failed": failed, "turns": turns,
-            **{f"turn_{t}": statistics.fmean(v) for t, v in sorted(by_turn.items())}, "judges": sorted(map(str, judges)),
-            "per_prompt": {q: statistics.fmean(v) for q, v in per.items()}}
+    return {
+        "score": statistics.fmean(scores) if scores else None,
+        "n": len(scores),
+        "failed": failed,
+        "turns": turns,
+        **{f"turn_{t}": statistics.fmean(v) for t, v in sorted(by_turn.items())},
+        "judges": sorted(map(str, judges)),
+        "per_prompt": {q: statistics.fmean(v) for q, v in per.items()},
+    }
 
 
 def mt_bench_pair(judgments: list[dict], model: str) -> dict | None:
@@ -218,9 +254,16 @@ def mt_bench_pair(judgments: list[dict], model: str) -> dict | None:
     if not outcomes:
         return None
     # FastChat's show_result names this win_rate_adjusted: (wins + ties / 2) / all
-    return {"win_rate_adjusted": statistics.fmean(outcomes), "wins": sum(o == 1 for o in outcomes),
-            "losses": sum(o == 0 for o in outcomes), "ties": sum(o == 0.5 for o in outcomes), "n": len(outcomes),
-            "errors": errors, "opponents": sorted(opponents), "per_prompt": {q: statistics.fmean(v) for q, v in per.items()}}
+    return {
+        "win_rate_adjusted": statistics.fmean(outcomes),
+        "wins": sum(o == 1 for o in outcomes),
+        "losses": sum(o == 0 for o in outcomes),
+        "ties": sum(o == 0.5 for o in outcomes),
+        "n": len(outcomes),
+        "errors": errors,
+        "opponents": sorted(opponents),
+        "per_prompt": {q: statistics.fmean(v) for q, v in per.items()},
+    }
 
 
 def attach(target: Path, alpaca_file: Path | None, leaderboard_file: Path | None, mt_files: list[Path] = ()) -> dict:
@@ -235,12 +278,21 @@ def attach(target: Path, alpaca_file: Path | None, leaderboard_file: Path | None
         with open(leaderboard_file, newline="") as f:
             for row in csv.DictReader(f):
                 board[row.get("") or row.get("generator") or row.get("name")] = row
-    run_dirs = [target] if RunDir(target).model.is_dir() else sorted(p for p in target.iterdir() if RunDir(p).model.is_dir())
+    run_dirs = (
+        [target] if RunDir(target).model.is_dir() else sorted(p for p in target.iterdir() if RunDir(p).model.is_dir())
+    )
     attached = {}
     for run_dir in run_dirs:
         name = model_id(run_dir)
-        result = {k: v for k, v in (("alpaca_eval", alpaca_eval(annotations, name, board.get(name))),
-                                    ("mt_bench", mt_bench(single, name)), ("mt_bench_pair", mt_bench_pair(pair, name))) if v}
+        result = {
+            k: v
+            for k, v in (
+                ("alpaca_eval", alpaca_eval(annotations, name, board.get(name))),
+                ("mt_bench", mt_bench(single, name)),
+                ("mt_bench_pair", mt_bench_pair(pair, name)),
+            )
+            if v
+        }
         if result:
             target = RunDir(run_dir).external
             existing = json.loads(target.read_text()) if target.exists() else {}

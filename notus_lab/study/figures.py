@@ -94,8 +94,11 @@ def effects(rows: list[dict], metric: str, path: Path) -> None:
         ax.plot(r["ci"], [y, y], color=color, lw=4, alpha=0.6)
         ax.plot([r["mean"]], [y], "o", color=color, mfc=color if r["decided"] else "white")
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(rows)), [f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}" for r in reversed(rows)],
-                  fontsize=7)
+    ax.set_yticks(
+        range(len(rows)),
+        [f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}" for r in reversed(rows)],
+        fontsize=7,
+    )
     ax.set_xlabel(f"effect on {metric}")
     ax.set_title("factorial effects: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
@@ -123,8 +126,14 @@ def curves(runs: list[dict], signal: str, path: Path) -> bool:
             by_step[strategy].setdefault(step, []).append(value)
     for strategy, color in colors.items():  # the strategy's mean
         steps = sorted(by_step[strategy])
-        ax.plot(steps, [statistics.fmean(by_step[strategy][x]) for x in steps], color=color, lw=2.5, marker="o",
-                label=strategy)
+        ax.plot(
+            steps,
+            [statistics.fmean(by_step[strategy][x]) for x in steps],
+            color=color,
+            lw=2.5,
+            marker="o",
+            label=strategy,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel(f"eval {signal} rewards/accuracies")
     ax.legend(fontsize=8)
@@ -146,8 +155,14 @@ def draw(s, out_dir: Path) -> list[str]:
     if rows:
         arms(rows, s.arm_keys, metric, out_dir / "arms.png", own=True)
         plots.append("arms.png")
-        margin = next((k for k in ("eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
-                       if k != metric and all(k in m["metrics"] for r in rows for m in r["members"])), None)
+        margin = next(
+            (
+                k
+                for k in ("eval/truth/rewards/margins", metric.replace("accuracies", "margins"))
+                if k != metric and all(k in m["metrics"] for r in rows for m in r["members"])
+            ),
+            None,
+        )
         if margin:
             arms(rows, s.arm_keys, margin, out_dir / "margins.png", own=False)
             plots.append("margins.png")

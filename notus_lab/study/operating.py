@@ -32,7 +32,8 @@ CHUNK = 200  # replicates generated at once
 @dataclass(frozen=True)
 class Design:
     """A planted study: how outcomes arise, how many strategies, how many shared prompts."""
-    kind: str = "gaussian"                      # gaussian | judged
+
+    kind: str = "gaussian"  # gaussian | judged
     strategies: int = 2
     prompts: int = 300
     components: dict = field(default_factory=lambda: {"seed": 0.0, "prompt": 0.0025, "resid": 0.2})
@@ -42,7 +43,8 @@ class Design:
         if self.kind == "judged":
             return f"judged world, {self.strategies} strategies"
         c = self.components
-        return f"measured components (seed {c['seed']:.2g}, prompt {c['prompt']:.2g}, resid {c['resid']:.2g}), {self.strategies} strategies"
+        parts = f"seed {c['seed']:.2g}, prompt {c['prompt']:.2g}, resid {c['resid']:.2g}"
+        return f"measured components ({parts}), {self.strategies} strategies"
 
 
 def levels_of(design: Design, effect: float) -> np.ndarray:
@@ -55,7 +57,7 @@ def _judged_truth(world: calibration.World, latent_effect: float) -> float:
     from numpy.polynomial.hermite_e import hermegauss
 
     x, w = hermegauss(80)
-    latent = 1.5 + np.sqrt(1.0 + world.lean_sd ** 2 / 2 + world.seed_sd ** 2) * x
+    latent = 1.5 + np.sqrt(1.0 + world.lean_sd**2 / 2 + world.seed_sd**2) * x
     level = lambda z: 0.5 * world.tie + (1 - world.tie) / (1 + np.exp(-z))  # noqa: E731
     return float(np.sum(w * (level(latent + latent_effect) - level(latent))) / w.sum())
 
@@ -73,9 +75,12 @@ def outcomes(rng, design: Design, reps: int, seeds: int, effect: float) -> np.nd
     k, p = design.strategies, design.prompts
     if design.kind == "gaussian":
         c = {name: np.sqrt(v / 2) for name, v in design.components.items()}  # per strategy: half the difference's
-        return (levels_of(design, effect)[None, :, None, None]
-                + rng.normal(0, c["seed"], (reps, k, seeds, 1)) + rng.normal(0, c["prompt"], (reps, k, 1, p))
-                + rng.normal(0, c["resid"], (reps, k, seeds, p)))
+        return (
+            levels_of(design, effect)[None, :, None, None]
+            + rng.normal(0, c["seed"], (reps, k, seeds, 1))
+            + rng.normal(0, c["prompt"], (reps, k, 1, p))
+            + rng.normal(0, c["resid"], (reps, k, seeds, p))
+        )
     world = design.world
     latent_levels = levels_of(design, _latent_for(world, effect) if effect else 0.0)
     difficulty = rng.normal(1.5, 1.0, (reps, 1, 1, p))
@@ -90,8 +95,11 @@ def _scalar(stats: dict, i: int) -> dict:
 
 
 def false_claim(decision: str, truth: float, margin: float) -> bool:
-    return ((decision == "b_wins" and truth <= 0) or (decision == "a_wins" and truth >= 0)
-            or (decision == "equivalent" and abs(truth) >= margin))
+    return (
+        (decision == "b_wins" and truth <= 0)
+        or (decision == "a_wins" and truth >= 0)
+        or (decision == "equivalent" and abs(truth) >= margin)
+    )
 
 
 def simulate(design: Design, settings: Settings, effect: float, reps: int, seed: int = 0, spend: bool = True) -> dict:
@@ -101,8 +109,10 @@ def simulate(design: Design, settings: Settings, effect: float, reps: int, seed:
     m = family(names)
     truth = {(names[a], names[b]): levels_of(design, effect)[b] - levels_of(design, effect)[a] for a, b in pairs}
     if design.kind == "judged":
-        truth = {key: (_judged_truth(design.world, _latent_for(design.world, effect)) if v else 0.0)
-                 for key, v in truth.items()}
+        truth = {
+            key: (_judged_truth(design.world, _latent_for(design.world, effect)) if v else 0.0)
+            for key, v in truth.items()
+        }
     schedule = looks(settings)
     at = levels(settings, schedule, m) if spend else [(settings.alpha / m, 2 * settings.alpha / m)] * len(schedule)
     final_level = at[-1]
@@ -138,19 +148,30 @@ def _one_study(i, at_look, fixed, schedule, names, settings, final_level, truth)
         end = outcome(records, seeds, settings)
         if end:
             break
-    covered = all(r["interval"] is not None and r["interval"][0] <= truth[(r["a"], r["b"])] <= r["interval"][1]
-                  for r in previous.values())
+    covered = all(
+        r["interval"] is not None and r["interval"][0] <= truth[(r["a"], r["b"])] <= r["interval"][1]
+        for r in previous.values()
+    )
     winners = [r for r in previous.values() if truth[(r["a"], r["b"])] != 0]
     fixed_right = {}
     for s, stats in fixed.items():  # the same data as a fixed design of s seeds: one look at alpha / m
         pairs = [{"a": a, "b": b, "scope": "all", "stats": _scalar(stats[(a, b)], i)} for a, b in truth]
         records, _ = look(pairs, {}, settings, settings.max_seeds, one_look)
-        fixed_right[s] = (outcome(records, settings.max_seeds, settings) == "decided" and not any(
-            false_claim(r["decision"], truth[(r["a"], r["b"])], settings.margin) for r in records))
-    return {"outcome": end, "wrong": wrong, "covered": covered, "seeds": used, "arms": arms,
-            "right": end == "decided" and not wrong,
-            "found": all(r["decision"] == ("b_wins" if truth[(r["a"], r["b"])] > 0 else "a_wins") for r in winners)
-            if winners else None, "fixed_right": fixed_right}
+        fixed_right[s] = outcome(records, settings.max_seeds, settings) == "decided" and not any(
+            false_claim(r["decision"], truth[(r["a"], r["b"])], settings.margin) for r in records
+        )
+    return {
+        "outcome": end,
+        "wrong": wrong,
+        "covered": covered,
+        "seeds": used,
+        "arms": arms,
+        "right": end == "decided" and not wrong,
+        "found": all(r["decision"] == ("b_wins" if truth[(r["a"], r["b"])] > 0 else "a_wins") for r in winners)
+        if winners
+        else None,
+        "fixed_right": fixed_right,
+    }
 
 
 def summarise(rows: list[dict], design: Design, settings: Settings, effect: float, truth: dict) -> dict:
@@ -160,25 +181,38 @@ def summarise(rows: list[dict], design: Design, settings: Settings, effect: floa
     fixed_power = {s: sum(r["fixed_right"][s] for r in rows) / n for s in rows[0]["fixed_right"]}
     slack = max(calibration.mc_error(power, n), 1 / n)  # "the same power" up to its Monte Carlo error
     same = next((s for s, p in sorted(fixed_power.items()) if p >= power - slack), None) if power > 0 else None
-    return {"design": design.label(), "effect": effect, "reps": n, "false_claims": sum(r["wrong"] for r in rows) / n,
-            "coverage": sum(r["covered"] for r in rows) / n, "power": power,
-            "winner_found": sum(found) / len(found) if found else None,
-            "seeds": float(np.mean([r["seeds"] for r in rows])), "arms": float(np.mean([r["arms"] for r in rows])),
-            "outcomes": {o: sum(r["outcome"] == o for r in rows) / n for o in ("decided", "futile", "max_seeds")},
-            "fixed_seeds_same_power": same, "fixed_arms_same_power": same * design.strategies if same else None,
-            "fixed_power": fixed_power}
+    return {
+        "design": design.label(),
+        "effect": effect,
+        "reps": n,
+        "false_claims": sum(r["wrong"] for r in rows) / n,
+        "coverage": sum(r["covered"] for r in rows) / n,
+        "power": power,
+        "winner_found": sum(found) / len(found) if found else None,
+        "seeds": float(np.mean([r["seeds"] for r in rows])),
+        "arms": float(np.mean([r["arms"] for r in rows])),
+        "outcomes": {o: sum(r["outcome"] == o for r in rows) / n for o in ("decided", "futile", "max_seeds")},
+        "fixed_seeds_same_power": same,
+        "fixed_arms_same_power": same * design.strategies if same else None,
+        "fixed_power": fixed_power,
+    }
 
 
-def table(settings: Settings, designs: list[Design], reps: int, arm_hours_here: float | None,
-          arm_gpu_hours_7b: float) -> str:
+def table(
+    settings: Settings, designs: list[Design], reps: int, arm_hours_here: float | None, arm_gpu_hours_7b: float
+) -> str:
     """The README's operating-characteristics table, one row per design x true difference."""
-    lines = [f"Margin ±{settings.margin:g}, alpha {settings.alpha} family-wise, {settings.spending.replace('_', '-')} "
-             f"spending, {settings.first_seeds} seeds then {settings.seeds_per_round} a round up to "
-             f"{settings.max_seeds}; {reps} studies a row (Monte Carlo error of a rate near 0.05: "
-             f"±{calibration.mc_error(0.05, reps):.3f}).", "",
-             "| design | true B − A | false claims | false claims without spending | joint coverage | power "
-             "(decided, all right) | winner found | E[seeds] | E[arms] | fixed design of the same power (arms) | "
-             "E[cost] here | E[cost] at 7B (GPU-h) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Margin ±{settings.margin:g}, alpha {settings.alpha} family-wise, {settings.spending.replace('_', '-')} "
+        f"spending, {settings.first_seeds} seeds then {settings.seeds_per_round} a round up to "
+        f"{settings.max_seeds}; {reps} studies a row (Monte Carlo error of a rate near 0.05: "
+        f"±{calibration.mc_error(0.05, reps):.3f}).",
+        "",
+        "| design | true B − A | false claims | false claims without spending | joint coverage | power "
+        "(decided, all right) | winner found | E[seeds] | E[arms] | fixed design of the same power (arms) | "
+        "E[cost] here | E[cost] at 7B (GPU-h) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for design in designs:
         for effect in (0.0, settings.margin / 2, settings.margin, 2 * settings.margin):
             r = simulate(design, settings, effect, reps)
@@ -186,9 +220,11 @@ def table(settings: Settings, designs: list[Design], reps: int, arm_hours_here: 
             here = f"{r['arms'] * arm_hours_here:.3g} h" if arm_hours_here else ""
             fixed = f"{r['fixed_arms_same_power']}" if r["fixed_arms_same_power"] else "none within max_seeds"
             found = "" if r["winner_found"] is None else f"{r['winner_found']:.2f}"
-            lines.append(f"| {design.label()} | {effect:+.3f} | {r['false_claims']:.3f} | {naive['false_claims']:.3f} | "
-                         f"{r['coverage']:.3f} | {r['power']:.2f} | {found} | {r['seeds']:.1f} | {r['arms']:.1f} | {fixed} | "
-                         f"{here} | {r['arms'] * arm_gpu_hours_7b:,.0f} |")
+            lines.append(
+                f"| {design.label()} | {effect:+.3f} | {r['false_claims']:.3f} | {naive['false_claims']:.3f} | "
+                f"{r['coverage']:.3f} | {r['power']:.2f} | {found} | {r['seeds']:.1f} | {r['arms']:.1f} | {fixed} | "
+                f"{here} | {r['arms'] * arm_gpu_hours_7b:,.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -203,9 +239,17 @@ def sequential_markdown(reps: int, margin: float, arm_hours_here: float | None) 
     from notus_lab.study.cost import NOTUS_ARM_GPU_HOURS
 
     node = load_option("hydra/sweeper", "sequential")
-    settings = Settings(margin=margin, alpha=node.alpha, first_seeds=node.first_seeds,
-                        seeds_per_round=node.seeds_per_round, max_seeds=node.max_seeds, budget_hours=None,
-                        metric=None, spending=node.spending, boundary=node.boundary).check()
+    settings = Settings(
+        margin=margin,
+        alpha=node.alpha,
+        first_seeds=node.first_seeds,
+        seeds_per_round=node.seeds_per_round,
+        max_seeds=node.max_seeds,
+        budget_hours=None,
+        metric=None,
+        spending=node.spending,
+        boundary=node.boundary,
+    ).check()
     designs = [Design("gaussian", k, 300, MEASURED) for k in (2, 3)]
     designs += [Design("judged", k, 300, world=calibration.World("judged", seed_sd=0.1, lean_sd=0.3)) for k in (2, 3)]
     return table(settings, designs, reps, arm_hours_here, NOTUS_ARM_GPU_HOURS)

@@ -66,10 +66,12 @@ def arm_table(runs: list[dict], metric: str, arm_keys: list[str]) -> list[dict]:
             by_arm[tuple(r["overrides"].get(k) for k in arm_keys)].append(r)
     rows = []
     for arm, members in sorted(by_arm.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        level = arm_interval([m["metrics"][metric] for m in members],
-                             [per_prompt_outcomes(m["dir"], metric) for m in members])
-        rows.append({"arm": dict(zip(arm_keys, arm)), "n": len(members), **level, "members": members,
-                     "flags": flags(members)})
+        level = arm_interval(
+            [m["metrics"][metric] for m in members], [per_prompt_outcomes(m["dir"], metric) for m in members]
+        )
+        rows.append(
+            {"arm": dict(zip(arm_keys, arm)), "n": len(members), **level, "members": members, "flags": flags(members)}
+        )
     return rows
 
 
@@ -78,12 +80,20 @@ def flags(members: list[dict]) -> list[str]:
     g = lambda key: mean_of(members, f"generation/{key}")  # noqa: E731
     out = []
     if g("policy_distinct_2") is not None and g("policy_distinct_2") < COLLAPSE_DISTINCT * g("reference_distinct_2"):
-        out.append(f"collapse: distinct-2 {g('policy_distinct_2'):.2f} vs the reference's {g('reference_distinct_2'):.2f}")
+        out.append(
+            f"collapse: distinct-2 {g('policy_distinct_2'):.2f} vs the reference's {g('reference_distinct_2'):.2f}"
+        )
     if g("policy_top_word_share") is not None and g("policy_top_word_share") > COLLAPSE_WORD:
         out.append(f"one word is {g('policy_top_word_share'):.0%} of the output")
-    if g("policy_mean_tokens") and g("reference_mean_tokens") and g("policy_mean_tokens") > LONGER * g("reference_mean_tokens"):
-        out.append(f"{g('policy_mean_tokens') / g('reference_mean_tokens') - 1:.0%} longer than the reference: "
-                   "check a length-controlled win rate")
+    if (
+        g("policy_mean_tokens")
+        and g("reference_mean_tokens")
+        and g("policy_mean_tokens") > LONGER * g("reference_mean_tokens")
+    ):
+        out.append(
+            f"{g('policy_mean_tokens') / g('reference_mean_tokens') - 1:.0%} longer than the reference: "
+            "check a length-controlled win rate"
+        )
     return out
 
 
@@ -98,20 +108,36 @@ def sign_check(diffs: list[dict], runs: list[dict]) -> list[dict]:
         within = dict(part.split("=", 1) for part in d["scope"].split(", ")) if d["scope"] != "all" else {}
         agreement = defaultdict(list)
         for r in runs:
-            if (r["status"] == "finished" and r.get("truth_agreement") is not None
-                    and all(r["overrides"].get(k) == v for k, v in within.items())):
+            if (
+                r["status"] == "finished"
+                and r.get("truth_agreement") is not None
+                and all(r["overrides"].get(k) == v for k, v in within.items())
+            ):
                 agreement[r["overrides"].get(STRATEGY_KEY)].append(r["truth_agreement"])
         if d["a"] in agreement and d["b"] in agreement:
             data_diff = statistics.fmean(agreement[d["b"]]) - statistics.fmean(agreement[d["a"]])
             # only a judged difference the statistics support is a ranking to check
             agrees = ((d["mean"] > 0) == (data_diff > 0)) if d["excludes_zero"] else None
-            out.append({"a": d["a"], "b": d["b"], "scope": d["scope"], "metric_diff": d["mean"],
-                        "agreement_diff": round(data_diff, 4), "agrees": agrees})
+            out.append(
+                {
+                    "a": d["a"],
+                    "b": d["b"],
+                    "scope": d["scope"],
+                    "metric_diff": d["mean"],
+                    "agreement_diff": round(data_diff, 4),
+                    "agrees": agrees,
+                }
+            )
     return out
 
 
-def write_report(sweep_dir: Path, metric: str | None = None, out_dir: Path | None = None,
-                 target_effect: float | None = None, project_hardware: str = PROJECT_HARDWARE) -> dict:
+def write_report(
+    sweep_dir: Path,
+    metric: str | None = None,
+    out_dir: Path | None = None,
+    target_effect: float | None = None,
+    project_hardware: str = PROJECT_HARDWARE,
+) -> dict:
     """report.md, report.json and the figures for one sweep dir; returns report.json's content."""
     sweep_dir, out_dir = Path(sweep_dir), Path(out_dir or sweep_dir)
     s = build(sweep_dir, metric, target_effect, project_hardware)
@@ -146,12 +172,26 @@ def build(sweep_dir: Path, metric: str | None, target_effect: float | None, proj
     needed = plan(diffs, target_effect) if target_effect else []
     if needed and cost:
         price_plan(needed, cost, arms=max(len(rows), 1), project_hardware=project_hardware)
-    return Report(sweep_dir=sweep_dir, runs=runs, metric=metric, keys=keys, arm_keys=arm_keys, rows=rows, diffs=diffs,
-                  found=verdicts(diffs, metric), design=design_line(diffs), plan=needed, target_effect=target_effect,
-                  cost=cost, checks=sign_check(diffs, runs), codes=dict(codes),
-                  signals=sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")}),
-                  judged=any("generation/policy_mean_tokens" in r["metrics"] for r in finished), rounds=state,
-                  effects=effects(runs, metric, keys))
+    return Report(
+        sweep_dir=sweep_dir,
+        runs=runs,
+        metric=metric,
+        keys=keys,
+        arm_keys=arm_keys,
+        rows=rows,
+        diffs=diffs,
+        found=verdicts(diffs, metric),
+        design=design_line(diffs),
+        plan=needed,
+        target_effect=target_effect,
+        cost=cost,
+        checks=sign_check(diffs, runs),
+        codes=dict(codes),
+        signals=sorted({k.split("/")[1] for r in finished for k in r["metrics"] if k.startswith("eval/")}),
+        judged=any("generation/policy_mean_tokens" in r["metrics"] for r in finished),
+        rounds=state,
+        effects=effects(runs, metric, keys),
+    )
 
 
 def price_plan(needed: list[dict], cost: dict, arms: int, project_hardware: str) -> None:
@@ -164,21 +204,28 @@ def price_plan(needed: list[dict], cost: dict, arms: int, project_hardware: str)
     # an offloading profile runs as Notus did: at the MFU its recorded hours imply; the others at the assumed MFU
     recorded = recorded_mfu(shape.num_parameters)
     mfu = recorded if offloaded else ASSUMED_MFU
-    why = ("what Notus's recorded ~96 GPU-hours a run imply with ZeRO-3 offload" if offloaded else
-           f"assumed without offload; Notus's offloaded run implies ~{recorded:.0%}")
-    per_arm = projected_arm_gpu_hours(shape.num_parameters, world_size(hw), hw.peak_tflops, mfu=mfu) \
-        if hw.peak_tflops else None
+    why = (
+        "what Notus's recorded ~96 GPU-hours a run imply with ZeRO-3 offload"
+        if offloaded
+        else f"assumed without offload; Notus's offloaded run implies ~{recorded:.0%}"
+    )
+    per_arm = (
+        projected_arm_gpu_hours(shape.num_parameters, world_size(hw), hw.peak_tflops, mfu=mfu)
+        if hw.peak_tflops
+        else None
+    )
     for p in needed:
         if p["prompts"] is None:
             p["cost"] = p["cost_7b_projected"] = None
             continue
         p["cost"] = float(f"{design_cost(cost, arms, p['seeds'], p['prompts']):.4g}")
         p["cost_7b_projected"] = round(arms * p["seeds"] * per_arm) if per_arm else None
-    cost["projection"] = {"hardware": project_hardware, "per_arm_gpu_hours": round(per_arm, 1) if per_arm else None,
-                          "mfu": round(mfu, 3),
-                          "assumes": f"training only (generating and judging the prompts comes on top): full DPO "
-                                     f"with a reference, {NOTUS_PAIRS:,} pairs (Notus v1's set less its 2,000 held "
-                                     f"out) x {NOTUS_EPOCHS} epochs, 2 x {NOTUS_MAX_LENGTH} tokens per pair (an upper "
-                                     f"bound), MFU {mfu:.0%} ({why})"}
-
-
+    cost["projection"] = {
+        "hardware": project_hardware,
+        "per_arm_gpu_hours": round(per_arm, 1) if per_arm else None,
+        "mfu": round(mfu, 3),
+        "assumes": f"training only (generating and judging the prompts comes on top): full DPO "
+        f"with a reference, {NOTUS_PAIRS:,} pairs (Notus v1's set less its 2,000 held "
+        f"out) x {NOTUS_EPOCHS} epochs, 2 x {NOTUS_MAX_LENGTH} tokens per pair (an upper "
+        f"bound), MFU {mfu:.0%} ({why})",
+    }

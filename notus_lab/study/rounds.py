@@ -40,15 +40,25 @@ def resume(sweep_dir: Path, settings: sequential.Settings, design: dict) -> dict
     budget_hours may continue a study that stopped at its budget)."""
     state = load(sweep_dir)
     if state is None:
-        return {"settings": settings.as_dict(), "design": design, "rounds": [], "failures": {}, "outcome": None,
-                "started": time.time()}
+        return {
+            "settings": settings.as_dict(),
+            "design": design,
+            "rounds": [],
+            "failures": {},
+            "outcome": None,
+            "started": time.time(),
+        }
     for key, value in settings.as_dict().items():
         if key != "budget_hours" and state["settings"].get(key) != value:
-            raise ConfigError(f"hydra.sweeper.{key}={value!r} is invalid: this sweep's {ROUNDS} ran with "
-                              f"{state['settings'].get(key)!r}; allowed the same value, or a new sweep_name")
+            raise ConfigError(
+                f"hydra.sweeper.{key}={value!r} is invalid: this sweep's {ROUNDS} ran with "
+                f"{state['settings'].get(key)!r}; allowed the same value, or a new sweep_name"
+            )
     if state["design"] != design:
-        raise ConfigError(f"sweep={Path(sweep_dir).name!r} is invalid: its {ROUNDS} has another design (arms or "
-                          "first seeds); allowed the same command, or a new sweep_name")
+        raise ConfigError(
+            f"sweep={Path(sweep_dir).name!r} is invalid: its {ROUNDS} has another design (arms or "
+            "first seeds); allowed the same command, or a new sweep_name"
+        )
     if state["outcome"] == "budget" and settings.budget_hours != state["settings"].get("budget_hours"):
         state["outcome"] = None  # a new budget: go on from the last round
     state["settings"] = settings.as_dict()
@@ -67,20 +77,27 @@ def unjudged(runs: list[dict], metric: str | None) -> list[str]:
     return sorted(r["name"] for r in runs if r["status"] == "finished" and not has(r, metric))
 
 
-def evaluate(runs: list[dict], settings: sequential.Settings, schedule: list[int], k: int, family: int,
-             previous: dict) -> tuple[list[dict], str]:
+def evaluate(
+    runs: list[dict], settings: sequential.Settings, schedule: list[int], k: int, family: int, previous: dict
+) -> tuple[list[dict], str]:
     """The look after round k: every pooled pair's record (sequential.look), and the metric that decided."""
     finished = [r for r in runs if r["status"] == "finished"]
     metric = settings.metric or default_metric(runs)
     at = sequential.levels(settings, schedule, family)
-    pairs = [{"a": p["a"], "b": p["b"], "scope": p["scope"], "stats": sequential.pair_stats(p["matrix"], at[k])}
-             for p in pooled_matrices(finished, metric, factors(finished)) if p["matrix"].shape[0] >= 2]
+    pairs = [
+        {"a": p["a"], "b": p["b"], "scope": p["scope"], "stats": sequential.pair_stats(p["matrix"], at[k])}
+        for p in pooled_matrices(finished, metric, factors(finished))
+        if p["matrix"].shape[0] >= 2
+    ]
     records, _ = sequential.look(pairs, previous, settings, schedule[k], at[-1])
     stats = {(p["a"], p["b"], p["scope"]): p["stats"] for p in pairs}
     for r in records:  # what this look could have found: its design's detectable difference at the look's level
         s = stats.get((r["a"], r["b"], r["scope"]))
         if s is not None and not r.get("carried") and r["decision"] not in sequential.CLAIMS:
-            parts = {key: float(s[key]) for key in ("seed", "prompt", "resid")} | {"seeds": s["seeds"], "prompts": s["prompts"]}
+            parts = {key: float(s[key]) for key in ("seed", "prompt", "resid")} | {
+                "seeds": s["seeds"],
+                "prompts": s["prompts"],
+            }
             r["detectable"] = detectable(parts, ALPHA / r["alpha"])
     return records, metric
 
@@ -88,8 +105,11 @@ def evaluate(runs: list[dict], settings: sequential.Settings, schedule: list[int
 def dropped(state: dict) -> set[tuple[str, str]]:
     """(strategy, scope) that another strategy has beaten: they get no more seeds."""
     last = state["rounds"][-1]["pairs"] if state["rounds"] else []
-    return {(r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
-            for r in last if r["decision"] in ("a_wins", "b_wins")}
+    return {
+        (r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
+        for r in last
+        if r["decision"] in ("a_wins", "b_wins")
+    }
 
 
 def spent_hours(runs: list[dict]) -> tuple[float, float | None]:
@@ -98,12 +118,17 @@ def spent_hours(runs: list[dict]) -> tuple[float, float | None]:
     return (cost["total_device_hours"], cost["per_run_device_hours"]) if cost else (0.0, None)
 
 
-def stop(records: list[dict], seeds: int, settings: sequential.Settings, spent: float, per_arm: float | None,
-         next_arms: int) -> str | None:
+def stop(
+    records: list[dict], seeds: int, settings: sequential.Settings, spent: float, per_arm: float | None, next_arms: int
+) -> str | None:
     """The outcome after a look, the budget included: the next round must fit at the cost measured so far."""
     end = sequential.outcome(records, seeds, settings)
-    if end is None and settings.budget_hours is not None and per_arm is not None \
-            and spent + next_arms * per_arm > settings.budget_hours:
+    if (
+        end is None
+        and settings.budget_hours is not None
+        and per_arm is not None
+        and spent + next_arms * per_arm > settings.budget_hours
+    ):
         return "budget"
     return end
 
@@ -117,5 +142,7 @@ def progress(state: dict, done: int, total: int) -> str:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no pair measured yet"
     end = f"; study {state['outcome']}" if state["outcome"] else ""
-    return (f"round {last['round']}: seeds {last['seeds'][-1]} of at most {state['settings']['max_seeds']}, "
-            f"{done}/{total} arms finished, {minutes:.1f} min, {last['device_hours']:.3g} device-h; {decisions}{end}")
+    return (
+        f"round {last['round']}: seeds {last['seeds'][-1]} of at most {state['settings']['max_seeds']}, "
+        f"{done}/{total} arms finished, {minutes:.1f} min, {last['device_hours']:.3g} device-h; {decisions}{end}"
+    )

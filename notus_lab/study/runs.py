@@ -44,18 +44,23 @@ def _json(path: Path) -> dict:
 def read_runs(sweep_dir: Path) -> list[dict]:
     """Every job dir of the sweep with its status: finished, failed (with the error) or unfinished."""
     runs = []
-    for run_dir in sorted(p for p in Path(sweep_dir).iterdir()
-                          if RunDir(p).config.is_file() or RunDir(p).hydra_config.is_file()):
+    for run_dir in sorted(
+        p for p in Path(sweep_dir).iterdir() if RunDir(p).config.is_file() or RunDir(p).hydra_config.is_file()
+    ):
         run = {"dir": run_dir, "name": run_dir.name, "overrides": _overrides(run_dir), "status": "unfinished"}
         if RunDir(run_dir).metrics.exists():
             metrics = json.loads(RunDir(run_dir).metrics.read_text())
             # external judges attached by `python -m notus_lab.external`, without their per-prompt detail
-            external = {judge: {k: v for k, v in result.items() if not k.startswith("per_")}
-                        for judge, result in _json(RunDir(run_dir).external).items()}
+            external = {
+                judge: {k: v for k, v in result.items() if not k.startswith("per_")}
+                for judge, result in _json(RunDir(run_dir).external).items()
+            }
             run["status"], run["metrics"] = "finished", flatten({**metrics, **external})
             run["eval_history"] = metrics.get("eval_history", {})
             # in the bundled world: how often this arm's own training pairs prefer the truly better answer
-            run["truth_agreement"] = _json(RunDir(run_dir).data_report).get("truth_agreement", {}).get("train", {}).get("agreement")
+            run["truth_agreement"] = (
+                _json(RunDir(run_dir).data_report).get("truth_agreement", {}).get("train", {}).get("agreement")
+            )
             provenance = _json(RunDir(run_dir).provenance)
             run["code"] = provenance.get("code_version") or provenance.get("git_commit")
         elif RunDir(run_dir).failed.exists():
@@ -112,8 +117,10 @@ def default_metric(runs: list[dict]) -> str:
         if all(has(r, metric) for r in finished):
             return metric
     candidates = sorted({k for r in finished for k, v in r["metrics"].items() if isinstance(v, (int, float))})
-    raise ConfigError(f"--metric is required: not every run has {JUDGED} or truth_accuracy; allowed one of "
-                      f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}")
+    raise ConfigError(
+        f"--metric is required: not every run has {JUDGED} or truth_accuracy; allowed one of "
+        f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}"
+    )
 
 
 def mean_of(members: list[dict], key: str):

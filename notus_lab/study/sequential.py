@@ -83,8 +83,9 @@ def levels(settings: Settings, schedule: list[int], family: int) -> list[tuple[f
         spend = [spent(t, pair, settings.spending) for t in fractions]
         steps = [b - a for a, b in zip([0.0] + spend[:-1], spend)]
         return [(x, 2 * x) for x in steps]
-    return list(zip(nominal_levels(fractions, pair, settings.spending),
-                    nominal_levels(fractions, 2 * pair, settings.spending)))
+    return list(
+        zip(nominal_levels(fractions, pair, settings.spending), nominal_levels(fractions, 2 * pair, settings.spending))
+    )
 
 
 @lru_cache(maxsize=256)
@@ -102,6 +103,7 @@ def nominal_levels(fractions: tuple[float, ...], alpha: float, kind: str, grid: 
         target = spent(t, alpha, kind) - before
         before += target
         if u is None:
+
             def crossing(b, t=t):
                 return 2 * normal_sf(b / math.sqrt(t))
         else:
@@ -109,6 +111,7 @@ def nominal_levels(fractions: tuple[float, ...], alpha: float, kind: str, grid: 
 
             def crossing(b, u=u, weights=weights, sd=sd):
                 return float(np.sum(weights * (normal_sf((b - u) / sd) + normal_sf((b + u) / sd))))
+
         low, high = 0.0, 40.0 * math.sqrt(t)
         if target <= 0 or crossing(high) > target:
             b = high
@@ -119,11 +122,12 @@ def nominal_levels(fractions: tuple[float, ...], alpha: float, kind: str, grid: 
             b = high
         new_u = np.linspace(-b, b, grid)
         if u is None:
-            density = np.exp(-new_u ** 2 / (2 * t)) / math.sqrt(2 * math.pi * t)
+            density = np.exp(-(new_u**2) / (2 * t)) / math.sqrt(2 * math.pi * t)
         else:
             sd = math.sqrt(t - t_before)
-            density = (weights[None, :] * np.exp(-(new_u[:, None] - u[None, :]) ** 2 / (2 * sd ** 2))).sum(axis=1) \
-                / math.sqrt(2 * math.pi * sd ** 2)
+            density = (weights[None, :] * np.exp(-((new_u[:, None] - u[None, :]) ** 2) / (2 * sd**2))).sum(
+                axis=1
+            ) / math.sqrt(2 * math.pi * sd**2)
         step = new_u[1] - new_u[0]
         u, weights = new_u, density * step * np.r_[0.5, np.ones(grid - 2), 0.5]  # trapezoid weights
         t_before = t
@@ -139,9 +143,18 @@ def pair_stats(d, at: tuple[float, float]) -> dict:
     parts = variance_parts(ms)
     two = half_width(*parts, ms["seeds"], ms["prompts"], at[0] / 2)
     one = half_width(*parts, ms["seeds"], ms["prompts"], at[1] / 2)
-    return {"mean": ms["mean"], "half": np.where(two > 0, two, np.nan), "half_eq": np.where(one > 0, one, np.nan),
-            "seed": ms["seed"], "prompt": ms["prompt"], "resid": ms["resid"], "seeds": ms["seeds"],
-            "prompts": ms["prompts"], "level": at[0], "level_eq": at[1]}
+    return {
+        "mean": ms["mean"],
+        "half": np.where(two > 0, two, np.nan),
+        "half_eq": np.where(one > 0, one, np.nan),
+        "seed": ms["seed"],
+        "prompt": ms["prompt"],
+        "resid": ms["resid"],
+        "seeds": ms["seeds"],
+        "prompts": ms["prompts"],
+        "level": at[0],
+        "level_eq": at[1],
+    }
 
 
 def claim(mean: float, half: float, half_eq: float, margin: float) -> str | None:
@@ -189,14 +202,19 @@ def futility(stats: dict, settings: Settings, final_level: tuple[float, float], 
     prompt_two = float(t_upper(final_level[0] / 2, prompts - 1)) * math.sqrt(e["v_prompt"]) if prompts > 1 else 0.0
     prompt_one = float(t_upper(final_level[1] / 2, prompts - 1)) * math.sqrt(e["v_prompt"]) if prompts > 1 else 0.0
     if prompts > 1 and prompt_two > 0 and chance(prompt_two, prompt_one) < FUTILE_BELOW:
-        return (f"the shared-prompt part alone (±{prompt_two:.4f} at the last look) would leave B − A = {mean:+.4f} "
-                f"neither clear of 0 nor inside ±{margin:g} however many seeds: more prompts are needed, not more seeds")
-    return (f"at {most} seeds the interval would still be about ±{two:.4f} around B − A = {mean:+.4f}: a "
-            f"{chance(two, one):.0%} chance to end clear of 0 or inside ±{margin:g}")
+        return (
+            f"the shared-prompt part alone (±{prompt_two:.4f} at the last look) would leave B − A = {mean:+.4f} "
+            f"neither clear of 0 nor inside ±{margin:g} however many seeds: more prompts are needed, not more seeds"
+        )
+    return (
+        f"at {most} seeds the interval would still be about ±{two:.4f} around B − A = {mean:+.4f}: a "
+        f"{chance(two, one):.0%} chance to end clear of 0 or inside ±{margin:g}"
+    )
 
 
-def look(pairs: list[dict], previous: dict, settings: Settings, seeds: int,
-         final_level: tuple[float, float]) -> tuple[list[dict], set]:
+def look(
+    pairs: list[dict], previous: dict, settings: Settings, seeds: int, final_level: tuple[float, float]
+) -> tuple[list[dict], set]:
     """One look. `pairs`: [{"a", "b", "scope", "stats": pair_stats(...) of this look (scalars)}]; `previous`:
     {(a, b, scope): the pair's record at the last look}. Returns this look's records and the (strategy, scope)
     pairs dropped so far: a strategy beaten in a scope gets no more seeds there."""
@@ -209,10 +227,17 @@ def look(pairs: list[dict], previous: dict, settings: Settings, seeds: int,
             continue
         s = p["stats"]
         mean, half, half_eq = float(s["mean"]), float(s["half"]), float(s["half_eq"])
-        record = {"a": p["a"], "b": p["b"], "scope": p["scope"], "mean": mean, "seeds": int(s["seeds"]),
-                  "interval": [mean - half, mean + half] if math.isfinite(half) else None,
-                  "equivalence_interval": [mean - half_eq, mean + half_eq] if math.isfinite(half_eq) else None,
-                  "alpha": float(s["level"]), "alpha_equivalence": float(s["level_eq"])}
+        record = {
+            "a": p["a"],
+            "b": p["b"],
+            "scope": p["scope"],
+            "mean": mean,
+            "seeds": int(s["seeds"]),
+            "interval": [mean - half, mean + half] if math.isfinite(half) else None,
+            "equivalence_interval": [mean - half_eq, mean + half_eq] if math.isfinite(half_eq) else None,
+            "alpha": float(s["level"]),
+            "alpha_equivalence": float(s["level_eq"]),
+        }
         decision = claim(mean, half, half_eq, settings.margin)
         if decision:
             record["decision"], record["reason"] = decision, _claim_reason(decision, record, settings.margin)
@@ -220,11 +245,17 @@ def look(pairs: list[dict], previous: dict, settings: Settings, seeds: int,
             record["decision"], record["reason"] = "futile", why
         else:
             record["decision"] = "continue"
-            record["reason"] = ("no interval: no variation measured yet" if record["interval"] is None else
-                                f"the interval holds 0 and reaches past ±{settings.margin:g}")
+            record["reason"] = (
+                "no interval: no variation measured yet"
+                if record["interval"] is None
+                else f"the interval holds 0 and reaches past ±{settings.margin:g}"
+            )
         out.append(record)
-    dropped = {(r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
-               for r in out if r["decision"] in ("a_wins", "b_wins")}
+    dropped = {
+        (r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
+        for r in out
+        if r["decision"] in ("a_wins", "b_wins")
+    }
     for r in out:
         beaten = [s for s in (r["a"], r["b"]) if (s, r["scope"]) in dropped]
         if r["decision"] in ("continue", "futile") and beaten:

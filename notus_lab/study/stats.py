@@ -62,8 +62,10 @@ from notus_lab.study.runs import (
 ALPHA, POWER = 0.05, 0.8
 
 
-METHOD = {True: "crossed random effects (seeds x shared prompts), Banerjee interval",
-          False: "t over seed units (no per-prompt records)"}
+METHOD = {
+    True: "crossed random effects (seeds x shared prompts), Banerjee interval",
+    False: "t over seed units (no per-prompt records)",
+}
 
 
 def t_upper(tail, df) -> np.ndarray:
@@ -90,18 +92,33 @@ def mean_squares(d) -> dict:
     d = np.asarray(d, dtype=float)
     s, p = d.shape[-2:]
     grand = d.mean(axis=(-2, -1))
-    ms_s = p * ((d.mean(axis=-1) - grand[..., None]) ** 2).sum(axis=-1) / (s - 1) if s > 1 else np.full(grand.shape, np.nan)
+    ms_s = (
+        p * ((d.mean(axis=-1) - grand[..., None]) ** 2).sum(axis=-1) / (s - 1)
+        if s > 1
+        else np.full(grand.shape, np.nan)
+    )
     if p > 1:
         ms_p = s * ((d.mean(axis=-2) - grand[..., None]) ** 2).sum(axis=-1) / (p - 1)
         total = ((d - grand[..., None, None]) ** 2).sum(axis=(-2, -1))
-        ms_e = (total - (s - 1) * ms_s - (p - 1) * ms_p) / ((s - 1) * (p - 1)) if s > 1 else np.full(grand.shape, np.nan)
+        ms_e = (
+            (total - (s - 1) * ms_s - (p - 1) * ms_p) / ((s - 1) * (p - 1)) if s > 1 else np.full(grand.shape, np.nan)
+        )
         ms_e = np.maximum(ms_e, 0.0)  # rounding can leave -1e-17 where every residual is 0
         seed, prompt, resid = np.maximum((ms_s - ms_e) / p, 0), np.maximum((ms_p - ms_e) / s, 0), ms_e
     else:  # one value per seed unit: its spread is all there is
         ms_p = ms_e = np.zeros(grand.shape)
         seed, prompt, resid = ms_s, ms_p, ms_e
-    return {"mean": grand, "seeds": s, "prompts": p, "ms_seed": ms_s, "ms_prompt": ms_p, "ms_resid": ms_e,
-            "seed": seed, "prompt": prompt, "resid": resid}
+    return {
+        "mean": grand,
+        "seeds": s,
+        "prompts": p,
+        "ms_seed": ms_s,
+        "ms_prompt": ms_p,
+        "ms_resid": ms_e,
+        "seed": seed,
+        "prompt": prompt,
+        "resid": resid,
+    }
 
 
 def half_width(v_seed, v_prompt, v_resid, seeds: int, prompts: int, tail):
@@ -164,8 +181,12 @@ def expected_parts(components: dict, seeds: int, prompts: int) -> dict:
     """E[MS_S], V_P and V_E of a design with `seeds` units x `prompts` prompts under the estimated components."""
     if components["prompts"] == 1:  # run-level: only the spread of seed units
         return {"ms_seed": components["seed"], "v_prompt": 0.0, "v_resid": 0.0, "prompts": 1}
-    return {"ms_seed": prompts * components["seed"] + components["resid"], "v_prompt": components["prompt"] / prompts,
-            "v_resid": components["resid"] / (seeds * prompts), "prompts": prompts}
+    return {
+        "ms_seed": prompts * components["seed"] + components["resid"],
+        "v_prompt": components["prompt"] / prompts,
+        "v_resid": components["resid"] / (seeds * prompts),
+        "prompts": prompts,
+    }
 
 
 def projected(components: dict, seeds: int, prompts: int) -> tuple[float, float]:
@@ -208,7 +229,7 @@ def detectable(components: dict, comparisons: int, seeds: int | None = None, pro
     return high
 
 
-def prompts_needed(components: dict, target: float, comparisons: int, seeds: int, most: int = 10 ** 6) -> int | None:
+def prompts_needed(components: dict, target: float, comparisons: int, seeds: int, most: int = 10**6) -> int | None:
     """The fewest shared prompts for `target` at 80 % power with `seeds` units; None when seeds alone cap it."""
     if components["prompts"] == 1:
         return 1 if detectable(components, comparisons, seeds) <= target else None
@@ -242,8 +263,16 @@ def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
     row = {"method": METHOD[per_prompt], "seeds": s, "mean": float(d.mean())}
     if per_prompt:
         row["prompts"] = p
-    empty = {"ci": [None, None], "adjusted_ci": [None, None], "p_value": None, "mde": None, "effect_size": None,
-             "df": {"seed": max(s - 1, 0), "prompt": p - 1}, "variance": None, "excludes_zero": False}
+    empty = {
+        "ci": [None, None],
+        "adjusted_ci": [None, None],
+        "p_value": None,
+        "mde": None,
+        "effect_size": None,
+        "df": {"seed": max(s - 1, 0), "prompt": p - 1},
+        "variance": None,
+        "excludes_zero": False,
+    }
     if s < 2:  # no seed spread to measure: no interval, no verdict
         return {**row, **empty, "no_interval": "one seed unit"}
     _, [ci], ms = crossed_interval(d)
@@ -251,9 +280,17 @@ def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
     if not np.isfinite(ci[0]):  # every value equal: no variation to measure, so no interval
         return {**row, **empty, "variance": parts, "no_interval": "no variation: every seed unit and prompt agree"}
     total = parts["seed"] + parts["prompt"] + parts["resid"]
-    return {**row, **empty, "ci": [float(x) for x in ci], "p_value": float(p_value(ms)),
-            "df": {"seed": s - 1, "prompt": p - 1}, "variance": parts, "mde": detectable(parts, comparisons),
-            "effect_size": row["mean"] / math.sqrt(total) if total > 0 else None, "matrix": d}
+    return {
+        **row,
+        **empty,
+        "ci": [float(x) for x in ci],
+        "p_value": float(p_value(ms)),
+        "df": {"seed": s - 1, "prompt": p - 1},
+        "variance": parts,
+        "mde": detectable(parts, comparisons),
+        "effect_size": row["mean"] / math.sqrt(total) if total > 0 else None,
+        "matrix": d,
+    }
 
 
 def holm(rows: list[dict], alpha: float = ALPHA) -> None:
@@ -287,8 +324,12 @@ def _unit_matrix(a: str, b: str, contexts: list[tuple], cells: dict, seed_at: li
         take = itemgetter(*shared)
         diff = {c: np.subtract(take(cells[(b, c)]["prompts"]), take(cells[(a, c)]["prompts"])) for c in contexts}
         return np.array([np.mean([diff[c] for c in members], axis=0) for members in units.values()]), True
-    return np.array([[statistics.fmean(cells[(b, c)]["value"] - cells[(a, c)]["value"] for c in members)]
-                     for members in units.values()]), False
+    return np.array(
+        [
+            [statistics.fmean(cells[(b, c)]["value"] - cells[(a, c)]["value"] for c in members)]
+            for members in units.values()
+        ]
+    ), False
 
 
 def row_plans(cells: dict, others: list[str]) -> tuple[list[tuple], list[int]]:
@@ -303,7 +344,9 @@ def row_plans(cells: dict, others: list[str]) -> tuple[list[tuple], list[int]]:
     plans = []
     for a, b in combinations(strategies, 2):
         for stratum in strata:
-            inside = [ctx for s, ctx in cells if s == a and (b, ctx) in cells and tuple(ctx[i] for i in apart) == stratum]
+            inside = [
+                ctx for s, ctx in cells if s == a and (b, ctx) in cells and tuple(ctx[i] for i in apart) == stratum
+            ]
             label = [f"{others[i]}={v}" for i, v in zip(apart, stratum)]
             scopes = [(", ".join(label) or "all", True, inside)]
             for i in scoped:
@@ -321,8 +364,17 @@ def compare(cells: dict, others: list[str]) -> list[dict]:
     rows = []
     for a, b, scope, pooled, contexts in plans:
         matrix, per_prompt = _unit_matrix(a, b, contexts, cells, seed_at)
-        rows.append({"a": a, "b": b, "scope": scope, "pooled": pooled, "n": len(contexts),
-                     **difference(matrix, m, per_prompt), "comparisons": m})
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "scope": scope,
+                "pooled": pooled,
+                "n": len(contexts),
+                **difference(matrix, m, per_prompt),
+                "comparisons": m,
+            }
+        )
     holm([r for r in rows if r["pooled"]])
     for r in rows:  # a scope row describes where a pooled difference lives; it claims nothing itself
         r.pop("matrix", None)
@@ -336,7 +388,9 @@ def sweep_cells(runs: list[dict], metric: str, keys: list[str]) -> tuple[dict, l
     for r in runs:
         if has(r, metric):
             cells[(r["overrides"][STRATEGY_KEY], tuple(r["overrides"].get(k) for k in others))] = {
-                "value": r["metrics"][metric], "prompts": per_prompt_outcomes(r["dir"], metric)}
+                "value": r["metrics"][metric],
+                "prompts": per_prompt_outcomes(r["dir"], metric),
+            }
     return cells, others
 
 
@@ -371,15 +425,19 @@ def verdicts(diffs: list[dict], metric: str) -> list[str]:
         lo, hi = sorted(abs(x) for x in d["adjusted_ci"])
         where = "" if d["scope"] == "all" else f" at {d['scope']}"
         size = f", effect size {abs(d['effect_size']):.2f}" if d.get("effect_size") is not None else ""
-        lines.append(f"**{winner}** beats **{loser}** on `{metric}`{where} by {abs(d['mean']):.4f} "
-                     f"(Holm-adjusted CI {lo:.4f} to {hi:.4f}, p {d['p_value']:.2g}, {unit(d)}{size})")
+        lines.append(
+            f"**{winner}** beats **{loser}** on `{metric}`{where} by {abs(d['mean']):.4f} "
+            f"(Holm-adjusted CI {lo:.4f} to {hi:.4f}, p {d['p_value']:.2g}, {unit(d)}{size})"
+        )
     return lines
 
 
 def unit(d: dict) -> str:
-    """"3 seeds (6 paired runs) x 300 prompts": what a row's interval rests on."""
+    """ "3 seeds (6 paired runs) x 300 prompts": what a row's interval rests on."""
     runs = f" ({d['n']} paired runs)" if d["n"] != d["seeds"] else ""
-    return f"{d['seeds']} seed{'s' if d['seeds'] != 1 else ''}{runs}" + (f" x {d['prompts']} prompts" if "prompts" in d else "")
+    return f"{d['seeds']} seed{'s' if d['seeds'] != 1 else ''}{runs}" + (
+        f" x {d['prompts']} prompts" if "prompts" in d else ""
+    )
 
 
 def design_line(diffs: list[dict]) -> str | None:
@@ -388,20 +446,26 @@ def design_line(diffs: list[dict]) -> str | None:
     if not pooled:
         return None
     if any(d["seeds"] < 2 for d in pooled):
-        return ("A verdict needs at least 2 seeds: with one, seed noise cannot be measured and no interval is "
-                "given (sweep train.seed).")
+        return (
+            "A verdict needs at least 2 seeds: with one, seed noise cannot be measured and no interval is "
+            "given (sweep train.seed)."
+        )
     measured = [d for d in pooled if d["mde"] is not None]
     if not measured:
         return "No pooled row has an interval: " + "; ".join(sorted({d["no_interval"] for d in pooled})) + "."
     worst = max(measured, key=lambda d: d["mde"])
-    line = (f"With {unit(worst)} this sweep detects differences >= {worst['mde']:.4f} in the metric (80 % power, "
-            f"alpha 0.05 / {worst['comparisons']}: Holm's first step over the {worst['comparisons']} pooled rows; "
-            "the largest of them). "
-            f"Seed noise has {worst['seeds'] - 1} degree{'s' if worst['seeds'] != 2 else ''} of freedom")
+    line = (
+        f"With {unit(worst)} this sweep detects differences >= {worst['mde']:.4f} in the metric (80 % power, "
+        f"alpha 0.05 / {worst['comparisons']}: Holm's first step over the {worst['comparisons']} pooled rows; "
+        "the largest of them). "
+        f"Seed noise has {worst['seeds'] - 1} degree{'s' if worst['seeds'] != 2 else ''} of freedom"
+    )
     undecided = [d for d in pooled if not d["excludes_zero"]]
     if worst["seeds"] <= 3 and undecided:
-        line += (": the intervals are wide, and a verdict between close strategies needs more seeds "
-                 "(`--target-effect D` gives seeds x prompts)")
+        line += (
+            ": the intervals are wide, and a verdict between close strategies needs more seeds "
+            "(`--target-effect D` gives seeds x prompts)"
+        )
     return line + "."
 
 

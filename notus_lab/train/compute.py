@@ -23,5 +23,11 @@ def compute_record(hw, wall_s: float, world_size: int) -> dict:
 
     on_gpu = hw.device == "cuda"
     devices = world_size if on_gpu else world_size * torch.get_num_threads()
-    return {"device": "gpu" if on_gpu else "cpu", "kind": device_kind(hw), "devices": devices, "wall_s": round(wall_s, 2),
-            "device_hours": round(wall_s * devices / 3600, 6), "unit": "GPU-hours" if on_gpu else "CPU core-hours"}
+    return {
+        "device": "gpu" if on_gpu else "cpu",
+        "kind": device_kind(hw),
+        "devices": devices,
+        "wall_s": round(wall_s, 2),
+        "device_hours": round(wall_s * devices / 3600, 6),
+        "unit": "GPU-hours" if on_gpu else "CPU core-hours",
+    }

@@ -50,16 +50,33 @@ def slurm_master_address() -> str:
 def accelerate_command(cfg, run_dir: Path, overrides: list[str]) -> list[str]:
     """`accelerate launch` of this same entrypoint for the profile in `cfg.hardware`."""
     hw = cfg.hardware
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(world_size(hw)),
-           "--num_machines", str(hw.num_nodes), "--dynamo_backend", "no", "--mixed_precision", "no"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(world_size(hw)),
+        "--num_machines",
+        str(hw.num_nodes),
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "no",
+    ]
     # --multi_gpu starts the processes for DDP, DeepSpeed and FSDP alike (the Trainer sets the engine
     # up from its own arguments); on CPU it is also the only flag that really starts N ranks: `--cpu`
     # silently starts one. The ranks then join with gloo because the Trainer gets use_cpu=True.
     cmd.append("--multi_gpu")
     if hw.num_nodes > 1:  # every node's task computes the same port: two jobs sharing a node never collide
         port = os.environ.get("MASTER_PORT") or str(20000 + int(os.environ.get("SLURM_JOB_ID", "9500")) % 20000)
-        cmd += ["--machine_rank", os.environ.get("SLURM_NODEID", "0"),
-                "--main_process_ip", slurm_master_address(), "--main_process_port", port]
+        cmd += [
+            "--machine_rank",
+            os.environ.get("SLURM_NODEID", "0"),
+            "--main_process_ip",
+            slurm_master_address(),
+            "--main_process_port",
+            port,
+        ]
     else:
         cmd += ["--main_process_port", os.environ.get("MASTER_PORT") or str(free_port())]
     child_overrides = [o for o in overrides if not o.startswith(("hydra.run.dir", "hydra/"))]
@@ -108,14 +125,21 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
     # the agent has no handler for the preemption signal and would die of it, so this process would requeue
     # the arm while its orphaned ranks still save (and, where SLURM tracks processes by parentage, outlive
     # the job and hold the run dir against the requeued attempt). The agent ignores it instead.
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            preexec_fn=(lambda: signal.signal(preempt, signal.SIG_IGN)) if preempt else None)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        start_new_session=True,
+        preexec_fn=(lambda: signal.signal(preempt, signal.SIG_IGN)) if preempt else None,
+    )
     received = []
 
     def forward(signum, frame):
         if not received:
-            log.warning("caught %s: the %d ranks save a checkpoint at the end of this step",
-                        signal.Signals(signum).name, world_size(cfg.hardware))
+            log.warning(
+                "caught %s: the %d ranks save a checkpoint at the end of this step",
+                signal.Signals(signum).name,
+                world_size(cfg.hardware),
+            )
         received.append(signum)
         for pid in child_pids(proc.pid):
             os.kill(pid, signum)
@@ -133,8 +157,10 @@ def relaunch_if_needed(cfg, run_dir: Path, overrides: list[str]) -> bool:
             signal.signal(sig, handler)
     if received:
         pass_on(previous.get(received[0]), received[0])  # submitit: requeue this arm, then exit
-        raise Interrupted(f"stopped by {signal.Signals(received[0]).name}: the ranks saved a checkpoint in "
-                          f"{run_dir / 'checkpoints'}; run the same command again to resume")
+        raise Interrupted(
+            f"stopped by {signal.Signals(received[0]).name}: the ranks saved a checkpoint in "
+            f"{run_dir / 'checkpoints'}; run the same command again to resume"
+        )
     if code != 0:
         raise RuntimeError(f"distributed run exited with code {code}; its log is in {run_dir}")
     return True
@@ -160,6 +186,5 @@ def prebuild(cfg) -> str:
 
     base = base_path(cfg.base)
     if cfg.judge.name == "reward_model" and cfg.judge.model == "tiny":
-
         build_tiny_reward_model(cfg.base)
     return base

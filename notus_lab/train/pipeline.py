@@ -92,8 +92,12 @@ def finished_run(cfg, rd: RunDir) -> dict | None:
     if started and cfg.train.resume:
         changed = what_changed(rd, OmegaConf.to_container(cfg, resolve=True), code_version())
         if changed:
-            raise invalid("hydra.run.dir", str(rd.path), "train.resume=false (start over there) or another "
-                          "hydra.run.dir", why=f"it holds a run made with another {changed}")
+            raise invalid(
+                "hydra.run.dir",
+                str(rd.path),
+                "train.resume=false (start over there) or another hydra.run.dir",
+                why=f"it holds a run made with another {changed}",
+            )
     if rd.metrics.exists() and cfg.train.resume:
         log.info("run already finished: %s (train.resume=false starts over)", rd.path)
         return json.loads(rd.metrics.read_text())
@@ -144,11 +148,20 @@ def train_arm(cfg: DictConfig, rd: RunDir, overrides, group: str | None) -> dict
     writer = args.process_index == 0
     resolved = OmegaConf.to_container(cfg, resolve=True)
     prepared, base_fingerprint = prepare_data(cfg, resolved, rd, args, base, writer)
-    log.info("data: %d rows -> %d train pairs (%.1fs); dropped %s", prepared["report"]["rows_in"],
-             prepared["report"]["pairs_out"], clock.lap("data"), prepared["report"]["rows_dropped"])
+    log.info(
+        "data: %d rows -> %d train pairs (%.1fs); dropped %s",
+        prepared["report"]["rows_in"],
+        prepared["report"]["pairs_out"],
+        clock.lap("data"),
+        prepared["report"]["rows_dropped"],
+    )
     built = load_models(cfg, args, base, base_fingerprint, prepared)
     clock.lap("model")
-    wb = start_wandb(cfg.wandb, rd.path, resolved, run_tags(cfg, overrides), cfg.wandb.group or group, "train") if writer else None
+    wb = (
+        start_wandb(cfg.wandb, rd.path, resolved, run_tags(cfg, overrides), cfg.wandb.group or group, "train")
+        if writer
+        else None
+    )
     trainer, stop, optimizer_built = build_trainer(cfg, rd, args, built, wb)
     engine = trainer.accelerator.distributed_type.value.lower()  # multi_cpu, multi_gpu, deepspeed, fsdp, no
     check_engine(cfg.hardware, engine, trainer.args.world_size)
@@ -179,7 +192,9 @@ def torch_threads(cfg) -> None:
     """A parallel or SLURM sweep gives each job its share of the cores, never all of them."""
     import torch
 
-    threads = cfg.hardware.threads or int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)
+    threads = cfg.hardware.threads or int(
+        os.environ.get("OMP_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or 0
+    )
     if threads:
         torch.set_num_threads(threads)
 
@@ -196,12 +211,18 @@ def prepare_data(cfg, resolved: dict, rd: RunDir, args, base: str, writer: bool)
             rd.config.write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
             write_json(rd.data_report, prepared["report"])
             base_fingerprint = fingerprint_base(base, cfg.base.revision)  # reads every weight file once
-            write_json(rd.provenance, provenance(fingerprint_rows(prepared["rows"]), base_fingerprint,
-                                                 science_fingerprint(resolved)))
+            write_json(
+                rd.provenance,
+                provenance(fingerprint_rows(prepared["rows"]), base_fingerprint, science_fingerprint(resolved)),
+            )
             log.info("rank %d wrote config.yaml, data_report.json, provenance.json", args.process_index)
     if not prepared["train_pairs"]:
-        raise invalid("data.source", cfg.data.source, "a source with pairs under this strategy",
-                      why=f"no training pairs survived (dropped: {prepared['report']['rows_dropped']})")
+        raise invalid(
+            "data.source",
+            cfg.data.source,
+            "a source with pairs under this strategy",
+            why=f"no training pairs survived (dropped: {prepared['report']['rows_dropped']})",
+        )
     return prepared, base_fingerprint
 
 
@@ -223,17 +244,37 @@ def load_models(cfg, args, base: str, base_fingerprint: str | None, prepared: di
 
         if args.world_size > 1:
             base_fingerprint = broadcast_object_list([base_fingerprint])[0]
-        salt = "|".join(map(str, (base_fingerprint, tr.max_length, cfg.hardware.precision,
-                                  loading.attention(cfg.hardware), cfg.model.quantization, version("trl"))))
+        salt = "|".join(
+            map(
+                str,
+                (
+                    base_fingerprint,
+                    tr.max_length,
+                    cfg.hardware.precision,
+                    loading.attention(cfg.hardware),
+                    cfg.model.quantization,
+                    version("trl"),
+                ),
+            )
+        )
         cache = tr.reference_cache_dir or cache_root(cfg.base) / "datasets"
         as_dataset = lambda pairs: cached_preference_dataset(  # noqa: E731
-            pairs, tokenizer, tr.max_prompt_length, tr.max_length, cache, salt)
+            pairs, tokenizer, tr.max_prompt_length, tr.max_length, cache, salt
+        )
     else:
         as_dataset = lambda pairs: to_preference_dataset(pairs, tokenizer, tr.max_prompt_length, tr.max_length)  # noqa: E731
-    return Built(tokenizer, policy, reference, peft_config, train_ds=as_dataset(prepared["train_pairs"]),
-                 eval_ds={name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs},
-                 parameter_share_at_load=local_parameter_share(policy),  # ~1/N when ZeRO-3 partitioned the load
-                 policy_weights_dtype=str(next(p.dtype for p in policy.parameters() if p.is_floating_point())).replace("torch.", ""))
+    return Built(
+        tokenizer,
+        policy,
+        reference,
+        peft_config,
+        train_ds=as_dataset(prepared["train_pairs"]),
+        eval_ds={name: as_dataset(pairs) for name, pairs in prepared["eval_pairs"].items() if pairs},
+        parameter_share_at_load=local_parameter_share(policy),  # ~1/N when ZeRO-3 partitioned the load
+        policy_weights_dtype=str(next(p.dtype for p in policy.parameters() if p.is_floating_point())).replace(
+            "torch.", ""
+        ),
+    )
 
 
 def build_trainer(cfg, rd: RunDir, args, built: Built, wb):
@@ -244,9 +285,15 @@ def build_trainer(cfg, rd: RunDir, args, built: Built, wb):
         args.eval_strategy = "no"  # periodic evaluation needs held-out sets
     stop, optimizer_built = stop_on_signal_callback(), {}
     trainer = dpo_trainer_class()(
-        model=built.policy, ref_model=built.reference, args=args, train_dataset=built.train_ds,
-        eval_dataset=built.eval_ds if args.eval_strategy != "no" else None, processing_class=built.tokenizer,
-        peft_config=built.peft_config, callbacks=[stop, optimizer_check_callback(cfg.optimizer.name, optimizer_built)])
+        model=built.policy,
+        ref_model=built.reference,
+        args=args,
+        train_dataset=built.train_ds,
+        eval_dataset=built.eval_ds if args.eval_strategy != "no" else None,
+        processing_class=built.tokenizer,
+        peft_config=built.peft_config,
+        callbacks=[stop, optimizer_check_callback(cfg.optimizer.name, optimizer_built)],
+    )
     return trainer, stop, optimizer_built
 
 
@@ -266,8 +313,10 @@ def train_until_done_or_stopped(cfg, rd: RunDir, trainer, stop, wb):
             wb.finish(exit_code=1)
         step = trainer.state.global_step
         pass_on(stop.previous.get(stop.received), stop.received)
-        raise Interrupted(f"stopped by {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
-                          f"{rd.checkpoints}; run the same command again to resume")
+        raise Interrupted(
+            f"stopped by {signal.Signals(stop.received).name} at step {step}; checkpoint saved in "
+            f"{rd.checkpoints}; run the same command again to resume"
+        )
     return train_out
 
 
@@ -293,9 +342,11 @@ def what_ran(cfg, trainer, engine: str, optimizer_built: dict, built: Built) -> 
     import torch
 
     return {
-        "global_batch_size": cfg.train.global_batch_size, "world_size": trainer.args.world_size,
+        "global_batch_size": cfg.train.global_batch_size,
+        "world_size": trainer.args.world_size,
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
-        "torch_threads": torch.get_num_threads(), "engine": engine,
+        "torch_threads": torch.get_num_threads(),
+        "engine": engine,
         "optimizer": optimizer_built,  # the class that really stepped, with its settings
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "memory_gb": memory_record(cfg),
@@ -322,12 +373,15 @@ def save_model(cfg, rd: RunDir, trainer, tokenizer, writer: bool, clock: StageCl
     clock.lap("save")
 
 
-def judge_generations(cfg, rd: RunDir, base: str, base_fingerprint: str | None, prepared: dict, metrics: dict, wb) -> None:
+def judge_generations(
+    cfg, rd: RunDir, base: str, base_fingerprint: str | None, prepared: dict, metrics: dict, wb
+) -> None:
     """The policy and its reference answer the held-out prompts (the reference's answers shared by every arm
     on the same base); the judge compares them."""
 
     metrics["generation"], records = judged_generations(
-        cfg, rd.model, base, prepared["held_out_prompts"], prepared["eval_pairs"].get("truth"), base_fingerprint)
+        cfg, rd.model, base, prepared["held_out_prompts"], prepared["eval_pairs"].get("truth"), base_fingerprint
+    )
     write_jsonl(rd.generations, records)
     if wb is not None:
         log_generations(wb, records)
@@ -339,4 +393,3 @@ def record_run(cfg, rd: RunDir, metrics: dict, report: dict, wb) -> None:
     write_json(rd.metrics, metrics)
     if wb is not None:
         wb.summary.update({k: v for k, v in flatten(metrics).items() if isinstance(v, (int, float))})
-

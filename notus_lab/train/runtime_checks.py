@@ -16,8 +16,10 @@ def check_engine(hw, engine: str, processes: int) -> None:
     CPU ranks becomes DDP, `--cpu` starts one process), and the run would answer a different question."""
 
     if engine not in ENGINES[hw.distributed] or processes != world_size(hw):
-        raise RuntimeError(f"hardware.distributed={hw.distributed!r} asks for {'/'.join(ENGINES[hw.distributed])} "
-                           f"over {world_size(hw)} processes, but accelerate set up {engine} over {processes}")
+        raise RuntimeError(
+            f"hardware.distributed={hw.distributed!r} asks for {'/'.join(ENGINES[hw.distributed])} "
+            f"over {world_size(hw)} processes, but accelerate set up {engine} over {processes}"
+        )
 
 
 def local_parameter_share(model) -> float:
@@ -40,9 +42,12 @@ def precision_record(hw, policy_weights: str) -> dict:
     """How the policy was held and computed: its weights' dtype as loaded, and who casts to 16 bits
     (the Trainer's autocast, or DeepSpeed's bf16 engine keeping the fp32 master copy)."""
     deepspeed = hw.distributed == "deepspeed"
-    return {"asked": hw.precision, "policy_weights": policy_weights,
-            "autocast": None if deepspeed else {"bf16": "bfloat16", "fp16": "float16"}.get(hw.precision),
-            "deepspeed_bf16": deepspeed and hw.precision == "bf16"}
+    return {
+        "asked": hw.precision,
+        "policy_weights": policy_weights,
+        "autocast": None if deepspeed else {"bf16": "bfloat16", "fp16": "float16"}.get(hw.precision),
+        "deepspeed_bf16": deepspeed and hw.precision == "bf16",
+    }
 
 
 def memory_record(cfg) -> dict:
@@ -51,8 +56,10 @@ def memory_record(cfg) -> dict:
     import torch
 
     known = bool(cfg.base.shape.num_parameters)
-    out = {"estimate": memory.estimate(cfg)["total"] if known else None,
-           "host_estimate": memory.host_estimate(cfg)["total"] if known else None}
+    out = {
+        "estimate": memory.estimate(cfg)["total"] if known else None,
+        "host_estimate": memory.host_estimate(cfg)["total"] if known else None,
+    }
     if torch.cuda.is_available():
         out["measured_peak"] = round(torch.cuda.max_memory_allocated() / memory.GB, 1)
     return out
@@ -60,9 +67,14 @@ def memory_record(cfg) -> dict:
 
 # optimizer.name -> the class names that may really step for it (bitsandbytes names its own)
 OPTIMIZER_CLASSES = {
-    "rmsprop": ("RMSprop",), "adamw_torch": ("AdamW",), "adamw_torch_fused": ("AdamW",),
-    "adamw_bnb_8bit": ("AdamW8bit", "AdamW"), "paged_adamw_32bit": ("PagedAdamW32bit", "PagedAdamW"),
-    "paged_adamw_8bit": ("PagedAdamW8bit", "PagedAdamW"), "sgd": ("SGD",), "adafactor": ("Adafactor",),
+    "rmsprop": ("RMSprop",),
+    "adamw_torch": ("AdamW",),
+    "adamw_torch_fused": ("AdamW",),
+    "adamw_bnb_8bit": ("AdamW8bit", "AdamW"),
+    "paged_adamw_32bit": ("PagedAdamW32bit", "PagedAdamW"),
+    "paged_adamw_8bit": ("PagedAdamW8bit", "PagedAdamW"),
+    "sgd": ("SGD",),
+    "adafactor": ("Adafactor",),
 }
 
 
@@ -77,8 +89,11 @@ def stepping_optimizer(optimizer):
 
 def describe_optimizer(optimizer) -> dict:
     group = optimizer.param_groups[0] if getattr(optimizer, "param_groups", None) else {}
-    out = {"class": type(optimizer).__name__, "module": type(optimizer).__module__,
-           "lr": group.get("initial_lr", group.get("lr"))}  # the peak: the schedule's current value varies by step
+    out = {
+        "class": type(optimizer).__name__,
+        "module": type(optimizer).__module__,
+        "lr": group.get("initial_lr", group.get("lr")),
+    }  # the peak: the schedule's current value varies by step
     for key in ("betas", "alpha", "eps", "momentum", "weight_decay"):
         if key in group:
             value = group[key]
@@ -100,6 +115,7 @@ def optimizer_check_callback(name: str, record: dict):
                 raise RuntimeError(
                     f"optimizer.name={name!r} asks for {'/'.join(OPTIMIZER_CLASSES[name])}, but {type(built).__name__} "
                     "steps the weights (with DeepSpeed's optimizer offload, set zero_force_ds_cpu_optimizer: false "
-                    "in hardware.deepspeed to keep the recipe's optimizer)")
+                    "in hardware.deepspeed to keep the recipe's optimizer)"
+                )
 
     return OptimizerCheck()

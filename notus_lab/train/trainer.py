@@ -16,8 +16,14 @@ from notus_lab.core.cache import held
 def run_tags(cfg, overrides=()) -> list[str]:
     """W&B tags: the science knobs, plus the command's own overrides (what a sweep varied)."""
     adapter = cfg.model.adapter + (f"-{cfg.model.quantization}" if cfg.model.quantization != "none" else "")
-    tags = [f"data:{cfg.data.strategy}", f"model:{adapter}", f"beta:{cfg.beta}", f"loss:{cfg.loss_type}",
-            f"optim:{cfg.optimizer.name}", f"base:{cfg.base.name}"]
+    tags = [
+        f"data:{cfg.data.strategy}",
+        f"model:{adapter}",
+        f"beta:{cfg.beta}",
+        f"loss:{cfg.loss_type}",
+        f"optim:{cfg.optimizer.name}",
+        f"base:{cfg.base.name}",
+    ]
     tags += [o.lstrip("+~") for o in overrides if not o.startswith(("hydra", "wandb.", "sweep_name"))]
     return list(dict.fromkeys(t[:64] for t in tags + list(cfg.wandb.tags)))  # W&B caps a tag at 64 chars
 
@@ -59,7 +65,9 @@ def dpo_trainer_class():
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             lock = Path(dataset.cache_files[0]["filename"]).parent / f".ref-{dataset._fingerprint}-{name}.lock"
             with held(lock):
-                cache_file = dataset._get_cache_file_path(Hasher.hash((dataset._fingerprint, self._precompute_model_hash)))
+                cache_file = dataset._get_cache_file_path(
+                    Hasher.hash((dataset._fingerprint, self._precompute_model_hash))
+                )
                 self.reference_log_probs[name] = "loaded" if os.path.exists(cache_file) else "computed"
                 return super()._precompute_ref_logps(dataset, name, batch_size)
 
@@ -86,21 +94,40 @@ def dpo_config(cfg, run_dir: Path, report_to: list[str]):
 
     hw, tr, opt = cfg.hardware, cfg.train, cfg.optimizer
     return DPOConfig(
-        output_dir=str(run_dir / "checkpoints"), run_name=run_dir.name, report_to=report_to,
+        output_dir=str(run_dir / "checkpoints"),
+        run_name=run_dir.name,
+        report_to=report_to,
         # science
-        beta=cfg.beta, loss_type=[cfg.loss_type] + (["sft"] if cfg.rpo_alpha else []),
-        loss_weights=[1.0, cfg.rpo_alpha] if cfg.rpo_alpha else None, max_length=tr.max_length, num_train_epochs=tr.epochs,
-        max_steps=tr.max_steps, optim=opt.name, learning_rate=opt.lr, lr_scheduler_type=opt.scheduler,
-        warmup_steps=opt.warmup_ratio, weight_decay=opt.weight_decay, seed=tr.seed, data_seed=tr.seed,
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type] + (["sft"] if cfg.rpo_alpha else []),
+        loss_weights=[1.0, cfg.rpo_alpha] if cfg.rpo_alpha else None,
+        max_length=tr.max_length,
+        num_train_epochs=tr.epochs,
+        max_steps=tr.max_steps,
+        optim=opt.name,
+        learning_rate=opt.lr,
+        lr_scheduler_type=opt.scheduler,
+        warmup_steps=opt.warmup_ratio,
+        weight_decay=opt.weight_decay,
+        seed=tr.seed,
+        data_seed=tr.seed,
         # execution: the global batch is fixed, accumulation absorbs the hardware
-        per_device_train_batch_size=hw.per_device_batch_size, per_device_eval_batch_size=hw.eval_batch_size,
+        per_device_train_batch_size=hw.per_device_batch_size,
+        per_device_eval_batch_size=hw.eval_batch_size,
         gradient_accumulation_steps=gradient_accumulation_steps(cfg),
-        use_cpu=hw.device == "cpu", bf16=hw.precision == "bf16", fp16=hw.precision == "fp16",
+        use_cpu=hw.device == "cpu",
+        bf16=hw.precision == "bf16",
+        fp16=hw.precision == "fp16",
         activation_checkpointing=hw.gradient_checkpointing,  # transformers 5 renamed gradient_checkpointing
         **engine_arguments(hw),
         # bookkeeping
-        logging_steps=tr.logging_steps, save_strategy="steps", save_steps=tr.save_steps, save_total_limit=2,
-        eval_strategy="steps" if tr.eval_steps else "no", eval_steps=tr.eval_steps, dataloader_num_workers=0,
+        logging_steps=tr.logging_steps,
+        save_strategy="steps",
+        save_steps=tr.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if tr.eval_steps else "no",
+        eval_steps=tr.eval_steps,
+        dataloader_num_workers=0,
         disable_tqdm=False,
         precompute_ref_log_probs=tr.precompute_reference,
     )

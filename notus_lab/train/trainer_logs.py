@@ -44,11 +44,18 @@ def summarize(log_history: list[dict], train_metrics: dict, eval_names: list[str
     evals = {}
     for name in eval_names:
         entry = next((h for h in reversed(log_history) if f"eval_{name}_loss" in h), {})
-        evals[name] = {"loss": entry.get(f"eval_{name}_loss"),
-                       **{k: entry[f"eval_{k}"] for k in HEADLINE[1:] if f"eval_{k}" in entry}}
-    history = {name: [[h["step"], h["eval_rewards/accuracies"]] for h in log_history
-                      if f"eval_{name}_loss" in h and "eval_rewards/accuracies" in h and "step" in h]
-               for name in eval_names}
+        evals[name] = {
+            "loss": entry.get(f"eval_{name}_loss"),
+            **{k: entry[f"eval_{k}"] for k in HEADLINE[1:] if f"eval_{k}" in entry},
+        }
+    history = {
+        name: [
+            [h["step"], h["eval_rewards/accuracies"]]
+            for h in log_history
+            if f"eval_{name}_loss" in h and "eval_rewards/accuracies" in h and "step" in h
+        ]
+        for name in eval_names
+    }
     out = {"train": train, "eval": evals, "eval_history": {k: v for k, v in history.items() if v}}
     if "truth" in evals:  # the bundled world knows which completion is really better
         out["truth_accuracy"] = evals["truth"].get("rewards/accuracies")

@@ -16,8 +16,12 @@ pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not th
 
 
 # A GPU profile rehearsed on this CPU box: its engine settings untouched, only where it runs changed
-ON_TWO_CPU_RANKS = ("hardware.device=cpu", "hardware.num_processes=2", "hardware.precision=fp32",
-                    "hardware.attn_implementation=sdpa")
+ON_TWO_CPU_RANKS = (
+    "hardware.device=cpu",
+    "hardware.num_processes=2",
+    "hardware.precision=fp32",
+    "hardware.attn_implementation=sdpa",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +56,43 @@ def test_two_ranks_never_race_on_the_run_records(tmp_path):
     """Every rank used to write config.yaml, data_report.json and provenance.json through one temp name:
     a race that killed jobs now and then. Rank 0 writes, the others wait: three runs in a row finish."""
     for i in range(3):
-        proc = cli("notus_lab", "hardware=ddp_cpu_x2", "data.world.rows=200", "train.max_steps=2", "eval.signals=[]",
-                   "judge=none", "wandb.mode=disabled", f"hydra.run.dir={tmp_path / str(i)}")
+        proc = cli(
+            "notus_lab",
+            "hardware=ddp_cpu_x2",
+            "data.world.rows=200",
+            "train.max_steps=2",
+            "eval.signals=[]",
+            "judge=none",
+            "wandb.mode=disabled",
+            f"hydra.run.dir={tmp_path / str(i)}",
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (proc.stdout + proc.stderr).count("wrote config.yaml, data_report.json, provenance.json") == 1
         assert not list((tmp_path / str(i)).glob("*.tmp"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install -e '.[test]' brings deepspeed")
-@pytest.mark.parametrize("profile", [
-    "a100_40gb_x8_offload",  # as Notus ran it: ZeRO-3, parameters and optimizer offloaded to CPU
-    "a100_40gb_x8",  # ZeRO-3 without offload (what the memory preflight says fits 8 x 40 GB)
-])
+@pytest.mark.parametrize(
+    "profile",
+    [
+        "a100_40gb_x8_offload",  # as Notus ran it: ZeRO-3, parameters and optimizer offloaded to CPU
+        "a100_40gb_x8",  # ZeRO-3 without offload (what the memory preflight says fits 8 x 40 GB)
+    ],
+)
 def test_zero3_profiles_shard_for_real_and_train_what_ddp_trains(tmp_path, ddp_run, profile):
     """The 8-GPU profiles' DeepSpeed settings, run for real on 2 gloo ranks: the model is really sharded
     (rank 0 holds half of it), every rank joins the gathered save, and the run learns what DDP learns."""
     from safetensors.torch import load_file
 
-    proc = cli("notus_lab", f"hardware={profile}", "optimizer=rmsprop", *ON_TWO_CPU_RANKS, *QUICK, "wandb.mode=disabled",
-               f"hydra.run.dir={tmp_path}")
+    proc = cli(
+        "notus_lab",
+        f"hardware={profile}",
+        "optimizer=rmsprop",
+        *ON_TWO_CPU_RANKS,
+        *QUICK,
+        "wandb.mode=disabled",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp_dir, _ = ddp_run
     sharded, ddp = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path, ddp_dir))
@@ -104,18 +126,24 @@ def test_zero3_profiles_offload_only_where_memory_needs_it():
     assert engine_arguments(compose("hardware=ddp_cpu_x2").hardware) == {}
 
 
-@pytest.mark.parametrize("experiment,hardware,accumulation", [
-    ("notus_7b_v1", "a100_40gb_x8", 1),  # 64 = 8 x 1 x 8, as Notus ran it
-    ("notus_7b_v1", "gpu", 8),  # the same global batch on one GPU
-    ("notus_7b_v1_lora", "h100_x8", 32),  # 512 = 2 x 32 x 8: the recipe sets 2 per device
-    ("handbook_2024", "fsdp_x8", 2),  # 128 = 8 x 2 x 8
-])
+@pytest.mark.parametrize(
+    "experiment,hardware,accumulation",
+    [
+        ("notus_7b_v1", "a100_40gb_x8", 1),  # 64 = 8 x 1 x 8, as Notus ran it
+        ("notus_7b_v1", "gpu", 8),  # the same global batch on one GPU
+        ("notus_7b_v1_lora", "h100_x8", 32),  # 512 = 2 x 32 x 8: the recipe sets 2 per device
+        ("handbook_2024", "fsdp_x8", 2),  # 128 = 8 x 2 x 8
+    ],
+)
 def test_profiles_keep_the_recipes_global_batch(experiment, hardware, accumulation):
     cfg = compose(f"+experiment={experiment}", f"hardware={hardware}")
     hw = cfg.hardware
     assert gradient_accumulation_steps(cfg) == accumulation
     assert hw.per_device_batch_size * accumulation * hw.num_processes == cfg.train.global_batch_size
-    assert cfg.train == compose(f"+experiment={experiment}").train and cfg.beta == compose(f"+experiment={experiment}").beta
+    assert (
+        cfg.train == compose(f"+experiment={experiment}").train
+        and cfg.beta == compose(f"+experiment={experiment}").beta
+    )
 
 
 def test_the_fsdp_profile_becomes_accelerates_fsdp2_plugin():
@@ -137,8 +165,10 @@ def test_a_run_refuses_an_engine_other_than_the_profiles():
 
     check_engine(compose("hardware=ddp_cpu_x2").hardware, "multi_cpu", 2)
     check_engine(compose("hardware=a100_40gb_x8").hardware, "deepspeed", 8)
-    with pytest.raises(RuntimeError, match="^hardware.distributed='fsdp' asks for fsdp over 8 processes, but "
-                                           "accelerate set up multi_gpu over 8"):
+    with pytest.raises(
+        RuntimeError,
+        match="^hardware.distributed='fsdp' asks for fsdp over 8 processes, but accelerate set up multi_gpu over 8",
+    ):
         check_engine(compose("hardware=fsdp_x8").hardware, "multi_gpu", 8)
     with pytest.raises(RuntimeError, match="over 2 processes, but accelerate set up no over 1"):
         check_engine(compose("hardware=ddp_cpu_x2").hardware, "no", 1)  # `accelerate launch --cpu`
@@ -193,8 +223,11 @@ def test_a_run_refuses_to_train_with_another_optimizer_than_it_asked_for():
     record = {}
     check = optimizer_check_callback("rmsprop", record)
     with pytest.raises(RuntimeError, match="^optimizer.name='rmsprop' asks for RMSprop, but DeepSpeedCPUAdam steps"):
-        check.on_train_begin(None, TrainerState(), TrainerControl(), optimizer=Wrapper(Wrapper(DeepSpeedCPUAdam(params))))
+        check.on_train_begin(
+            None, TrainerState(), TrainerControl(), optimizer=Wrapper(Wrapper(DeepSpeedCPUAdam(params)))
+        )
     assert record["class"] == "DeepSpeedCPUAdam"
-    check.on_train_begin(None, TrainerState(), TrainerControl(),
-                         optimizer=Wrapper(torch.optim.RMSprop(params, lr=5e-7, alpha=0.9)))
+    check.on_train_begin(
+        None, TrainerState(), TrainerControl(), optimizer=Wrapper(torch.optim.RMSprop(params, lr=5e-7, alpha=0.9))
+    )
     assert (record["class"], record["lr"], record["alpha"]) == ("RMSprop", 5e-7, 0.9)

@@ -141,14 +141,16 @@ def test_default_run_writes_better_answers_than_its_sft_reference(tmp_path):
 
 def test_cli_runs_end_to_end_and_a_finished_run_is_not_retrained(tmp_path):
     out = tmp_path / "run"
-    proc = cli("notus_lab", "data=critique", "model=lora", "beta=0.05", "optimizer=adamw", *QUICK,
-               f"hydra.run.dir={out}")
+    proc = cli(
+        "notus_lab", "data=critique", "model=lora", "beta=0.05", "optimizer=adamw", *QUICK, f"hydra.run.dir={out}"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert "critique" in (out / "README.md").read_text() and metrics["train"]["steps"] > 0
     before = (out / "metrics.json").stat().st_mtime_ns
-    again = cli("notus_lab", "data=critique", "model=lora", "beta=0.05", "optimizer=adamw", *QUICK,
-                f"hydra.run.dir={out}")
+    again = cli(
+        "notus_lab", "data=critique", "model=lora", "beta=0.05", "optimizer=adamw", *QUICK, f"hydra.run.dir={out}"
+    )
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
     assert (out / "metrics.json").stat().st_mtime_ns == before
 
@@ -156,15 +158,31 @@ def test_cli_runs_end_to_end_and_a_finished_run_is_not_retrained(tmp_path):
 def test_generate_exports_alpaca_eval_and_multi_turn_mt_bench(full_run, tmp_path):
     run_dir, _ = full_run
     questions = tmp_path / "question.jsonl"
-    questions.write_text(json.dumps({"question_id": 81, "category": "writing", "turns": ["plan the river", "now shorter"]})
-                         + "\n" + json.dumps({"question_id": 82, "category": "roleplay", "turns": ["review the violin"]}) + "\n")
-    proc = cli("notus_lab.generate", str(run_dir), "--mt-bench", str(questions), "--max-new-tokens", "8", "--limit", "6",
-               "--model-id", "tiny-dpo")
+    questions.write_text(
+        json.dumps({"question_id": 81, "category": "writing", "turns": ["plan the river", "now shorter"]})
+        + "\n"
+        + json.dumps({"question_id": 82, "category": "roleplay", "turns": ["review the violin"]})
+        + "\n"
+    )
+    proc = cli(
+        "notus_lab.generate",
+        str(run_dir),
+        "--mt-bench",
+        str(questions),
+        "--max-new-tokens",
+        "8",
+        "--limit",
+        "6",
+        "--model-id",
+        "tiny-dpo",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     alpaca = json.loads((run_dir / "generations" / "alpaca_eval.json").read_text())
     held_out = json.loads((run_dir / "data_report.json").read_text())["held_out"]["prompts_rows"]
     assert len(alpaca) == min(6, held_out)
-    assert all(set(a) == {"instruction", "output", "generator", "dataset"} and a["generator"] == "tiny-dpo" for a in alpaca)
+    assert all(
+        set(a) == {"instruction", "output", "generator", "dataset"} and a["generator"] == "tiny-dpo" for a in alpaca
+    )
     assert all(isinstance(a["output"], str) for a in alpaca)
     # FastChat names the model by the answer file's name: data/mt_bench/model_answer/<model_id>.jsonl
     answer_dir = run_dir / "generations" / "model_answer"
@@ -173,8 +191,9 @@ def test_generate_exports_alpaca_eval_and_multi_turn_mt_bench(full_run, tmp_path
     assert [a["question_id"] for a in answers] == [81, 82] and all(a["model_id"] == "tiny-dpo" for a in answers)
     assert [len(a["choices"][0]["turns"]) for a in answers] == [2, 1]  # one answer per turn
     common = pytest.importorskip("fastchat.llm_judge.common")  # FastChat's own reader, where it installs
-    assert {q: len(a["choices"][0]["turns"]) for q, a in common.load_model_answers(str(answer_dir))["tiny-dpo"].items()} \
-        == {81: 2, 82: 1}
+    assert {
+        q: len(a["choices"][0]["turns"]) for q, a in common.load_model_answers(str(answer_dir))["tiny-dpo"].items()
+    } == {81: 2, 82: 1}
 
 
 def test_benchmark_presets_decode_as_the_published_numbers_were_made(full_run, tmp_path):
@@ -182,23 +201,55 @@ def test_benchmark_presets_decode_as_the_published_numbers_were_made(full_run, t
 
     fastchat = pytest.importorskip("fastchat.llm_judge.common")
     assert MT_BENCH_TEMPERATURE == fastchat.temperature_config  # FastChat's own table
-    assert mt_bench_decoding("math", 1024) == {"max_new_tokens": 1024, "do_sample": False, "temperature": 0.0, "top_p": 1.0}
+    assert mt_bench_decoding("math", 1024) == {
+        "max_new_tokens": 1024,
+        "do_sample": False,
+        "temperature": 0.0,
+        "top_p": 1.0,
+    }
     assert mt_bench_decoding("writing", 1024)["do_sample"] and mt_bench_decoding("stem", 1024)["temperature"] == 0.1
     run_dir, _ = full_run
     questions = tmp_path / "question.jsonl"
-    questions.write_text("".join(json.dumps({"question_id": q, "category": c, "turns": [t, "and then?"]}) + "\n"
-                                 for q, c, t in ((81, "writing", "plan the river"), (111, "math", "count the violins"),
-                                                 (121, "coding", "review the bridge"))))
-    proc = cli("notus_lab.generate", str(run_dir), "--benchmark", "mt_bench", "--mt-bench", str(questions),
-               "--max-new-tokens", "6", "--model-id", "tiny-mt")
+    questions.write_text(
+        "".join(
+            json.dumps({"question_id": q, "category": c, "turns": [t, "and then?"]}) + "\n"
+            for q, c, t in (
+                (81, "writing", "plan the river"),
+                (111, "math", "count the violins"),
+                (121, "coding", "review the bridge"),
+            )
+        )
+    )
+    proc = cli(
+        "notus_lab.generate",
+        str(run_dir),
+        "--benchmark",
+        "mt_bench",
+        "--mt-bench",
+        str(questions),
+        "--max-new-tokens",
+        "6",
+        "--model-id",
+        "tiny-mt",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     settings = json.loads((run_dir / "generations" / "settings.json").read_text())
     assert settings["benchmark"] == "mt_bench" and settings["mt_bench"]["temperature_by_category"]["coding"] == 0.0
     assert settings["dtype"] == "torch.float32" and "alpaca_eval" not in settings
     answers = fastchat.load_model_answers(str(run_dir / "generations" / "model_answer"))["tiny-mt"]
     assert sorted(answers) == [81, 111, 121] and all(len(a["choices"][0]["turns"]) == 2 for a in answers.values())
-    proc = cli("notus_lab.generate", str(run_dir), "--benchmark", "alpaca_eval", "--limit", "5", "--max-new-tokens", "6",
-               "--model-id", "tiny-ae")
+    proc = cli(
+        "notus_lab.generate",
+        str(run_dir),
+        "--benchmark",
+        "alpaca_eval",
+        "--limit",
+        "5",
+        "--max-new-tokens",
+        "6",
+        "--model-id",
+        "tiny-ae",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     settings = json.loads((run_dir / "generations" / "settings.json").read_text())
     assert settings["alpaca_eval"] == {**ALPACA_EVAL, "max_new_tokens": 6} and ALPACA_EVAL["max_new_tokens"] == 2048
@@ -227,7 +278,8 @@ def test_length_batched_generation_returns_each_answer_to_its_own_prompt(full_ru
 def test_generate_rejects_a_dir_without_a_model(tmp_path):
     proc = cli("notus_lab.generate", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        f"error: run_dir={str(tmp_path)!r} is invalid: allowed a finished run dir containing model/")
+        f"error: run_dir={str(tmp_path)!r} is invalid: allowed a finished run dir containing model/"
+    )
 
 
 def test_qlora_under_zero3_or_fsdp_stores_4bit_weights_shardably_and_lets_the_engine_place_them(monkeypatch):

@@ -12,9 +12,18 @@ from tests.helpers import QUICK, cli, compose
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
-GENERATION_KEYS = {"judge", "n_prompts", "samples_per_prompt", "win_rate_vs_reference", "policy_score",
-                   "reference_score", "policy_distinct_2", "reference_distinct_2", "policy_mean_tokens",
-                   "reference_mean_tokens"}
+GENERATION_KEYS = {
+    "judge",
+    "n_prompts",
+    "samples_per_prompt",
+    "win_rate_vs_reference",
+    "policy_score",
+    "reference_score",
+    "policy_distinct_2",
+    "reference_distinct_2",
+    "policy_mean_tokens",
+    "reference_mean_tokens",
+}
 RECORD_KEYS = {"prompt", "sample", "reference", "policy", "reference_score", "policy_score", "winner"}
 
 
@@ -105,11 +114,17 @@ def test_a_reward_model_trained_here_judges_a_run(tmp_path):
     assert next(judge.model.parameters()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("args, message", [
-    (["judge=reward_model", "judge.model=/nonexistent/rm"], "judge.model='/nonexistent/rm' is invalid"),
-    (["data.source=org/name"], "judge.name='truth' is invalid: allowed reward_model or none with data.source='org/name'"),
-    (["generation.top_p=0"], "generation.top_p=0.0 is invalid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["judge=reward_model", "judge.model=/nonexistent/rm"], "judge.model='/nonexistent/rm' is invalid"),
+        (
+            ["data.source=org/name"],
+            "judge.name='truth' is invalid: allowed reward_model or none with data.source='org/name'",
+        ),
+        (["generation.top_p=0"], "generation.top_p=0.0 is invalid"),
+    ],
+)
 def test_bad_judge_or_generation_settings_are_one_line(args, message):
     proc = cli("notus_lab", *args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

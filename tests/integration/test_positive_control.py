@@ -14,17 +14,31 @@ pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not th
 
 # 4 seeds: the report's interval gives seed noise seeds - 1 degrees of freedom, and 2 seeds (1 df) could not
 # carry even the bug's verdict; 300 held-out prompts of a 1000-row world
-REDUCED = ("data.world.critique_bug_rate=1.0", "data.world.rows=1000", "data.test_size=300", "train.max_steps=40",
-           "eval.signals=[]", "wandb.mode=disabled")
+REDUCED = (
+    "data.world.critique_bug_rate=1.0",
+    "data.world.rows=1000",
+    "data.test_size=300",
+    "train.max_steps=40",
+    "eval.signals=[]",
+    "wandb.mode=disabled",
+)
 SEEDS = "train.seed=1,2,3,4"
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("control") / "sweep"
-    proc = cli("notus_lab", "--multirun", "hydra/launcher=parallel", "+experiment=critique_vs_rating",
-               "data=critique,critique_fixed,mean_rating", "beta=0.1", SEEDS, *REDUCED,
-               f"hydra.sweep.dir={sweep_dir}")
+    proc = cli(
+        "notus_lab",
+        "--multirun",
+        "hydra/launcher=parallel",
+        "+experiment=critique_vs_rating",
+        "data=critique,critique_fixed,mean_rating",
+        "beta=0.1",
+        SEEDS,
+        *REDUCED,
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = cli("notus_lab.report", str(sweep_dir))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -60,8 +74,11 @@ def test_with_the_bug_on_the_mean_rating_model_writes_better_answers(study):
     assert "**mean_rating** beats **critique** on `generation/win_rate_vs_reference`" in text
     assert pooled(summary, "critique", "critique_fixed")["excludes_zero"]
     for seed in ("1", "2", "3", "4"):  # not an average hiding a reversal: every seed agrees
-        runs = {r["overrides"]["data"]: r["metrics"]["generation/win_rate_vs_reference"]
-                for r in read_runs(sweep_dir) if r["overrides"]["train.seed"] == seed}
+        runs = {
+            r["overrides"]["data"]: r["metrics"]["generation/win_rate_vs_reference"]
+            for r in read_runs(sweep_dir)
+            if r["overrides"]["train.seed"] == seed
+        }
         assert runs["mean_rating"] > runs["critique"] and runs["critique_fixed"] > runs["critique"]
 
 

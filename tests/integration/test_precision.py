@@ -8,8 +8,16 @@ from tests.helpers import compose
 
 pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not the fast tier
 
-SMALL = ("model=full", "optimizer=rmsprop", "optimizer.lr=5e-7", "train.max_steps=3", "data.world.rows=200",
-         "eval.signals=[]", "judge=none", "wandb.mode=disabled")
+SMALL = (
+    "model=full",
+    "optimizer=rmsprop",
+    "optimizer.lr=5e-7",
+    "train.max_steps=3",
+    "data.world.rows=200",
+    "eval.signals=[]",
+    "judge=none",
+    "wandb.mode=disabled",
+)
 
 
 def flat_weights(path):
@@ -32,8 +40,12 @@ def test_bf16_training_keeps_fp32_master_weights_and_the_recipe_lr_updates_survi
     from notus_lab.models.loading import base_path
 
     tmp_path, fp32, bf16 = runs
-    assert bf16["precision"] == {"asked": "bf16", "policy_weights": "float32", "autocast": "bfloat16",
-                                 "deepspeed_bf16": False}
+    assert bf16["precision"] == {
+        "asked": "bf16",
+        "policy_weights": "float32",
+        "autocast": "bfloat16",
+        "deepspeed_bf16": False,
+    }
     assert fp32["precision"]["policy_weights"] == "float32" and fp32["precision"]["autocast"] is None
     base, _ = flat_weights(__import__("pathlib").Path(base_path(compose().base)))
     w32, _ = flat_weights(tmp_path / "fp32" / "model")

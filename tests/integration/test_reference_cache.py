@@ -28,8 +28,15 @@ def reference_forwards(monkeypatch):
 
 
 def arm(tmp_path, name, *overrides):
-    cfg = compose("model=full", "train.precompute_reference=true", "wandb.mode=disabled", "eval.signals=[]",
-                  f"train.reference_cache_dir={tmp_path / 'cache'}", *QUICK, *overrides)
+    cfg = compose(
+        "model=full",
+        "train.precompute_reference=true",
+        "wandb.mode=disabled",
+        "eval.signals=[]",
+        f"train.reference_cache_dir={tmp_path / 'cache'}",
+        *QUICK,
+        *overrides,
+    )
     return without_timings(run(cfg, tmp_path / name))
 
 
@@ -56,20 +63,40 @@ def test_two_arms_that_want_the_same_reference_log_probs_at_once_compute_them_on
 
     from tests.helpers import ROOT
 
-    common = ["model=full", "train.precompute_reference=true", "wandb.mode=disabled", "eval.signals=[]", "judge=none",
-              f"train.reference_cache_dir={tmp_path / 'cache'}", "hardware.threads=1", *QUICK]
+    common = [
+        "model=full",
+        "train.precompute_reference=true",
+        "wandb.mode=disabled",
+        "eval.signals=[]",
+        "judge=none",
+        f"train.reference_cache_dir={tmp_path / 'cache'}",
+        "hardware.threads=1",
+        *QUICK,
+    ]
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    procs = [subprocess.Popen([sys.executable, "-m", "notus_lab", f"beta={beta}", *common, f"hydra.run.dir={tmp_path / beta}"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for beta in ("0.1", "0.05")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "notus_lab", f"beta={beta}", *common, f"hydra.run.dir={tmp_path / beta}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for beta in ("0.1", "0.05")
+    ]
     errors = [p.communicate(timeout=900)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errors]
-    sources = [json.loads((tmp_path / beta / "metrics.json").read_text())["reference_log_probs"]["train"]
-               for beta in ("0.1", "0.05")]
+    sources = [
+        json.loads((tmp_path / beta / "metrics.json").read_text())["reference_log_probs"]["train"]
+        for beta in ("0.1", "0.05")
+    ]
     assert sorted(sources) == ["computed", "loaded"]
 
 
-def test_the_reference_answers_are_generated_once_for_arms_that_share_the_base_prompts_and_decoding(tmp_path, monkeypatch):
+def test_the_reference_answers_are_generated_once_for_arms_that_share_the_base_prompts_and_decoding(
+    tmp_path, monkeypatch
+):
     from notus_lab.judging import generation
 
     calls = []
@@ -150,8 +177,10 @@ def test_a_long_prompt_is_cut_only_when_prompt_and_the_longer_answer_exceed_max_
     prompt = " ".join(f"river {i}" for i in range(60))
     n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     short, long = "a short answer", " ".join(["the violin sings"] * 40)
-    pairs = [{"prompt": prompt, "chosen": short, "rejected": short},
-             {"prompt": prompt, "chosen": short, "rejected": long}]
+    pairs = [
+        {"prompt": prompt, "chosen": short, "rejected": short},
+        {"prompt": prompt, "chosen": short, "rejected": long},
+    ]
     kept, cut = truncated_prompts(pairs, tokenizer, 32, n_prompt + 20)
     assert n_prompt > 32 and kept == prompt  # prompt + short answers fit max_length: the prompt stays whole
     cut_ids = tokenizer(cut, add_special_tokens=False)["input_ids"]

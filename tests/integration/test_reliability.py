@@ -24,14 +24,26 @@ pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not th
 # ---------------------------------------------------------------------------------------------
 # Kill a real training process, run the same command again, get the uninterrupted result
 
-LONG = ("data.world.rows=300", "train.max_steps=40", "train.save_steps=1000", "train.logging_steps=1",
-        "hardware.eval_batch_size=128", "model=lora", "wandb.mode=disabled")
+LONG = (
+    "data.world.rows=300",
+    "train.max_steps=40",
+    "train.save_steps=1000",
+    "train.logging_steps=1",
+    "hardware.eval_batch_size=128",
+    "model=lora",
+    "wandb.mode=disabled",
+)
 
 
 def start(run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "notus_lab", *LONG, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "notus_lab", *LONG, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
 
 
 def interrupt_mid_training(run_dir: Path, sig: int) -> tuple[int, str]:
@@ -202,7 +214,25 @@ def test_weights_load_as_safetensors_without_remote_code(monkeypatch):
 
 
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
-BAD_RATINGS = [math.nan, math.inf, -math.inf, -3, 0, 6, 7.5, "five", "", "  ", "4 stars", None, [], {}, True, "NaN", "inf"]
+BAD_RATINGS = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -3,
+    0,
+    6,
+    7.5,
+    "five",
+    "",
+    "  ",
+    "4 stars",
+    None,
+    [],
+    {},
+    True,
+    "NaN",
+    "inf",
+]
 BAD_SCORES = [math.nan, math.inf, -1, 0, 11, "ten", "", None, [], True]
 
 
@@ -240,7 +270,7 @@ def malformed(rng: random.Random, valid: dict, k: int) -> tuple[dict | object, s
             c["response"] = text
         return row, "fewer_than_2_valid_completions"
     if kind == 8:
-        row["completions"] = row["completions"][:rng.choice([0, 1])]
+        row["completions"] = row["completions"][: rng.choice([0, 1])]
         return row, "fewer_than_2_completions"
     if kind == 9:  # huge and unicode strings are data, not errors
         row["instruction"] = "résumé ☃ 文字 " * 2000 + row["instruction"]
@@ -261,9 +291,13 @@ def test_fuzzed_rows_never_crash_are_counted_by_reason_and_valid_rows_binarize_a
     tagged = [(r, "valid") for r in valid] + broken
     rng.shuffle(tagged)
     rows = [r for r, _ in tagged]
-    for d in (DataConfig(strategy="mean_rating"), DataConfig(strategy="critique", tie_policy="keep"),
-              DataConfig(strategy="critique_curated"), DataConfig(strategy="multi_pair"),
-              DataConfig(strategy="aspect", aspect="honesty")):
+    for d in (
+        DataConfig(strategy="mean_rating"),
+        DataConfig(strategy="critique", tie_policy="keep"),
+        DataConfig(strategy="critique_curated"),
+        DataConfig(strategy="multi_pair"),
+        DataConfig(strategy="aspect", aspect="honesty"),
+    ):
         pairs, rep = binarize(rows, d)
         assert rep["rows_in"] == 1600 == rep["rows_with_pairs"] + sum(rep["rows_dropped"].values())
         expected = {}
@@ -308,8 +342,11 @@ def test_a_finished_run_of_other_settings_or_other_code_is_never_handed_back(tmp
     small = ("data.world.rows=200", "train.max_steps=2", "eval.signals=[]", "judge=none", "wandb.mode=disabled")
     first = run(compose(*small), tmp_path)
     assert run(compose(*small, "hardware.threads=1", "wandb.mode=offline"), tmp_path) == first  # not science
-    with pytest.raises(ConfigError, match=r"^hydra.run.dir=.* is invalid: it holds a run made with another config "
-                                          r"\(beta 0.1 -> 0.2\); allowed train.resume=false"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^hydra.run.dir=.* is invalid: it holds a run made with another config "
+        r"\(beta 0.1 -> 0.2\); allowed train.resume=false",
+    ):
         run(compose(*small, "beta=0.2"), tmp_path)
     provenance = json.loads((tmp_path / "provenance.json").read_text())
     assert len(provenance["science_fingerprint"]) == 16

@@ -19,8 +19,14 @@ from tests.helpers import ROOT, cli
 from tests.wandb_records import run_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # a real SLURM cluster on this machine
-TINY = ("data.world.rows=200", "train.logging_steps=2", "hardware.eval_batch_size=128",
-        "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=15", "hydra.launcher.signal_delay_s=60")
+TINY = (
+    "data.world.rows=200",
+    "train.logging_steps=2",
+    "hardware.eval_batch_size=128",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.timeout_min=15",
+    "hydra.launcher.signal_delay_s=60",
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +57,28 @@ def scontrol_job(env, job_id: str) -> str:
 
 def test_a_sweep_runs_as_slurm_jobs_and_every_arm_leaves_its_artefacts(slurm, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = sweep_sh(slurm, "critique_vs_rating", "data=critique,mean_rating", "train.seed=1,2", "beta=0.1",
-                    "train.max_steps=4", *TINY, "sweep_name=slurm_ci", f"hydra.sweep.dir={sweep_dir}")
+    proc = sweep_sh(
+        slurm,
+        "critique_vs_rating",
+        "data=critique,mean_rating",
+        "train.seed=1,2",
+        "beta=0.1",
+        "train.max_steps=4",
+        *TINY,
+        "sweep_name=slurm_ci",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = read_runs(sweep_dir)
     assert len(runs) == 4 and all(r["status"] == "finished" for r in runs)
     job_ids = {p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and "_" in p.name}
     assert len(job_ids) == 4 and len({j.split("_")[0] for j in job_ids}) == 1  # one SLURM array, a task per arm
-    accounted = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", next(iter(job_ids)).split("_")[0]],
-                               env=slurm, capture_output=True, text=True).stdout.split()
+    accounted = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", next(iter(job_ids)).split("_")[0]],
+        env=slurm,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert len(accounted) == 4 and all(line.endswith("|COMPLETED") for line in accounted), accounted
     for r in runs:
         assert (r["dir"] / "model" / "model.safetensors").exists() and (r["dir"] / "README.md").exists()
@@ -75,9 +94,22 @@ def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
     sweep_dir = tmp_path / "preempt"
     cpus = 1 if hardware == "cpu" else 2
     tiny = [o for o in TINY if "cpus_per_task" not in o] + [f"hydra.launcher.cpus_per_task={cpus}"]
-    proc = sweep_sh(slurm, "critique_vs_rating", "data=mean_rating", "train.seed=1", "beta=0.1", f"hardware={hardware}",
-                    "train.max_steps=60", "train.save_steps=10", "judge=none", "eval.signals=[]", *tiny,
-                    "sweep_name=slurm_preempt", f"hydra.sweep.dir={sweep_dir}", background=True)
+    proc = sweep_sh(
+        slurm,
+        "critique_vs_rating",
+        "data=mean_rating",
+        "train.seed=1",
+        "beta=0.1",
+        f"hardware={hardware}",
+        "train.max_steps=60",
+        "train.save_steps=10",
+        "judge=none",
+        "eval.signals=[]",
+        *tiny,
+        "sweep_name=slurm_preempt",
+        f"hydra.sweep.dir={sweep_dir}",
+        background=True,
+    )
     try:
         deadline = time.time() + 300
         while not list(sweep_dir.glob("*/checkpoints/checkpoint-10/trainer_state.json")):
@@ -120,10 +152,19 @@ def test_a_preempted_arm_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
 def test_a_slurm_job_runs_two_ddp_ranks_through_the_same_entrypoint(slurm, tmp_path):
     """One SLURM task, one accelerate launch inside it, two gloo ranks training one model."""
     sweep_dir = tmp_path / "ddp"
-    proc = sweep_sh(slurm, "critique_vs_rating", "data=mean_rating", "train.seed=1", "beta=0.1", "train.max_steps=4",
-                    "hardware=ddp_cpu_x2", *[o for o in TINY if "cpus_per_task" not in o],
-                    "hydra.launcher.cpus_per_task=2", "sweep_name=slurm_ddp",
-                    f"hydra.sweep.dir={sweep_dir}")
+    proc = sweep_sh(
+        slurm,
+        "critique_vs_rating",
+        "data=mean_rating",
+        "train.seed=1",
+        "beta=0.1",
+        "train.max_steps=4",
+        "hardware=ddp_cpu_x2",
+        *[o for o in TINY if "cpus_per_task" not in o],
+        "hydra.launcher.cpus_per_task=2",
+        "sweep_name=slurm_ddp",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = read_runs(sweep_dir)
     assert run["status"] == "finished"
@@ -136,19 +177,33 @@ def test_a_two_node_slurm_job_trains_one_model_across_both_nodes(slurm, tmp_path
     node, each starts `accelerate launch` with its node rank from SLURM_NODEID and the first node's
     NodeAddr as master; the two ranks train one model and only rank 0 writes."""
     sweep_dir = tmp_path / "two_nodes"
-    proc = cli("notus_lab", "--multirun", "hydra/launcher=slurm_multinode", "hydra.launcher.partition=multinode",
-               "hardware=ddp_cpu_x2", "hardware.num_processes=1", "hardware.num_nodes=2", "train.max_steps=4",
-               *TINY, "sweep_name=slurm_two_nodes", f"hydra.sweep.dir={sweep_dir}", env=slurm)
+    proc = cli(
+        "notus_lab",
+        "--multirun",
+        "hydra/launcher=slurm_multinode",
+        "hydra.launcher.partition=multinode",
+        "hardware=ddp_cpu_x2",
+        "hardware.num_processes=1",
+        "hardware.num_nodes=2",
+        "train.max_steps=4",
+        *TINY,
+        "sweep_name=slurm_two_nodes",
+        f"hydra.sweep.dir={sweep_dir}",
+        env=slurm,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = read_runs(sweep_dir)
     assert run["status"] == "finished"
     assert (run["metrics"]["world_size"], run["metrics"]["gradient_accumulation_steps"]) == (2, 2)
     assert run["metrics"]["train/steps"] == 4
     (job,) = [p for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()]
-    logs = ["".join(p.read_text(errors="replace") for p in job.glob(f"*_{task}_log.*")) for task in (0, 1)]  # a task per node
+    logs = [
+        "".join(p.read_text(errors="replace") for p in job.glob(f"*_{task}_log.*")) for task in (0, 1)
+    ]  # a task per node
     ranks = sorted(re.search(r"--machine_rank (\d) --main_process_ip (\S+)", log).groups() for log in logs)
     assert ranks == [("0", "127.0.0.1"), ("1", "127.0.0.1")]  # node ranks from SLURM; master = vnode1's NodeAddr
-    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job.name], env=slurm,
-                           capture_output=True, text=True).stdout.split()
+    nodes = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job.name], env=slurm, capture_output=True, text=True
+    ).stdout.split()
     assert nodes == ["vnode[1-2]"]
     assert len(list((Path(run["dir"]) / "wandb").glob("offline-run-*"))) == 1  # rank 0 only

@@ -12,7 +12,13 @@ from tests.wandb_records import run_record, summary
 
 pytestmark = pytest.mark.slow
 
-TINY = ("data.world.rows=200", "train.max_steps=4", "train.logging_steps=2", "train.eval_steps=2", "hardware.eval_batch_size=128")
+TINY = (
+    "data.world.rows=200",
+    "train.max_steps=4",
+    "train.logging_steps=2",
+    "train.eval_steps=2",
+    "hardware.eval_batch_size=128",
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +27,20 @@ def sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
     bad = tmp / "bad.jsonl"
     bad.write_text("\n".join(['{"instruction": "x"}', "not json", '{"completions": 3}'] * 4) + "\n")
-    args = ("notus_lab", "--multirun", "hydra/launcher=parallel", "+experiment=critique_vs_rating",
-            "data=critique,mean_rating", "train.seed=1,2", "beta=0.1", f"data.source=world,{bad}", "judge=none", *TINY,
-            "sweep_name=test_sweep", f"hydra.sweep.dir={tmp / 'sweep'}")
+    args = (
+        "notus_lab",
+        "--multirun",
+        "hydra/launcher=parallel",
+        "+experiment=critique_vs_rating",
+        "data=critique,mean_rating",
+        "train.seed=1,2",
+        "beta=0.1",
+        f"data.source=world,{bad}",
+        "judge=none",
+        *TINY,
+        "sweep_name=test_sweep",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+    )
     first = cli(*args)
     return tmp / "sweep", args, first
 
@@ -64,8 +81,11 @@ def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
 
 def test_relaunching_the_sweep_reruns_only_what_is_missing_or_failed(sweep):
     sweep_dir, args, _ = sweep
-    finished = {r["dir"]: (r["dir"] / "metrics.json").stat().st_mtime_ns
-                for r in read_runs(sweep_dir) if r["status"] == "finished"}
+    finished = {
+        r["dir"]: (r["dir"] / "metrics.json").stat().st_mtime_ns
+        for r in read_runs(sweep_dir)
+        if r["status"] == "finished"
+    }
     again = cli(*args)
     assert again.returncode != 0  # the bad-data arms were retried and failed again
     assert (again.stdout + again.stderr).count("run already finished") == 4
@@ -80,13 +100,19 @@ def test_report_lists_arms_failures_and_plots(sweep):
     text = (sweep_dir / "report.md").read_text()
     assert "4 finished, 4 failed" in text and text.count("no training pairs survived") == 4
     margins = text.split("### Cross-eval reward margins")[1].split("\n\n")[1].splitlines()
-    assert margins[0].endswith("| critique margin | critique_curated margin | critique_fixed margin | mean_rating margin "
-                               "| truth margin |") and len(margins) == 2 + 2  # header, rule, one row per finished arm
+    assert (
+        margins[0].endswith(
+            "| critique margin | critique_curated margin | critique_fixed margin | mean_rating margin | truth margin |"
+        )
+        and len(margins) == 2 + 2
+    )  # header, rule, one row per finished arm
     assert (sweep_dir / "arms.png").stat().st_size > 5000 and (sweep_dir / "margins.png").exists()
     assert (sweep_dir / "forest.png").stat().st_size > 5000 and (sweep_dir / "curves.png").exists()
     data = json.loads((sweep_dir / "report.json").read_text())
     assert data["metric"] == "truth_accuracy" and {tuple(sorted(a["arm"].items())) for a in data["arms"]} == {
-        (("data", "critique"), ("data.source", "world")), (("data", "mean_rating"), ("data.source", "world"))}
+        (("data", "critique"), ("data.source", "world")),
+        (("data", "mean_rating"), ("data.source", "world")),
+    }
 
 
 def test_the_report_is_a_wandb_run_in_the_sweeps_group_with_its_tables_and_figures(sweep):

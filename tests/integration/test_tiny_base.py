@@ -15,8 +15,11 @@ pytestmark = pytest.mark.slow  # trains or builds models: the full suite, not th
 def in_grammar_and_on_topic(prompt: str, answer: str) -> bool:
     topics = prompt_topics(prompt)
     sentences = [s.strip() for s in answer.split(".") if s.strip()]
-    return bool(sentences) and answer.strip().endswith(".") and all(
-        (m := SENTENCE.match(s)) is not None and m.group(1) in topics for s in sentences)
+    return (
+        bool(sentences)
+        and answer.strip().endswith(".")
+        and all((m := SENTENCE.match(s)) is not None and m.group(1) in topics for s in sentences)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +62,11 @@ def test_the_base_learned_the_worlds_completions_by_sft():
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
     losses = []
     for row in generate_rows(WorldConfig(rows=20, seed=78)):
-        prompt = tokenizer.apply_chat_template([{"role": "system", "content": ""}, {"role": "user", "content": row["instruction"]}],
-                                               tokenize=False, add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "system", "content": ""}, {"role": "user", "content": row["instruction"]}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
         full = prompt + row["completions"][0]["response"] + tokenizer.eos_token
         ids = tokenizer(full, return_tensors="pt", add_special_tokens=False)["input_ids"]
         labels = ids.clone()

@@ -102,26 +102,37 @@ def test_malformed_completions_and_rows_are_counted_by_reason():
     ]
     pairs, rep = binarize(rows, MEAN)
     assert rep["completions_dropped"] == {"malformed_rating": 1, "empty_response": 1, "duplicate_response": 1}
-    assert rep["rows_dropped"] == {"fewer_than_2_valid_completions": 1, "not_an_object": 1,
-                                   "missing_instruction": 1, "empty_instruction": 1}
+    assert rep["rows_dropped"] == {
+        "fewer_than_2_valid_completions": 1,
+        "not_an_object": 1,
+        "missing_instruction": 1,
+        "empty_instruction": 1,
+    }
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [("b", "c"), ("same", "z")]
     assert rep["rows_in"] == rep["rows_with_pairs"] + sum(rep["rows_dropped"].values())
 
 
 def test_decontamination_drops_truthful_qa_and_listed_questions():
-    rows = [R(C("a"), C("b", ("1",) * 4), source="truthful_qa"),
-            R(C("a"), C("b", ("1",) * 4), instruction="What happens if you eat watermelon seeds?"),
-            R(C("a"), C("b", ("1",) * 4), instruction="keep me")]
+    rows = [
+        R(C("a"), C("b", ("1",) * 4), source="truthful_qa"),
+        R(C("a"), C("b", ("1",) * 4), instruction="What happens if you eat watermelon seeds?"),
+        R(C("a"), C("b", ("1",) * 4), instruction="keep me"),
+    ]
     d = replace(MEAN, decontaminate="truthful_qa")
     pairs, rep = binarize(rows, d, questions=frozenset({"what happens if you eat watermelon seeds"}))
     assert [p["prompt"] for p in pairs] == ["keep me"] and rep["rows_dropped"] == {"decontaminated": 2}
 
 
 def test_prebinarized_accepts_strings_and_messages():
-    rows = [{"prompt": "p", "chosen": "c", "rejected": "r", "score_chosen": 9},
-            {"prompt": [{"role": "user", "content": "p2"}], "chosen": [{"role": "user", "content": "p2"},
-             {"role": "assistant", "content": "c2"}], "rejected": [{"role": "assistant", "content": "r2"}]},
-            {"prompt": "p3", "chosen": "same", "rejected": "same"}]
+    rows = [
+        {"prompt": "p", "chosen": "c", "rejected": "r", "score_chosen": 9},
+        {
+            "prompt": [{"role": "user", "content": "p2"}],
+            "chosen": [{"role": "user", "content": "p2"}, {"role": "assistant", "content": "c2"}],
+            "rejected": [{"role": "assistant", "content": "r2"}],
+        },
+        {"prompt": "p3", "chosen": "same", "rejected": "same"},
+    ]
     pairs, rep = binarize(rows, DataConfig(strategy="prebinarized", tie_policy="keep"))
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [("p", "c", "r"), ("p2", "c2", "r2")]
     assert rep["rows_dropped"] == {"duplicate_response": 1}
@@ -142,18 +153,26 @@ def test_held_out_prompts_are_the_same_for_every_strategy_and_never_split():
 
 
 def corner_row(instruction="which river is longest?"):
-    return R(C("c0 confident and wrong", ("3", "3", "3", "3"), 8.0),
-               C("c1 careful and right", ("5", "5", "4", "5"), 8.0),
-               C("c2 right, terse", ("4", "4", "4", "4"), 6.0),
-               C("c3 right, rambling", ("4", "4", "4", "4"), 4.0), instruction=instruction)
+    return R(
+        C("c0 confident and wrong", ("3", "3", "3", "3"), 8.0),
+        C("c1 careful and right", ("5", "5", "4", "5"), 8.0),
+        C("c2 right, terse", ("4", "4", "4", "4"), 6.0),
+        C("c3 right, rambling", ("4", "4", "4", "4"), 4.0),
+        instruction=instruction,
+    )
 
 
 def corner_picks(strategy, tie_policy, rejected="random", rows=None):
     """{(chosen, rejected)} over 40 values of data.seed: which pairs the rule can draw."""
     picks = set()
     for seed in range(40):
-        d = DataConfig(strategy=strategy, tie_policy=tie_policy, rejected=rejected, seed=seed,
-                       vintage="fixed" if strategy == "critique" else "as_is")
+        d = DataConfig(
+            strategy=strategy,
+            tie_policy=tie_policy,
+            rejected=rejected,
+            seed=seed,
+            vintage="fixed" if strategy == "critique" else "as_is",
+        )
         pairs, _ = binarize(rows or [corner_row()], d)
         picks |= {(p["chosen_index"], p["rejected_index"]) for p in pairs}
     return picks
@@ -178,7 +197,7 @@ def test_the_argilla_notus_corner_is_mean_rating_random_drop():
 
 
 def test_the_factorial_cells_between_the_corners_change_one_rule_each():
-    assert corner_picks("critique", "drop") == {(0, 2), (0, 3)}            # H4's signal, ties dropped
-    assert corner_picks("critique", "keep", "lowest") == {(0, 3)}          # H4's signal, the lowest rejected
+    assert corner_picks("critique", "drop") == {(0, 2), (0, 3)}  # H4's signal, ties dropped
+    assert corner_picks("critique", "keep", "lowest") == {(0, 3)}  # H4's signal, the lowest rejected
     assert corner_picks("mean_rating", "keep") == {(1, 0), (1, 2), (1, 3)}  # no tie with the top: keep = drop here
     assert corner_picks("mean_rating", "drop", "lowest") == {(1, 0)}

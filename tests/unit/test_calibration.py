@@ -52,7 +52,9 @@ def test_the_planted_outcomes_look_like_the_metrics_they_stand_for():
     rng = np.random.default_rng(0)
     judged = planted(rng, WORLDS["judged"], 2, 3, 50)
     steps = judged * 4  # two answers per prompt, win/tie/loss: B - A in steps of 1/4
-    assert np.allclose(steps, np.round(steps)) and judged.min() >= -1 and judged.max() <= 1 and len(np.unique(judged)) > 5
+    assert (
+        np.allclose(steps, np.round(steps)) and judged.min() >= -1 and judged.max() <= 1 and len(np.unique(judged)) > 5
+    )
     scores = planted(rng, WORLDS["scores"], 2, 3, 50)
     assert np.allclose(scores * 2, np.round(scores * 2)) and np.abs(scores).max() <= 9  # two turns of grades 1-10
 
@@ -76,8 +78,12 @@ def test_power_grows_with_seeds_and_prompts_and_a_planted_effect_is_found():
 
 
 def _gaussian(rng, parts: dict, reps: int, seeds: int, prompts: int, delta: float) -> np.ndarray:
-    return (delta + rng.normal(0, np.sqrt(parts["seed"]), (reps, seeds, 1))
-            + rng.normal(0, np.sqrt(parts["prompt"]), (reps, 1, prompts)) + rng.normal(0, np.sqrt(parts["resid"]), (reps, seeds, prompts)))
+    return (
+        delta
+        + rng.normal(0, np.sqrt(parts["seed"]), (reps, seeds, 1))
+        + rng.normal(0, np.sqrt(parts["prompt"]), (reps, 1, prompts))
+        + rng.normal(0, np.sqrt(parts["resid"]), (reps, seeds, prompts))
+    )
 
 
 @pytest.mark.parametrize("seeds", [3, 4, 6, 12])
@@ -130,8 +136,9 @@ def test_the_variance_components_agree_with_statsmodels_reml():
     d = rng.normal(0, 0.3, (4, 1)) + rng.normal(0, 0.4, (1, 30)) + rng.normal(0, 0.5, (4, 30))
     frame = pd.DataFrame([(s, p, d[s, p]) for s in range(4) for p in range(30)], columns=["seed", "prompt", "y"])
     frame["all"] = 1
-    fit = smf.mixedlm("y ~ 1", frame, groups="all", re_formula="0",
-                      vc_formula={"seed": "0 + C(seed)", "prompt": "0 + C(prompt)"}).fit(reml=True)
+    fit = smf.mixedlm(
+        "y ~ 1", frame, groups="all", re_formula="0", vc_formula={"seed": "0 + C(seed)", "prompt": "0 + C(prompt)"}
+    ).fit(reml=True)
     reml = dict(zip(fit.model.exog_vc.names, fit.vcomp))
     ms = mean_squares(d)
     assert float(ms["seed"]) == pytest.approx(reml["seed"], rel=1e-3, abs=1e-5)

@@ -25,17 +25,32 @@ def test_every_group_option_composes_and_validates(group, option):
     assert cfg[group] is not None
 
 
-def test_recipe_values_of_the_groups():
-    lora = compose("model=lora").model
-    assert (lora.adapter, lora.lora_r, lora.lora_alpha, lora.lora_dropout) == ("lora", 64, 16, 0.1)
-    assert list(lora.lora_target_modules) == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    qlora = compose("model=qlora").model
-    assert (qlora.quantization, qlora.bnb_4bit_quant_type, qlora.lora_r, len(qlora.lora_target_modules)) == ("4bit", "nf4", 128, 7)
-    rms = compose("optimizer=rmsprop", "base=zephyr_sft_full").optimizer
-    assert (rms.name, rms.lr, rms.scheduler, rms.warmup_ratio) == ("rmsprop", 5e-7, "linear", 0.1)
-    tiny = compose("optimizer=rmsprop")  # base=tiny rescales the 7B learning rate and keeps answers whole
-    assert (tiny.optimizer.lr, tiny.rpo_alpha, compose("base=zephyr_sft_full").rpo_alpha) == (2e-4, 1.0, 0.0)
-    assert compose("optimizer=rmsprop", "optimizer.lr=1e-4").optimizer.lr == 1e-4  # the user still wins
+def test_the_adapter_groups_build_the_peft_and_bitsandbytes_configs_of_the_recipes(tmp_path):
+    """What peft and bitsandbytes receive (Notus v1 LoRA's card: r 64, alpha 16, dropout 0.1 on q/k/v/o; the
+    handbook's QLoRA config: nf4, r 128 on the seven projections), and what TRL receives from the tiny base."""
+    import torch
+
+    from notus_lab.models.loading import lora_config, quantization_config
+    from notus_lab.train.trainer import dpo_config
+
+    lora = lora_config(compose("model=lora").model)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, sorted(lora.target_modules)) == (
+        64,
+        16,
+        0.1,
+        ["k_proj", "o_proj", "q_proj", "v_proj"],
+    )
+    qlora_cfg = compose("model=qlora", "hardware=gpu")
+    qlora, bnb = lora_config(qlora_cfg.model), quantization_config(qlora_cfg)
+    assert (qlora.r, len(qlora.target_modules)) == (128, 7) and "gate_proj" in qlora.target_modules
+    assert (bnb.load_in_4bit, bnb.bnb_4bit_quant_type, bnb.bnb_4bit_compute_dtype) == (True, "nf4", torch.bfloat16)
+    assert quantization_config(compose("model=lora")) is None
+    # the tiny base rescales the 7B learning rate and adds an NLL term (conf/base/tiny.yaml says why)
+    tiny = dpo_config(compose("optimizer=rmsprop"), tmp_path, [])
+    seven = dpo_config(compose("optimizer=rmsprop", "base=zephyr_sft_full", "hardware=cpu"), tmp_path, [])
+    assert tiny.learning_rate > 100 * seven.learning_rate and seven.learning_rate == 5e-7
+    assert "sft" in tiny.loss_type and seven.loss_type == ["sigmoid"]
+    assert dpo_config(compose("optimizer=rmsprop", "optimizer.lr=1e-4"), tmp_path, []).learning_rate == 1e-4
 
 
 def test_hardware_never_changes_the_global_batch():
@@ -65,8 +80,16 @@ BAD = [  # (overrides, text the one-line error must contain)
     (["data=aspect", "data.aspect=tone"], "data.aspect='tone' is invalid: allowed one of helpfulness"),
     (["model=full", "model.quantization=4bit"], "model.quantization='4bit' is invalid"),
     (["hardware.precision=fp16"], "hardware.precision='fp16' is invalid: allowed fp32 or bf16 on hardware.device=cpu"),
-    (["hardware=fsdp_x8", "hardware.device=cpu", "hardware.precision=fp32", "hardware.attn_implementation=sdpa",
-      "train.global_batch_size=128"], "hardware.distributed='fsdp' is invalid: allowed none, ddp or deepspeed on hardware.device=cpu"),
+    (
+        [
+            "hardware=fsdp_x8",
+            "hardware.device=cpu",
+            "hardware.precision=fp32",
+            "hardware.attn_implementation=sdpa",
+            "train.global_batch_size=128",
+        ],
+        "hardware.distributed='fsdp' is invalid: allowed none, ddp or deepspeed on hardware.device=cpu",
+    ),
     (["hardware.num_processes=2"], "hardware.distributed='none' is invalid"),
     (["optimizer.name=lion"], "optimizer.name='lion' is invalid"),
     (["optimizer.lr=0"], "optimizer.lr=0.0 is invalid"),
@@ -93,8 +116,10 @@ SWEEPS = [  # each sweep holds one bad value; Hydra's parser must expand it for 
     (["-m", "beta=range(-0.1,0.2,0.1)"], "beta=-0.1 is invalid: allowed a number > 0"),
     (["-m", "beta=choice(0.1,-1)"], "beta=-1.0 is invalid"),
     (["-m", "train.seed=range(1,3)", "optimizer=glob(*)", "optimizer.lr=-1"], "optimizer.lr=-1.0 is invalid"),
-    (["-m", "+experiment=critique_vs_rating", "data.world.critique_bug_rate=0.5,3"],
-     "data.world.critique_bug_rate=3.0 is invalid"),
+    (
+        ["-m", "+experiment=critique_vs_rating", "data.world.critique_bug_rate=0.5,3"],
+        "data.world.critique_bug_rate=3.0 is invalid",
+    ),
     (["-m", "beta=range(0.1"], "no viable alternative at input 'range(0.1'"),
 ]
 
@@ -115,7 +140,9 @@ def test_sweep_values_expand_as_hydra_expands_them():
     assert all(v[0] == "run_name='a,b'" for v in variants)  # a quoted comma is one value, not a sweep
     # an experiment's own sweep (hydra.sweeper.params) is checked too, unless the command line sets the key
     assert sweep_variants(["beta=0.1"], {"beta": "0.5,0.6", "train.seed": "1,2"}) == [
-        ["beta=0.1", "train.seed=1"], ["beta=0.1", "train.seed=2"]]
+        ["beta=0.1", "train.seed=1"],
+        ["beta=0.1", "train.seed=2"],
+    ]
     preflight(["-m", "+experiment=critique_vs_rating", "beta=range(0.1,0.3,0.1)", "run_name='a,b'"])
 
 
@@ -144,8 +171,11 @@ def test_qlora_without_a_usable_bitsandbytes_is_one_line(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` now fails, as on a bare box
-    with pytest.raises(ConfigError, match=r"^model.quantization='4bit' is invalid: bitsandbytes is not usable here "
-                                          r"\((ImportError|ModuleNotFoundError)\); allowed none$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.quantization='4bit' is invalid: bitsandbytes is not usable here "
+        r"\((ImportError|ModuleNotFoundError)\); allowed none$",
+    ):
         preflight(["model=qlora"])
 
 
@@ -153,8 +183,11 @@ def test_deepspeed_profiles_without_a_usable_deepspeed_are_one_line(monkeypatch)
     import sys
 
     monkeypatch.setitem(sys.modules, "deepspeed", None)  # as on a box where it is not installed
-    with pytest.raises(ConfigError, match=r"^hardware.distributed='deepspeed' is invalid: deepspeed is not usable "
-                                          r"here \((ImportError|ModuleNotFoundError); pip install -e '\.\[deepspeed\]'\); allowed"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^hardware.distributed='deepspeed' is invalid: deepspeed is not usable "
+        r"here \((ImportError|ModuleNotFoundError); pip install -e '\.\[deepspeed\]'\); allowed",
+    ):
         preflight(["hardware=a100_40gb_x8"])
 
 
@@ -166,8 +199,11 @@ def test_flash_attention_asked_where_it_cannot_load_is_one_line_naming_the_insta
     monkeypatch.setattr(P, "_on_a_cuda_machine", lambda: True)  # the GPU node the job runs on
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"^hardware.attn_implementation='flash_attention_2' is invalid: allowed auto, "
-                                          r"sdpa or eager: flash_attn is not installed here \(pip install flash-attn"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^hardware.attn_implementation='flash_attention_2' is invalid: allowed auto, "
+        r"sdpa or eager: flash_attn is not installed here \(pip install flash-attn",
+    ):
         validate(compose("+experiment=notus_7b_v1"))
     validate(compose("+experiment=notus_7b_v1", "hardware.attn_implementation=auto"))  # `auto` falls back, recorded
 
@@ -183,7 +219,9 @@ def test_auto_attention_takes_flash_attention_only_where_it_runs(monkeypatch):
     assert gpu.attn_implementation == "auto" and attention(compose().hardware) == "sdpa"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a)
+    )
     assert attention(gpu) == "flash_attention_2"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
     assert attention(gpu) == "sdpa"

@@ -14,12 +14,24 @@ def costed_sweep(tmp_path):
     for seed, eps in zip((1, 2, 3), (0.0, 0.02, -0.01)):
         for data, shift in (("critique", 0.0), ("mean_rating", 0.05)):
             total_s, generate_s = 100.0, 25.0
-            plant(tmp_path, f"{data}-{seed}", [f"data={data}", f"train.seed={seed}"],
-                  {"truth_accuracy": 0.7 + shift + eps,
-                   "generation": {"n_prompts": 300},
-                   "timings_s": {"train": 60.0, "evaluate": 15.0, "generate": generate_s, "total": total_s},
-                   "compute": {"device": "cpu", "kind": "x86_64", "devices": 2, "wall_s": total_s,
-                               "device_hours": HOURS[data], "unit": "CPU core-hours"}})
+            plant(
+                tmp_path,
+                f"{data}-{seed}",
+                [f"data={data}", f"train.seed={seed}"],
+                {
+                    "truth_accuracy": 0.7 + shift + eps,
+                    "generation": {"n_prompts": 300},
+                    "timings_s": {"train": 60.0, "evaluate": 15.0, "generate": generate_s, "total": total_s},
+                    "compute": {
+                        "device": "cpu",
+                        "kind": "x86_64",
+                        "devices": 2,
+                        "wall_s": total_s,
+                        "device_hours": HOURS[data],
+                        "unit": "CPU core-hours",
+                    },
+                },
+            )
     return tmp_path
 
 
@@ -53,10 +65,13 @@ def test_the_projection_agrees_with_the_recorded_notus_run_and_names_the_mfu_tha
     """Notus's card: ~12 h on 8 x A100-40GB = 96 GPU-hours, with ZeRO-3 offloading parameters and optimizer. At
     2 x 1,024 tokens a pair that is 2.1928e19 FLOPs / (96 h x 312 TFLOP/s) = 20.3 % MFU; a profile that does not
     offload is projected at the assumed 40 %: 48.8 GPU-hours."""
-    offload = R.write_report(costed_sweep(tmp_path / "a"), target_effect=0.05,
-                             project_hardware="a100_40gb_x8_offload")["cost"]["projection"]
+    offload = R.write_report(costed_sweep(tmp_path / "a"), target_effect=0.05, project_hardware="a100_40gb_x8_offload")[
+        "cost"
+    ]["projection"]
     plain = R.write_report(costed_sweep(tmp_path / "b"), target_effect=0.05)["cost"]["projection"]
-    assert offload["per_arm_gpu_hours"] == pytest.approx(96.0, abs=0.1) and offload["mfu"] == pytest.approx(0.203, abs=1e-3)
+    assert offload["per_arm_gpu_hours"] == pytest.approx(96.0, abs=0.1) and offload["mfu"] == pytest.approx(
+        0.203, abs=1e-3
+    )
     assert plain["per_arm_gpu_hours"] == pytest.approx(48.8, abs=0.1) and plain["mfu"] == 0.4
     assert "61,619 pairs (Notus v1's set less its 2,000 held out)" in plain["assumes"]
     assert "Notus's offloaded run implies ~20%" in plain["assumes"]

@@ -50,7 +50,14 @@ def test_hub_source_passes_the_pinned_revision_and_split(monkeypatch, world_file
         return datasets.Dataset.from_list(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    got, _ = load_rows(DataConfig(strategy="critique", source="openbmb/UltraFeedback", revision="40b436560ca83a8dba36114c22ab3c66e43f6d5e", max_rows=50))
+    got, _ = load_rows(
+        DataConfig(
+            strategy="critique",
+            source="openbmb/UltraFeedback",
+            revision="40b436560ca83a8dba36114c22ab3c66e43f6d5e",
+            max_rows=50,
+        )
+    )
     assert calls == [("openbmb/UltraFeedback", "40b436560ca83a8dba36114c22ab3c66e43f6d5e", "train")] and len(got) == 50
 
 
@@ -63,10 +70,11 @@ def test_a_file_that_is_not_ultrafeedback_is_one_clear_error(tmp_path):
 
 def test_binarize_cli_writes_pairs_report_summary_and_plot(world_files, tmp_path):
     d, rows = world_files
-    proc = cli("notus_lab.binarize", "data=critique", f"data.source={d / 'uf.jsonl'}", f"out={tmp_path}",
-               "format=parquet")
+    proc = cli(
+        "notus_lab.binarize", "data=critique", f"data.source={d / 'uf.jsonl'}", f"out={tmp_path}", "format=parquet"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    pairs = [json.loads(l) for l in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert set(pairs[0]) >= {"prompt", "chosen", "rejected", "score_chosen", "score_rejected", "row_index", "split"}
     assert all(rows[p["row_index"]]["instruction"] == p["prompt"] for p in pairs)
     report = json.loads((tmp_path / "data_report.json").read_text())
@@ -86,11 +94,19 @@ def test_binarize_cli_decontaminates_and_saves_a_datasets_dir(world_files, tmp_p
     n_tqa = sum(r["source"] == "truthful_qa" for r in rows)
     n_match = sum(r["instruction"] == target and r["source"] != "truthful_qa" for r in rows)
     out = tmp_path / "out"
-    proc = cli("notus_lab.binarize", f"data.source={d / 'uf.json'}", "data.decontaminate=truthful_qa",
-               f"data.decontaminate_questions={questions}", f"out={out}", "format=datasets")
+    proc = cli(
+        "notus_lab.binarize",
+        f"data.source={d / 'uf.json'}",
+        "data.decontaminate=truthful_qa",
+        f"data.decontaminate_questions={questions}",
+        f"out={out}",
+        "format=datasets",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "data_report.json").read_text())
-    dropped = report["rows_dropped"].get("decontaminated", 0) + report["held_out"]["rows_dropped"].get("decontaminated", 0)
+    dropped = report["rows_dropped"].get("decontaminated", 0) + report["held_out"]["rows_dropped"].get(
+        "decontaminated", 0
+    )
     assert n_tqa > 0 and dropped == n_tqa + n_match
     saved = datasets.load_from_disk(str(out / "pairs_dataset"))
     assert len(saved) == report["pairs_out"] + report["held_out"]["pairs_out"]

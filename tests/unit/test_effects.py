@@ -12,7 +12,11 @@ from notus_lab.study import report as R
 from notus_lab.study.calibration import mc_error
 from notus_lab.study.effects import SCENARIOS, factorial_check
 
-LEVELS = {"data": ["critique_fixed", "mean_rating"], "data.tie_policy": ["drop", "keep"], "data.rejected": ["lowest", "random"]}
+LEVELS = {
+    "data": ["critique_fixed", "mean_rating"],
+    "data.tie_policy": ["drop", "keep"],
+    "data.rejected": ["lowest", "random"],
+}
 
 
 def plant_factorial(sweep, lift, seeds=3, prompts=200):
@@ -25,21 +29,44 @@ def plant_factorial(sweep, lift, seeds=3, prompts=200):
                     won = rng.random(prompts) < 0.6 + lift(data, tie, rej)
                     d = sweep / f"{data}-{tie}-{rej}-{seed}"
                     (d / ".hydra").mkdir(parents=True)
-                    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
-                        [f"data={data}", f"data.tie_policy={tie}", f"data.rejected={rej}", f"train.seed={seed}"]))
+                    (d / ".hydra" / "overrides.yaml").write_text(
+                        yaml.safe_dump(
+                            [f"data={data}", f"data.tie_policy={tie}", f"data.rejected={rej}", f"train.seed={seed}"]
+                        )
+                    )
                     (d / "config.yaml").write_text("sweep_name: factorial\n")
-                    (d / "metrics.json").write_text(json.dumps({"generation": {"win_rate_vs_reference": float(won.mean())}}))
-                    (d / "generations.jsonl").write_text("".join(
-                        json.dumps({"prompt": f"p{i}", "sample": 0, "winner": "policy" if w else "reference",
-                                    "policy_score": float(w), "reference_score": 0.5}) + "\n" for i, w in enumerate(won)))
+                    (d / "metrics.json").write_text(
+                        json.dumps({"generation": {"win_rate_vs_reference": float(won.mean())}})
+                    )
+                    (d / "generations.jsonl").write_text(
+                        "".join(
+                            json.dumps(
+                                {
+                                    "prompt": f"p{i}",
+                                    "sample": 0,
+                                    "winner": "policy" if w else "reference",
+                                    "policy_score": float(w),
+                                    "reference_score": 0.5,
+                                }
+                            )
+                            + "\n"
+                            for i, w in enumerate(won)
+                        )
+                    )
     return sweep
 
 
 def test_a_sweep_where_only_the_tie_rule_matters_says_so_and_nothing_about_the_signal(tmp_path):
     out = R.write_report(plant_factorial(tmp_path, lambda data, tie, rej: 0.15 if tie == "keep" else 0.0, seeds=6))
     rows = {r["factor"]: r for r in out["effects"]["rows"]}
-    assert set(rows) == {"data", "data.tie_policy", "data.rejected", "data x data.tie_policy",
-                         "data x data.rejected", "data.rejected x data.tie_policy"}
+    assert set(rows) == {
+        "data",
+        "data.tie_policy",
+        "data.rejected",
+        "data x data.tie_policy",
+        "data x data.rejected",
+        "data.rejected x data.tie_policy",
+    }
     tie = rows["data.tie_policy"]
     assert tie["contrast"] == ["drop", "keep"] and tie["decided"] and 0.1 < tie["mean"] < 0.2
     assert tie["adjusted_ci"][0] < tie["ci"][0] and tie["comparisons"] == 6 and tie["seeds"] == 6
@@ -53,7 +80,10 @@ def test_the_corners_difference_is_split_into_parts_that_add_up(tmp_path):
     out = R.write_report(plant_factorial(tmp_path, lambda data, tie, rej: lift[data] + (0.05 if tie == "keep" else 0)))
     d = out["effects"]["decomposition"]
     assert (d["from"], d["to"]) == ("H4/Zephyr", "argilla/Notus")
-    assert d["cells"] == [["critique_fixed", "random", "keep"], ["mean_rating", "random", "drop"]]  # data, rejected, ties
+    assert d["cells"] == [
+        ["critique_fixed", "random", "keep"],
+        ["mean_rating", "random", "drop"],
+    ]  # data, rejected, ties
     parts = {p["part"]: p for p in d["parts"]}
     assert parts["data.rejected"]["ci"] is None  # both corners draw the rejected at random: no part
     assert parts["data"]["mean"] > 0.05 and parts["data.tie_policy"]["mean"] < 0  # keep -> drop loses the lift

@@ -57,7 +57,7 @@ def test_no_import_cycle_between_files():
         state[m] = "open"
         for t in sorted(g.get(m, ())):
             if state.get(t) == "open":
-                cycles.append(stack[stack.index(t):] + [t])
+                cycles.append(stack[stack.index(t) :] + [t])
             elif t not in state:
                 visit(t, stack + [t])
         state[m] = "done"
@@ -79,15 +79,21 @@ def test_the_checker_sees_a_function_local_cycle(tmp_path):
 def test_data_and_config_import_no_torch():
     """Binarizing and validating stay fast: importing every module of data/ and config/ loads no torch."""
     names = [m for m in modules() if m.split(".")[1:2] in (["data"], ["config"], ["core"])]
-    code = "import sys\n" + "".join(f"import {m}\n" for m in names) + \
-        "print(','.join(sorted(k for k in ('torch', 'transformers', 'trl') if k in sys.modules)))"
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in names)
+        + "print(','.join(sorted(k for k in ('torch', 'transformers', 'trl') if k in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert len(names) >= 15 and out.stdout.strip() == "", (names, out.stdout, out.stderr)
 
 
 def test_no_function_over_90_lines():
     """Long functions hide the steps a name should say."""
-    long = [f"{p.relative_to(PACKAGE)}:{n.name} {n.end_lineno - n.lineno + 1}" for p in PACKAGE.rglob("*.py")
-            for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and n.end_lineno - n.lineno + 1 > 90]
+    long = [
+        f"{p.relative_to(PACKAGE)}:{n.name} {n.end_lineno - n.lineno + 1}"
+        for p in PACKAGE.rglob("*.py")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 90
+    ]
     assert not long, long

@@ -15,10 +15,23 @@ def test_zero3_model_states_are_deepspeeds_own_estimate_on_the_7b_shape(offload_
     """DeepSpeed's estimator (Adam: 12 bytes of master + moments a parameter), on 8 GPUs of one node."""
     stage3 = pytest.importorskip("deepspeed.runtime.zero.stage3")
     cpu, gpu, _ = stage3.estimate_zero3_model_states_mem_needs(
-        num_gpus_per_node=8, num_nodes=1, cpu_offload=offload_optimizer, cpu_offload_params=offload_param,
-        zero_init=True, additional_buffer_factor=1.5, **SHAPE_7B)
-    ours_cpu, ours_gpu = memory.zero3_model_states(SHAPE_7B["total_params"], SHAPE_7B["largest_layer_params"], 8, 1,
-                                                   offload_optimizer, offload_param, optimizer_bytes=12)
+        num_gpus_per_node=8,
+        num_nodes=1,
+        cpu_offload=offload_optimizer,
+        cpu_offload_params=offload_param,
+        zero_init=True,
+        additional_buffer_factor=1.5,
+        **SHAPE_7B,
+    )
+    ours_cpu, ours_gpu = memory.zero3_model_states(
+        SHAPE_7B["total_params"],
+        SHAPE_7B["largest_layer_params"],
+        8,
+        1,
+        offload_optimizer,
+        offload_param,
+        optimizer_bytes=12,
+    )
     assert ours_gpu == pytest.approx(gpu, rel=1e-6)
     assert ours_cpu == pytest.approx(cpu, rel=1e-6, abs=1)  # DeepSpeed's zero_init on-GPU case keeps ~0 on the CPU
     assert memory.largest_module(compose("+experiment=notus_7b_v1").base.shape) == SHAPE_7B["largest_layer_params"]
@@ -55,25 +68,47 @@ def test_a_node_without_the_host_memory_the_run_needs_is_refused_in_one_line():
 
 def test_every_rank_holding_its_copy_counts_in_host_memory():
     """Without ZeRO-3's partitioned load, 8 DDP ranks each hold a whole bf16 base while loading."""
-    lora = memory.host_estimate(compose("+experiment=notus_7b_v1_lora", "hardware=gpu", "hardware.num_processes=8",
-                                        "hardware.distributed=ddp"))
+    lora = memory.host_estimate(
+        compose("+experiment=notus_7b_v1_lora", "hardware=gpu", "hardware.num_processes=8", "hardware.distributed=ddp")
+    )
     assert lora["checkpoint_loading"] == pytest.approx(8 * 7.24e9 * 2 / 2**30, abs=0.2)
 
 
 def test_the_slurm_request_is_the_profiles_node(tmp_path):
     from omegaconf import OmegaConf
 
-    cfg = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hydra/launcher=slurm", return_hydra=True)
+    cfg = compose(
+        "+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hydra/launcher=slurm", return_hydra=True
+    )
     launcher = OmegaConf.to_container(cfg.hydra.launcher)  # unresolved: where each number comes from
     assert (launcher["gpus_per_node"], launcher["cpus_per_task"], launcher["mem_gb"]) == (
-        "${hardware.node.gpus}", "${hardware.node.cpus}", "${hardware.node.mem_gb}")
-    assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.cpus_per_task, cfg.hydra.launcher.mem_gb) == (8, 32, 128)
+        "${hardware.node.gpus}",
+        "${hardware.node.cpus}",
+        "${hardware.node.mem_gb}",
+    )
+    assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.cpus_per_task, cfg.hydra.launcher.mem_gb) == (
+        8,
+        32,
+        128,
+    )
     assert cfg.hydra.launcher.mem_gb >= memory.host_estimate(cfg)["total"] and cfg.hydra.launcher.cpus_per_task >= 8 * 4
-    offload = compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8_offload", "hydra/launcher=slurm",
-                      "hydra.launcher.partition=gpu", return_hydra=True)
+    offload = compose(
+        "+experiment=critique_vs_rating_7b",
+        "hardware=a100_40gb_x8_offload",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        return_hydra=True,
+    )
     assert (offload.hydra.launcher.cpus_per_task, offload.hydra.launcher.mem_gb) == (64, 320)  # a CPU optimizer
-    shown = cli("notus_lab", "+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hydra/launcher=slurm",
-                "--cfg", "all", "--resolve")
+    shown = cli(
+        "notus_lab",
+        "+experiment=critique_vs_rating_7b",
+        "hardware=a100_40gb_x8",
+        "hydra/launcher=slurm",
+        "--cfg",
+        "all",
+        "--resolve",
+    )
     assert shown.returncode == 0 and "gpus_per_node: 8" in shown.stdout and "mem_gb: 128" in shown.stdout
 
 
@@ -94,8 +129,10 @@ def test_a_full_7b_on_one_80gb_gpu_does_not_fit_and_the_error_says_what_would():
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     line = str(err.value)
-    assert "\n" not in line and line.startswith("hardware.gpu_memory_gb=80 is invalid: full fine-tuning of "
-                                                "alignment-handbook/zephyr-7b-sft-full on hardware=gpu needs ~")
+    assert "\n" not in line and line.startswith(
+        "hardware.gpu_memory_gb=80 is invalid: full fine-tuning of "
+        "alignment-handbook/zephyr-7b-sft-full on hardware=gpu needs ~"
+    )
     assert "model=lora (~" in line and "model=qlora (~" in line and "hardware=a100_40gb_x8 (~" in line
 
 
@@ -109,12 +146,23 @@ def test_the_handbook_qlora_recipe_fits_one_gpu():
 
 def test_the_estimate_follows_batch_length_and_checkpointing():
     base = memory.estimate(compose("+experiment=notus_7b_v1", "hardware=h100_x8"))
-    longer = memory.estimate(compose("+experiment=notus_7b_v1", "hardware=h100_x8", "train.max_length=2048",
-                                     "train.max_prompt_length=512"))
-    no_ckpt = memory.estimate(compose("+experiment=notus_7b_v1", "hardware=h100_x8", "hardware.gradient_checkpointing=false"))
-    assert longer["activations"] == pytest.approx(2 * base["activations"], rel=0.01) and longer["logits"] == 2 * base["logits"]
+    longer = memory.estimate(
+        compose("+experiment=notus_7b_v1", "hardware=h100_x8", "train.max_length=2048", "train.max_prompt_length=512")
+    )
+    no_ckpt = memory.estimate(
+        compose("+experiment=notus_7b_v1", "hardware=h100_x8", "hardware.gradient_checkpointing=false")
+    )
+    assert (
+        longer["activations"] == pytest.approx(2 * base["activations"], rel=0.01)
+        and longer["logits"] == 2 * base["logits"]
+    )
     assert no_ckpt["activations"] > 5 * base["activations"]
-    assert memory.estimate(compose("+experiment=notus_7b_v1", "hardware=h100_x8", "train.precompute_reference=true"))["reference"] == 0
+    assert (
+        memory.estimate(compose("+experiment=notus_7b_v1", "hardware=h100_x8", "train.precompute_reference=true"))[
+            "reference"
+        ]
+        == 0
+    )
 
 
 def test_the_cli_refuses_a_run_that_cannot_fit_before_loading_anything():
@@ -135,7 +183,9 @@ def test_zero3_counts_the_parameters_it_keeps_live_at_deepspeeds_default():
     cfg = compose("+experiment=notus_7b_v1")
     live = memory.estimate(cfg)["live_parameters"]
     assert live == pytest.approx(1e9 * 2 / memory.GB, abs=0.05)  # 1.9 GiB of bf16
-    fewer = compose("+experiment=notus_7b_v1", "hardware.deepspeed.zero_optimization.stage3_max_live_parameters=100000000")
+    fewer = compose(
+        "+experiment=notus_7b_v1", "hardware.deepspeed.zero_optimization.stage3_max_live_parameters=100000000"
+    )
     assert memory.estimate(fewer)["live_parameters"] == pytest.approx(live / 10, abs=0.05)
     assert memory.estimate(fewer)["total"] < memory.estimate(cfg)["total"] - 1.5
 
@@ -147,9 +197,14 @@ def test_fsdp_counts_its_root_unit_as_torch_builds_the_model():
     from transformers import MistralConfig, MistralForCausalLM
 
     shape = compose("+experiment=notus_7b_v1", "hardware=fsdp_x8").base.shape
-    config = MistralConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
-                           intermediate_size=shape.intermediate_size, num_hidden_layers=2,
-                           num_attention_heads=shape.num_attention_heads, num_key_value_heads=shape.num_key_value_heads)
+    config = MistralConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=2,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+    )
     with torch.device("meta"):
         model = MistralForCausalLM(config)
     in_layers = {id(p) for layer in model.model.layers for p in layer.parameters()}
@@ -167,10 +222,16 @@ def test_the_optimizer_state_per_parameter_is_what_torch_allocates(optim):
     from transformers import Trainer, TrainingArguments
 
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 8))
-    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(output_dir="unused", optim=optim, use_cpu=True))
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(
+        TrainingArguments(output_dir="unused", optim=optim, use_cpu=True)
+    )
     opt = cls(model.parameters(), **kwargs)
     model(torch.randn(4, 64)).sum().backward()
     opt.step()
-    state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values()
-                if torch.is_tensor(t) and t.dim() > 0)
+    state = sum(
+        t.numel() * t.element_size()
+        for s in opt.state.values()
+        for t in s.values()
+        if torch.is_tensor(t) and t.dim() > 0
+    )
     assert state / sum(p.numel() for p in model.parameters()) == memory.OPTIMIZER_STATE[optim]

@@ -8,22 +8,38 @@ from hypothesis import strategies as st
 from notus_lab.config.schema import DataConfig
 from notus_lab.data.pairs import binarize
 
-RATING = st.one_of(st.sampled_from(["1", "2", "3", "4", "5", "N/A"]), st.sampled_from(["five", "", "0", "7", "nan"]),
-                   st.integers(-2, 7), st.floats(allow_nan=True, allow_infinity=True), st.none())
+RATING = st.one_of(
+    st.sampled_from(["1", "2", "3", "4", "5", "N/A"]),
+    st.sampled_from(["five", "", "0", "7", "nan"]),
+    st.integers(-2, 7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+)
 SCORE = st.one_of(st.floats(1, 10), st.sampled_from([10.0, 1.0]), st.floats(allow_nan=True), st.text(max_size=3))
-completion = st.fixed_dictionaries({
-    "response": st.one_of(st.sampled_from(["a", "b", "c", "d", "e"]), st.text(max_size=4)),
-    "overall_score": SCORE,
-    "annotations": st.fixed_dictionaries({a: st.fixed_dictionaries({"Rating": RATING})
-                                          for a in ("helpfulness", "honesty", "instruction_following", "truthfulness")}),
-})
-row = st.fixed_dictionaries({"instruction": st.text(min_size=1, max_size=6),
-                             "completions": st.lists(completion, max_size=5)})
+completion = st.fixed_dictionaries(
+    {
+        "response": st.one_of(st.sampled_from(["a", "b", "c", "d", "e"]), st.text(max_size=4)),
+        "overall_score": SCORE,
+        "annotations": st.fixed_dictionaries(
+            {
+                a: st.fixed_dictionaries({"Rating": RATING})
+                for a in ("helpfulness", "honesty", "instruction_following", "truthfulness")
+            }
+        ),
+    }
+)
+row = st.fixed_dictionaries(
+    {"instruction": st.text(min_size=1, max_size=6), "completions": st.lists(completion, max_size=5)}
+)
 any_row = st.one_of(row, row, row, st.none(), st.integers(), st.fixed_dictionaries({"instruction": st.integers()}))
-STRATEGIES = [DataConfig(strategy="mean_rating"), DataConfig(strategy="critique", tie_policy="keep"),
-              DataConfig(strategy="multi_pair"), DataConfig(strategy="aspect", aspect="honesty"),
-              DataConfig(strategy="critique_curated", tie_policy="keep"),
-              DataConfig(strategy="mean_rating", rejected="lowest", min_margin=1.0)]
+STRATEGIES = [
+    DataConfig(strategy="mean_rating"),
+    DataConfig(strategy="critique", tie_policy="keep"),
+    DataConfig(strategy="multi_pair"),
+    DataConfig(strategy="aspect", aspect="honesty"),
+    DataConfig(strategy="critique_curated", tie_policy="keep"),
+    DataConfig(strategy="mean_rating", rejected="lowest", min_margin=1.0),
+]
 
 
 @settings(max_examples=150, deadline=None)

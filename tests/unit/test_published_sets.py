@@ -22,41 +22,84 @@ def chat(user, assistant):
 
 
 def notus_v1_rows():  # argilla/ultrafeedback-binarized-preferences
-    return [{"source": "evol_instruct", "instruction": p, "chosen_response": f"the good answer {i}",
-             "chosen_avg_rating": 4.5, "chosen_model": "gpt-4", "rejected_response": f"a bad answer {i}",
-             "rejected_avg_rating": 2.25 + (i % 3) * 0.5, "rejected_model": "alpaca-7b"} for i, p in enumerate(PROMPTS)]
+    return [
+        {
+            "source": "evol_instruct",
+            "instruction": p,
+            "chosen_response": f"the good answer {i}",
+            "chosen_avg_rating": 4.5,
+            "chosen_model": "gpt-4",
+            "rejected_response": f"a bad answer {i}",
+            "rejected_avg_rating": 2.25 + (i % 3) * 0.5,
+            "rejected_model": "alpaca-7b",
+        }
+        for i, p in enumerate(PROMPTS)
+    ]
 
 
 def cleaned_rows():  # argilla/ultrafeedback-binarized-preferences-cleaned
-    return [{"source": "sharegpt", "prompt": p, "chosen": chat(p, f"the good answer {i}"), "chosen-rating": 5.0,
-             "chosen-model": "gpt-4", "rejected": chat(p, f"a bad answer {i}"), "rejected-rating": 1.0 + i % 3,
-             "rejected-model": "falcon-40b-instruct"} for i, p in enumerate(PROMPTS)]
+    return [
+        {
+            "source": "sharegpt",
+            "prompt": p,
+            "chosen": chat(p, f"the good answer {i}"),
+            "chosen-rating": 5.0,
+            "chosen-model": "gpt-4",
+            "rejected": chat(p, f"a bad answer {i}"),
+            "rejected-rating": 1.0 + i % 3,
+            "rejected-model": "falcon-40b-instruct",
+        }
+        for i, p in enumerate(PROMPTS)
+    ]
 
 
 def h4_rows():  # HuggingFaceH4/ultrafeedback_binarized, train_prefs
-    return [{"prompt": p, "prompt_id": f"{i:064x}", "chosen": chat(p, f"the good answer {i}"),
-             "rejected": chat(p, f"a bad answer {i}"), "messages": chat(p, f"the good answer {i}"),
-             "score_chosen": 8.0, "score_rejected": 8.0 if i % 4 == 0 else 4.0} for i, p in enumerate(PROMPTS)]
+    return [
+        {
+            "prompt": p,
+            "prompt_id": f"{i:064x}",
+            "chosen": chat(p, f"the good answer {i}"),
+            "rejected": chat(p, f"a bad answer {i}"),
+            "messages": chat(p, f"the good answer {i}"),
+            "score_chosen": 8.0,
+            "score_rejected": 8.0 if i % 4 == 0 else 4.0,
+        }
+        for i, p in enumerate(PROMPTS)
+    ]
 
 
 def openbmb_rows():  # openbmb/UltraFeedback at the fixed critique
-    return [row(completion(f"the good answer {i}", ("5", "5", "4", "5"), 8.5, **{"fine-grained_score": 4.75}),
-                completion(f"a bad answer {i}", ("2", "N/A", "2", "3"), 4.0, **{"fine-grained_score": 2.33}),
-                instruction=p, source="flan_v2_niv2") for i, p in enumerate(PROMPTS)]
+    return [
+        row(
+            completion(f"the good answer {i}", ("5", "5", "4", "5"), 8.5, **{"fine-grained_score": 4.75}),
+            completion(f"a bad answer {i}", ("2", "N/A", "2", "3"), 4.0, **{"fine-grained_score": 2.33}),
+            instruction=p,
+            source="flan_v2_niv2",
+        )
+        for i, p in enumerate(PROMPTS)
+    ]
 
 
-SETS = {"argilla_notus_v1": (notus_v1_rows, "prebinarized", (4.5, 2.25)),
-        "argilla_cleaned": (cleaned_rows, "prebinarized", (5.0, 1.0)),
-        "h4_ultrafeedback_binarized": (h4_rows, "prebinarized", (8.0, 8.0)),
-        "openbmb_ultrafeedback": (openbmb_rows, "mean_rating", (4.75, 7 / 3))}
+SETS = {
+    "argilla_notus_v1": (notus_v1_rows, "prebinarized", (4.5, 2.25)),
+    "argilla_cleaned": (cleaned_rows, "prebinarized", (5.0, 1.0)),
+    "h4_ultrafeedback_binarized": (h4_rows, "prebinarized", (8.0, 8.0)),
+    "openbmb_ultrafeedback": (openbmb_rows, "mean_rating", (4.75, 7 / 3)),
+}
 
 
 @pytest.mark.parametrize("schema", sorted(SETS))
 def test_each_published_set_is_read_by_its_own_columns_with_its_scores(schema):
     make, strategy, first_scores = SETS[schema]
-    pairs, report = binarize(make(), DataConfig(strategy=strategy, tie_policy="keep" if strategy == "prebinarized" else "drop"))
+    pairs, report = binarize(
+        make(), DataConfig(strategy=strategy, tie_policy="keep" if strategy == "prebinarized" else "drop")
+    )
     assert report["schema"] == schema and report["pairs_out"] == len(PROMPTS) and report["rows_dropped"] == {}
-    assert (pairs[0]["prompt"], pairs[0]["chosen"], pairs[0]["rejected"]) == (PROMPTS[0], "the good answer 0", "a bad answer 0")
+    assert (pairs[0]["prompt"], pairs[0]["chosen"], pairs[0]["rejected"]) == (
+        PROMPTS[0],
+        "the good answer 0",
+        "a bad answer 0",
+    )
     assert (pairs[0]["score_chosen"], pairs[0]["score_rejected"]) == pytest.approx(first_scores)
     if schema == "h4_ultrafeedback_binarized":
         assert report["tie_pairs"] == 6  # H4 kept its ties; the scores show them
@@ -64,9 +107,17 @@ def test_each_published_set_is_read_by_its_own_columns_with_its_scores(schema):
 
 def test_min_margin_and_tie_policy_apply_to_a_published_sets_own_ratings():
     """A new user's case: 10 pairs, 5 of them ties, `min_margin=3 tie_policy=drop` used to keep all 10."""
-    rows = [{"prompt": f"q{i}", "prompt_id": f"{i:064x}", "chosen": chat(f"q{i}", f"good {i}"),
-             "rejected": chat(f"q{i}", f"bad {i}"), "score_chosen": 8.0, "score_rejected": 8.0 if i < 5 else 8.0 - i}
-            for i in range(10)]  # margins: 0 for q0-q4, then 5, 6, 7, 8
+    rows = [
+        {
+            "prompt": f"q{i}",
+            "prompt_id": f"{i:064x}",
+            "chosen": chat(f"q{i}", f"good {i}"),
+            "rejected": chat(f"q{i}", f"bad {i}"),
+            "score_chosen": 8.0,
+            "score_rejected": 8.0 if i < 5 else 8.0 - i,
+        }
+        for i in range(10)
+    ]  # margins: 0 for q0-q4, then 5, 6, 7, 8
     rows[9]["score_rejected"] = 6.0  # and 2 for q9: under 3
     pairs, report = binarize(rows, DataConfig(strategy="prebinarized", min_margin=3, tie_policy="drop"))
     assert [p["prompt"] for p in pairs] == ["q5", "q6", "q7", "q8"]
@@ -74,8 +125,10 @@ def test_min_margin_and_tie_policy_apply_to_a_published_sets_own_ratings():
     assert report["tie_pairs_in_set"] == 5 and report["tie_pairs"] == 0
     kept, report = binarize(rows, DataConfig(strategy="prebinarized", tie_policy="keep"))  # as published
     assert len(kept) == 10 and report["rows_dropped"] == {} and report["tie_pairs"] == 5
-    margins = [p["score_chosen"] - p["score_rejected"] for p in binarize(notus_v1_rows(), DataConfig(
-        strategy="prebinarized", min_margin=1.5, tie_policy="keep"))[0]]
+    margins = [
+        p["score_chosen"] - p["score_rejected"]
+        for p in binarize(notus_v1_rows(), DataConfig(strategy="prebinarized", min_margin=1.5, tie_policy="keep"))[0]
+    ]
     assert sorted(set(margins)) == [1.75, 2.25]  # argilla's own ratings: 1.25 is under the margin
 
 
@@ -83,8 +136,10 @@ def test_pair_rules_on_a_set_without_scores_are_refused_in_one_line():
     rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(4)]
     with pytest.raises(ConfigError) as e:
         binarize(rows, DataConfig(strategy="prebinarized", source="pairs.jsonl", tie_policy="drop"))
-    assert str(e.value) == ("data.tie_policy='drop' is invalid: this set (pairs) carries no chosen/rejected scores to "
-                            "apply it to; allowed keep")
+    assert str(e.value) == (
+        "data.tie_policy='drop' is invalid: this set (pairs) carries no chosen/rejected scores to "
+        "apply it to; allowed keep"
+    )
     with pytest.raises(ConfigError, match=r"^data.min_margin=1 is invalid: this set \(pairs\) carries no"):
         binarize(rows, DataConfig(strategy="prebinarized", source="pairs.jsonl", tie_policy="keep", min_margin=1))
     assert len(binarize(rows, DataConfig(strategy="prebinarized", source="pairs.jsonl", tie_policy="keep"))[0]) == 4
@@ -113,7 +168,7 @@ def test_the_hub_split_defaults_to_the_sets_own_and_a_missing_split_is_one_line(
     def fake_load_dataset(path, revision=None, split=None, **kw):  # the hub is unreachable here
         calls.append(split)
         if split not in ("train_prefs", "test_prefs"):
-            raise ValueError(f'Unknown split "{split}". Should be one of [\'train_prefs\', \'test_prefs\'].')
+            raise ValueError(f"Unknown split \"{split}\". Should be one of ['train_prefs', 'test_prefs'].")
         return datasets.Dataset.from_list(h4_rows())
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
@@ -129,8 +184,9 @@ def h4_dir(tmp_path_factory):
     import datasets
 
     path = tmp_path_factory.mktemp("h4") / "ultrafeedback_binarized"
-    datasets.DatasetDict({"train_prefs": datasets.Dataset.from_list(h4_rows()),
-                          "test_prefs": datasets.Dataset.from_list(h4_rows()[:4])}).save_to_disk(str(path))
+    datasets.DatasetDict(
+        {"train_prefs": datasets.Dataset.from_list(h4_rows()), "test_prefs": datasets.Dataset.from_list(h4_rows()[:4])}
+    ).save_to_disk(str(path))
     return path
 
 
@@ -145,5 +201,3 @@ def test_a_local_datasetdict_of_h4_reads_train_prefs_by_default(h4_dir, tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "data_report.json").read_text())
     assert report["schema"] == "h4_ultrafeedback_binarized" and report["rows_in"] == len(PROMPTS) - 2  # 2 held out
-
-

@@ -15,9 +15,14 @@ from tests.helpers import cli
 WINNER = {1.0: "policy", 0.5: "tie", 0.0: "reference"}
 PROMPTS = ["p0", "p1", "p2", "p3"]
 # per-prompt judged outcomes (win 1, tie 0.5, loss 0) of each (strategy, seed): differences are not constant
-OUTCOMES = {("critique", 1): [0, 0, 0.5, 1], ("mean_rating", 1): [1, 1, 0.5, 1],
-            ("critique", 2): [0, 0, 0, 0], ("mean_rating", 2): [1, 1, 1, 1],
-            ("critique", 3): [0.5, 0, 0, 1], ("mean_rating", 3): [0.5, 1, 0.5, 1]}
+OUTCOMES = {
+    ("critique", 1): [0, 0, 0.5, 1],
+    ("mean_rating", 1): [1, 1, 0.5, 1],
+    ("critique", 2): [0, 0, 0, 0],
+    ("mean_rating", 2): [1, 1, 1, 1],
+    ("critique", 3): [0.5, 0, 0, 1],
+    ("mean_rating", 3): [0.5, 1, 0.5, 1],
+}
 
 
 def plant(sweep, name, overrides, metrics, generations=None, external=None):
@@ -34,11 +39,26 @@ def plant(sweep, name, overrides, metrics, generations=None, external=None):
 
 def judged_sweep(tmp_path, tokens=36.0, distinct=0.75):
     for (data, seed), outcomes in OUTCOMES.items():
-        records = [{"prompt": p, "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
-                    "policy_score": o, "winner": WINNER[o]} for p, o in zip(PROMPTS, outcomes)]
-        g = {"win_rate_vs_reference": sum(outcomes) / 4, "policy_mean_tokens": tokens if data == "mean_rating" else 36.0,
-             "reference_mean_tokens": 36.0, "policy_distinct_2": distinct if data == "mean_rating" else 0.75,
-             "reference_distinct_2": 0.75, "policy_top_word_share": 0.14}
+        records = [
+            {
+                "prompt": p,
+                "sample": 0,
+                "reference": "r",
+                "policy": "a",
+                "reference_score": 0.5,
+                "policy_score": o,
+                "winner": WINNER[o],
+            }
+            for p, o in zip(PROMPTS, outcomes)
+        ]
+        g = {
+            "win_rate_vs_reference": sum(outcomes) / 4,
+            "policy_mean_tokens": tokens if data == "mean_rating" else 36.0,
+            "reference_mean_tokens": 36.0,
+            "policy_distinct_2": distinct if data == "mean_rating" else 0.75,
+            "reference_distinct_2": 0.75,
+            "policy_top_word_share": 0.14,
+        }
         plant(tmp_path, f"{data}-{seed}", [f"data={data}", f"train.seed={seed}"], {"generation": g}, records)
     return tmp_path
 
@@ -60,12 +80,16 @@ def test_judged_differences_and_power_match_a_hand_computation(tmp_path):
     assert d["method"].startswith("crossed random effects") and (d["n"], d["seeds"], d["prompts"]) == (3, 3, 4)
     assert d["mean"] == pytest.approx(0.625) and d["df"] == {"seed": 2, "prompt": 3}
     v = d["variance"]
-    assert v["seed"] == pytest.approx((ms_s - ms_e) / 4, rel=1e-5) and v["prompt"] == pytest.approx((ms_p - ms_e) / 3, rel=1e-5)
+    assert v["seed"] == pytest.approx((ms_s - ms_e) / 4, rel=1e-5) and v["prompt"] == pytest.approx(
+        (ms_p - ms_e) / 3, rel=1e-5
+    )
     assert v["resid"] == pytest.approx(ms_e, rel=1e-5)
     v_seed, v_prompt = ms_s / 12, (ms_p - ms_e) / 12  # Banerjee: each part with its own t
     half = math.sqrt(t(0.975, 2) ** 2 * v_seed + t(0.975, 3) ** 2 * v_prompt)  # 0.8633
     # one pooled row: Holm's family has one member, so its adjusted interval is the 95 % one
-    assert d["ci"] == pytest.approx([0.625 - half, 0.625 + half], rel=1e-5) and d["adjusted_ci"] == pytest.approx(d["ci"])
+    assert d["ci"] == pytest.approx([0.625 - half, 0.625 + half], rel=1e-5) and d["adjusted_ci"] == pytest.approx(
+        d["ci"]
+    )
     # the p-value is the alpha at which that same hand-built interval touches 0
     p = d["p_value"]
     assert math.sqrt(t(1 - p / 2, 2) ** 2 * v_seed + t(1 - p / 2, 3) ** 2 * v_prompt) == pytest.approx(0.625, rel=1e-6)
@@ -80,7 +104,9 @@ def test_judged_differences_and_power_match_a_hand_computation(tmp_path):
     assert needed[2] is None  # with 2 seeds, seed noise alone (t with 1 df) is wider than 0.5
     for seeds, prompts in needed.items():
         if prompts is not None:
-            assert detectable(v, 1, seeds, prompts) <= 0.5 < (detectable(v, 1, seeds, prompts - 1) if prompts > 2 else 1)
+            assert (
+                detectable(v, 1, seeds, prompts) <= 0.5 < (detectable(v, 1, seeds, prompts - 1) if prompts > 2 else 1)
+            )
     text = (tmp_path / "report.md").read_text()
     assert f"With 3 seeds x 4 prompts this sweep detects differences >= {d['mde']:.4f}" in text
     assert "Seed noise has 2 degrees of freedom: the intervals are wide" in text
@@ -98,11 +124,25 @@ def shared_prompt_sweep(tmp_path, seeds, betas, per_seed_gap, lean, prompts=300,
             for data, outcome in (("critique_fixed", a), ("mean_rating", None)):
                 if outcome is None:  # B wins where the gap and the prompt's lean push it over a coin flip
                     outcome = rng.random(prompts) < 0.5 + per_seed_gap[s] + lean
-                records = [{"prompt": f"p{q}", "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
-                            "policy_score": float(o), "winner": "policy" if o else "reference"}
-                           for q, o in enumerate(outcome)]
-                plant(tmp_path, f"{data}-{beta}-{s}", [f"data={data}", f"beta={beta}", f"train.seed={s}"],
-                      {"generation": {"win_rate_vs_reference": float(np.mean(outcome))}}, records)
+                records = [
+                    {
+                        "prompt": f"p{q}",
+                        "sample": 0,
+                        "reference": "r",
+                        "policy": "a",
+                        "reference_score": 0.5,
+                        "policy_score": float(o),
+                        "winner": "policy" if o else "reference",
+                    }
+                    for q, o in enumerate(outcome)
+                ]
+                plant(
+                    tmp_path,
+                    f"{data}-{beta}-{s}",
+                    [f"data={data}", f"beta={beta}", f"train.seed={s}"],
+                    {"generation": {"win_rate_vs_reference": float(np.mean(outcome))}},
+                    records,
+                )
     return tmp_path
 
 
@@ -116,8 +156,10 @@ def test_two_seeds_that_disagree_carry_no_verdict_and_the_report_says_why(tmp_pa
     assert out["verdicts"] == [] and d["ci"][0] < 0 < d["ci"][1]
     assert d["ci"][1] - d["ci"][0] > 0.3  # a t with 1 degree of freedom for the seed part: about +-0.45
     text = (tmp_path / "report.md").read_text()
-    assert "Seed noise has 1 degree of freedom: the intervals are wide, and a verdict between close strategies " \
-           "needs more seeds" in text
+    assert (
+        "Seed noise has 1 degree of freedom: the intervals are wide, and a verdict between close strategies "
+        "needs more seeds" in text
+    )
 
 
 def test_a_prompt_lean_shared_by_every_context_is_not_fresh_evidence_in_each(tmp_path):
@@ -140,29 +182,58 @@ def test_keys_that_change_the_world_are_never_pooled_into_one_verdict(tmp_path):
         for seed in range(4):
             for data, shift in (("critique_fixed", 0.0), ("mean_rating", gap)):
                 acc = 0.6 + shift + 0.01 * seed + (0.005 if seed % 2 and data == "mean_rating" else 0)
-                plant(tmp_path, f"{data}-{corr}-{seed}", [f"data={data}", f"data.world.annotator_correlation={corr}",
-                                                         f"train.seed={seed}"], {"truth_accuracy": acc})
+                plant(
+                    tmp_path,
+                    f"{data}-{corr}-{seed}",
+                    [f"data={data}", f"data.world.annotator_correlation={corr}", f"train.seed={seed}"],
+                    {"truth_accuracy": acc},
+                )
     out = R.write_report(tmp_path)
     scopes = {d["scope"]: d for d in out["differences"]}
     assert set(scopes) == {"data.world.annotator_correlation=0.1", "data.world.annotator_correlation=0.5"}
     assert all(d["pooled"] and d["seeds"] == 4 for d in scopes.values())
     assert len(out["verdicts"]) == 2
-    assert any(v.startswith("**mean_rating** beats **critique_fixed** on `truth_accuracy` at "
-                            "data.world.annotator_correlation=0.1 by") for v in out["verdicts"])
-    assert any(v.startswith("**critique_fixed** beats **mean_rating**") and v.endswith(")") and "=0.5 by" in v
-               for v in out["verdicts"])
+    assert any(
+        v.startswith(
+            "**mean_rating** beats **critique_fixed** on `truth_accuracy` at data.world.annotator_correlation=0.1 by"
+        )
+        for v in out["verdicts"]
+    )
+    assert any(
+        v.startswith("**critique_fixed** beats **mean_rating**") and v.endswith(")") and "=0.5 by" in v
+        for v in out["verdicts"]
+    )
 
 
 def test_only_the_pooled_rows_form_the_family_and_scope_rows_claim_nothing(tmp_path):
     """Two swept keys besides the seed: one pooled row decides, the per-beta rows describe it."""
     for beta in ("0.01", "0.1"):
         for (data, seed), outcomes in OUTCOMES.items():
-            records = [{"prompt": p, "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
-                        "policy_score": o, "winner": WINNER[o]} for p, o in zip(PROMPTS, outcomes)]
-            plant(tmp_path, f"{data}-{seed}-{beta}", [f"data={data}", f"train.seed={seed}", f"beta={beta}"],
-                  {"generation": {"win_rate_vs_reference": sum(outcomes) / 4}}, records)
+            records = [
+                {
+                    "prompt": p,
+                    "sample": 0,
+                    "reference": "r",
+                    "policy": "a",
+                    "reference_score": 0.5,
+                    "policy_score": o,
+                    "winner": WINNER[o],
+                }
+                for p, o in zip(PROMPTS, outcomes)
+            ]
+            plant(
+                tmp_path,
+                f"{data}-{seed}-{beta}",
+                [f"data={data}", f"train.seed={seed}", f"beta={beta}"],
+                {"generation": {"win_rate_vs_reference": sum(outcomes) / 4}},
+                records,
+            )
     out = R.write_report(tmp_path)
-    assert [(d["scope"], d["pooled"]) for d in out["differences"]] == [("all", True), ("beta=0.01", False), ("beta=0.1", False)]
+    assert [(d["scope"], d["pooled"]) for d in out["differences"]] == [
+        ("all", True),
+        ("beta=0.01", False),
+        ("beta=0.1", False),
+    ]
     assert all(d["comparisons"] == 1 for d in out["differences"])  # the family: the one pooled row, not all 3 rows
     pooled, *scoped = out["differences"]
     assert pooled["adjusted_alpha"] == 0.05 and pooled["adjusted_ci"] == pytest.approx(pooled["ci"])
@@ -198,10 +269,25 @@ def test_two_seed_units_that_tie_give_no_verdict(tmp_path):
     order = rng.permutation(300)
     for s, (oa, ob) in enumerate(((a, b), (a[order], b[order]))):
         for data, outcome in (("critique_fixed", oa), ("mean_rating", ob)):
-            records = [{"prompt": f"p{q}", "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
-                        "policy_score": float(o), "winner": "policy" if o else "reference"} for q, o in enumerate(outcome)]
-            plant(tmp_path, f"{data}-{s}", [f"data={data}", f"train.seed={s}"],
-                  {"generation": {"win_rate_vs_reference": float(outcome.mean())}}, records)
+            records = [
+                {
+                    "prompt": f"p{q}",
+                    "sample": 0,
+                    "reference": "r",
+                    "policy": "a",
+                    "reference_score": 0.5,
+                    "policy_score": float(o),
+                    "winner": "policy" if o else "reference",
+                }
+                for q, o in enumerate(outcome)
+            ]
+            plant(
+                tmp_path,
+                f"{data}-{s}",
+                [f"data={data}", f"train.seed={s}"],
+                {"generation": {"win_rate_vs_reference": float(outcome.mean())}},
+                records,
+            )
     out = R.write_report(tmp_path)
     (d,) = out["differences"]
     assert d["variance"]["seed"] == 0 and abs(d["mean"]) >= 0.02
@@ -212,10 +298,25 @@ def test_data_without_any_variation_gets_no_interval_and_no_verdict(tmp_path):
     """Every seed and prompt says B won: no variance to measure. A zero-width interval would 'exclude 0'."""
     for s in (1, 2):
         for data, o in (("critique", 0.0), ("mean_rating", 1.0)):
-            records = [{"prompt": f"p{q}", "sample": 0, "reference": "r", "policy": "a", "reference_score": 0.5,
-                        "policy_score": o, "winner": WINNER[o]} for q in range(5)]
-            plant(tmp_path, f"{data}-{s}", [f"data={data}", f"train.seed={s}"],
-                  {"generation": {"win_rate_vs_reference": o}}, records)
+            records = [
+                {
+                    "prompt": f"p{q}",
+                    "sample": 0,
+                    "reference": "r",
+                    "policy": "a",
+                    "reference_score": 0.5,
+                    "policy_score": o,
+                    "winner": WINNER[o],
+                }
+                for q in range(5)
+            ]
+            plant(
+                tmp_path,
+                f"{data}-{s}",
+                [f"data={data}", f"train.seed={s}"],
+                {"generation": {"win_rate_vs_reference": o}},
+                records,
+            )
     out = R.write_report(tmp_path)
     (d,) = out["differences"]
     assert d["mean"] == 1.0 and d["ci"] == [None, None] and not d["excludes_zero"] and out["verdicts"] == []
@@ -277,22 +378,55 @@ def alpaca_sweep(tmp_path):
     """Two arms, two seeds; AlpacaEval's files in its own formats, the model as output_2 (or output_1)."""
     sweep = tmp_path / "sweep"
     annotations, board = [], []
-    for data, seed, prefs in (("critique", 1, [1.0, 1.0, 2.0, 1.5]), ("mean_rating", 1, [2.0, 2.0, 2.0, 1.5]),
-                              ("critique", 2, [1.0, 2.0, 1.0, 1.0]), ("mean_rating", 2, [2.0, 2.0, 1.5, 2.0])):
+    for data, seed, prefs in (
+        ("critique", 1, [1.0, 1.0, 2.0, 1.5]),
+        ("mean_rating", 1, [2.0, 2.0, 2.0, 1.5]),
+        ("critique", 2, [1.0, 2.0, 1.0, 1.0]),
+        ("mean_rating", 2, [2.0, 2.0, 1.5, 2.0]),
+    ):
         run = plant(sweep, f"{data}-{seed}", [f"data={data}", f"train.seed={seed}"], {"truth_accuracy": 0.5})
         model = f"tiny-{data}-{seed}"
         (run / "generations").mkdir()
-        (run / "generations" / "alpaca_eval.json").write_text(json.dumps([{"instruction": "p0", "output": "x",
-                                                                           "generator": model, "dataset": "d"}]))
+        (run / "generations" / "alpaca_eval.json").write_text(
+            json.dumps([{"instruction": "p0", "output": "x", "generator": model, "dataset": "d"}])
+        )
         for i, pref in enumerate(prefs):
             swap = i == 3  # AlpacaEval may put the model first: then 1.0 is its win
-            annotations.append({"instruction": f"p{i}", "output_1": "m" if swap else "ref", "output_2": "ref" if swap else "m",
-                                "generator_1": model if swap else "gpt4_turbo", "generator_2": "gpt4_turbo" if swap else model,
-                                "preference": (3.0 - pref) if swap else pref, "annotator": "weighted_alpaca_eval_gpt4_turbo"})
-        annotations.append({"instruction": "p9", "output_1": "a", "output_2": "b", "generator_1": "gpt4_turbo",
-                            "generator_2": model, "preference": None, "annotator": "x"})  # a null is excluded
-        board.append({"": model, "win_rate": 50.0, "standard_error": 5.0, "length_controlled_winrate": 40.0 + seed,
-                      "n_wins": 0, "n_wins_base": 0, "n_draws": 0, "n_total": 4, "avg_length": 120})
+            annotations.append(
+                {
+                    "instruction": f"p{i}",
+                    "output_1": "m" if swap else "ref",
+                    "output_2": "ref" if swap else "m",
+                    "generator_1": model if swap else "gpt4_turbo",
+                    "generator_2": "gpt4_turbo" if swap else model,
+                    "preference": (3.0 - pref) if swap else pref,
+                    "annotator": "weighted_alpaca_eval_gpt4_turbo",
+                }
+            )
+        annotations.append(
+            {
+                "instruction": "p9",
+                "output_1": "a",
+                "output_2": "b",
+                "generator_1": "gpt4_turbo",
+                "generator_2": model,
+                "preference": None,
+                "annotator": "x",
+            }
+        )  # a null is excluded
+        board.append(
+            {
+                "": model,
+                "win_rate": 50.0,
+                "standard_error": 5.0,
+                "length_controlled_winrate": 40.0 + seed,
+                "n_wins": 0,
+                "n_wins_base": 0,
+                "n_draws": 0,
+                "n_total": 4,
+                "avg_length": 120,
+            }
+        )
     (tmp_path / "annotations.json").write_text(json.dumps(annotations))
     with open(tmp_path / "leaderboard.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(board[0]))
@@ -302,17 +436,35 @@ def alpaca_sweep(tmp_path):
     for data, seed in (("critique", 1), ("mean_rating", 1), ("critique", 2), ("mean_rating", 2)):
         for q, (s1, s2) in enumerate([(6, 7), (5, -1), (8, 8)], start=81):  # -1: the judge's output did not parse
             bonus = 2 if data == "mean_rating" else 0
-            judgments += [{"question_id": q, "model": f"tiny-{data}-{seed}", "judge": ["gpt-4", "single-v1"],
-                           "user_prompt": "...", "judgment": "[[x]]", "score": s if s < 0 else s + bonus,
-                           "turn": t, "tstamp": 0.0} for t, s in ((1, s1), (2, s2))]
+            judgments += [
+                {
+                    "question_id": q,
+                    "model": f"tiny-{data}-{seed}",
+                    "judge": ["gpt-4", "single-v1"],
+                    "user_prompt": "...",
+                    "judgment": "[[x]]",
+                    "score": s if s < 0 else s + bonus,
+                    "turn": t,
+                    "tstamp": 0.0,
+                }
+                for t, s in ((1, s1), (2, s2))
+            ]
     (tmp_path / "judgments.jsonl").write_text("".join(json.dumps(j) + "\n" for j in judgments))
     return sweep
 
 
 def test_alpaca_eval_and_mt_bench_files_attach_to_their_runs_and_decide_like_any_metric(tmp_path):
     sweep = alpaca_sweep(tmp_path)
-    proc = cli("notus_lab.external", str(sweep), "--alpaca-eval", str(tmp_path / "annotations.json"),
-               "--leaderboard", str(tmp_path / "leaderboard.csv"), "--mt-bench", str(tmp_path / "judgments.jsonl"))
+    proc = cli(
+        "notus_lab.external",
+        str(sweep),
+        "--alpaca-eval",
+        str(tmp_path / "annotations.json"),
+        "--leaderboard",
+        str(tmp_path / "leaderboard.csv"),
+        "--mt-bench",
+        str(tmp_path / "judgments.jsonl"),
+    )
     assert proc.returncode == 0, proc.stderr
     ext = json.loads((sweep / "critique-1" / "external.json").read_text())
     a = ext["alpaca_eval"]  # prefs 1.0, 1.0, 2.0 and a swapped tie: 1 win, 2 losses, 1 tie; the null left out

@@ -12,15 +12,30 @@ from notus_lab.core.run_dir import RunDir
 from tests.helpers import compose
 
 # one override per entry of NOT_SCIENCE (a value the default does not have), and science overrides
-NOT_SCIENCE_OVERRIDES = {"wandb.": "wandb.tags=[x]", "study.": "study.margin=0.03", "hardware.": "hardware.per_device_batch_size=4",
-                         "sweep_name": "sweep_name=other", "run_name": "run_name=mine", "train.resume": "train.resume=false",
-                         "train.reference_cache_dir": "train.reference_cache_dir=/tmp/x",
-                         "train.precompute_reference": "train.precompute_reference=true",
-                         "train.logging_steps": "train.logging_steps=5", "train.save_steps": "train.save_steps=7",
-                         "base.cache_dir": "base.cache_dir=/tmp/y", "generation.batch_size": "generation.batch_size=8",
-                         "judge.batch_size": "judge.batch_size=8"}
-SCIENCE_OVERRIDES = ["beta=0.05", "data=critique", "train.seed=7", "data.world.rows=500", "hardware=ddp_cpu_x2",
-                     "generation.temperature=0.5", "train.eval_steps=3"]
+NOT_SCIENCE_OVERRIDES = {
+    "wandb.": "wandb.tags=[x]",
+    "study.": "study.margin=0.03",
+    "hardware.": "hardware.per_device_batch_size=4",
+    "sweep_name": "sweep_name=other",
+    "run_name": "run_name=mine",
+    "train.resume": "train.resume=false",
+    "train.reference_cache_dir": "train.reference_cache_dir=/tmp/x",
+    "train.precompute_reference": "train.precompute_reference=true",
+    "train.logging_steps": "train.logging_steps=5",
+    "train.save_steps": "train.save_steps=7",
+    "base.cache_dir": "base.cache_dir=/tmp/y",
+    "generation.batch_size": "generation.batch_size=8",
+    "judge.batch_size": "judge.batch_size=8",
+}
+SCIENCE_OVERRIDES = [
+    "beta=0.05",
+    "data=critique",
+    "train.seed=7",
+    "data.world.rows=500",
+    "hardware=ddp_cpu_x2",
+    "generation.temperature=0.5",
+    "train.eval_steps=3",
+]
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,7 +86,10 @@ def test_a_hardware_profile_gets_its_own_dir_but_keeps_the_science():
 
 def test_the_run_dir_name_is_hydras_override_dirname_of_the_science_overrides():
     assert run_dir_name(["beta=0.1", "data=critique"]) == "beta=0.1,data=critique"
-    assert run_dir_name(["data=critique", "beta=0.1", "wandb.mode=online", "+hardware.threads=2"]) == "beta=0.1,data=critique"
+    assert (
+        run_dir_name(["data=critique", "beta=0.1", "wandb.mode=online", "+hardware.threads=2"])
+        == "beta=0.1,data=critique"
+    )
     assert run_dir_name([]) == "default" and run_dir_name(["train.resume=false"]) == "default"
     assert is_science("train.seed") and not is_science("wandb.tags") and is_science("hardware")
 

@@ -17,8 +17,17 @@ from notus_lab.study import operating, rounds, sequential
 from notus_lab.study.calibration import World, mc_error
 from tests.helpers import cli
 
-BASE = dict(margin=0.05, alpha=0.05, first_seeds=2, seeds_per_round=1, max_seeds=12, budget_hours=None, metric=None,
-            spending="obrien_fleming", boundary="joint")
+BASE = dict(
+    margin=0.05,
+    alpha=0.05,
+    first_seeds=2,
+    seeds_per_round=1,
+    max_seeds=12,
+    budget_hours=None,
+    metric=None,
+    spending="obrien_fleming",
+    boundary="joint",
+)
 MEASURED = operating.MEASURED
 
 
@@ -48,8 +57,12 @@ def test_the_joint_boundaries_spend_exactly_what_the_spending_function_says(kind
     assert crossed.any(axis=1).mean() == pytest.approx(0.05, abs=0.0015)
     assert first.mean(axis=0) == pytest.approx(spent, abs=0.001)
     # and the joint levels are never below a union bound's: they use the looks' correlation, not ignore it
-    assert all(j >= u - 1e-12 for j, (u, _) in zip(levels, sequential.levels(settings(spending=kind, boundary="union"),
-                                                                               list(range(2, 13)), 1)))
+    assert all(
+        j >= u - 1e-12
+        for j, (u, _) in zip(
+            levels, sequential.levels(settings(spending=kind, boundary="union"), list(range(2, 13)), 1)
+        )
+    )
 
 
 def test_the_spending_functions_spend_all_of_alpha_by_the_last_look():
@@ -64,8 +77,18 @@ def test_the_spending_functions_spend_all_of_alpha_by_the_last_look():
 
 
 def stats(mean, half, half_eq, seeds=6, prompts=300, seed=0.0, prompt=0.0, resid=0.2, level=0.01):
-    return {"mean": mean, "half": half, "half_eq": half_eq, "seeds": seeds, "prompts": prompts, "seed": seed,
-            "prompt": prompt, "resid": resid, "level": level, "level_eq": 2 * level}
+    return {
+        "mean": mean,
+        "half": half,
+        "half_eq": half_eq,
+        "seeds": seeds,
+        "prompts": prompts,
+        "seed": seed,
+        "prompt": prompt,
+        "resid": resid,
+        "level": level,
+        "level_eq": 2 * level,
+    }
 
 
 def test_claims_read_the_intervals_as_the_rule_says():
@@ -77,22 +100,29 @@ def test_claims_read_the_intervals_as_the_rule_says():
 
 
 def test_a_beaten_strategy_is_dropped_and_its_undecided_pairs_stop():
-    pairs = [{"a": "A", "b": "B", "scope": "all", "stats": stats(0.01, 0.05, 0.045)},  # undecided
-             {"a": "A", "b": "C", "scope": "all", "stats": stats(0.12, 0.05, 0.04)},   # C beats A
-             {"a": "B", "b": "C", "scope": "all", "stats": stats(0.04, 0.05, 0.04)}]   # undecided
+    pairs = [
+        {"a": "A", "b": "B", "scope": "all", "stats": stats(0.01, 0.05, 0.045)},  # undecided
+        {"a": "A", "b": "C", "scope": "all", "stats": stats(0.12, 0.05, 0.04)},  # C beats A
+        {"a": "B", "b": "C", "scope": "all", "stats": stats(0.04, 0.05, 0.04)},
+    ]  # undecided
     records, dropped = sequential.look(pairs, {}, settings(), 6, (0.03, 0.06))
     decisions = {(r["a"], r["b"]): r["decision"] for r in records}
     assert dropped == {("A", "all")}
     assert decisions == {("A", "B"): "dropped", ("A", "C"): "b_wins", ("B", "C"): "continue"}
     # a claim is final: the next look carries it even where new data would say otherwise
-    later, _ = sequential.look([{**p, "stats": stats(0.0, 0.05, 0.04)} for p in pairs],
-                               {(r["a"], r["b"], r["scope"]): r for r in records}, settings(), 7, (0.03, 0.06))
+    later, _ = sequential.look(
+        [{**p, "stats": stats(0.0, 0.05, 0.04)} for p in pairs],
+        {(r["a"], r["b"], r["scope"]): r for r in records},
+        settings(),
+        7,
+        (0.03, 0.06),
+    )
     assert [r["decision"] for r in later][:2] == ["dropped", "b_wins"] and later[1]["carried"]
 
 
 def test_futility_says_more_prompts_when_the_shared_prompt_part_alone_is_too_wide():
     """A prompt lean that more seeds never average away: sd 0.1 of shared lean over 50 prompts, a margin of 0.02."""
-    s = stats(0.01, 0.2, 0.15, seeds=4, prompts=50, seed=0.0, prompt=0.1 ** 2, resid=0.1)
+    s = stats(0.01, 0.2, 0.15, seeds=4, prompts=50, seed=0.0, prompt=0.1**2, resid=0.1)
     why = sequential.futility(s, settings(margin=0.02), (0.03, 0.06), seeds_left=8)
     assert why and "more prompts are needed, not more seeds" in why
     # with little prompt lean, the same pair is worth more seeds
@@ -112,9 +142,17 @@ def test_settings_out_of_range_are_one_line_errors():
 
 
 def test_a_sequential_study_without_a_margin_is_refused_before_anything_starts(tmp_path):
-    proc = cli("notus_lab", "--multirun", "+experiment=critique_vs_rating", "study.margin=null",
-               "hydra/sweeper=sequential", f"hydra.sweep.dir={tmp_path / 's'}")
-    assert proc.returncode == 2 and proc.stderr.startswith("error: study.margin=None is invalid: hydra/sweeper=sequential")
+    proc = cli(
+        "notus_lab",
+        "--multirun",
+        "+experiment=critique_vs_rating",
+        "study.margin=null",
+        "hydra/sweeper=sequential",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith(
+        "error: study.margin=None is invalid: hydra/sweeper=sequential"
+    )
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
 
 
@@ -125,12 +163,17 @@ def test_a_sequential_study_without_a_margin_is_refused_before_anything_starts(t
 JUDGED = World("judged", seed_sd=0.1, lean_sd=0.3)
 
 
-@pytest.mark.parametrize("design,margin", [(operating.Design("gaussian", 2, 300, MEASURED), 0.05),
-                                           (operating.Design("gaussian", 2, 300, MEASURED), 0.01),
-                                           (operating.Design("gaussian", 3, 300, MEASURED), 0.01),
-                                           (operating.Design("judged", 2, 300, world=JUDGED), 0.05),
-                                           (operating.Design("judged", 3, 300, world=JUDGED), 0.01)],
-                         ids=["measured-2", "measured-2-tight", "measured-3-tight", "judged-2", "judged-3-tight"])
+@pytest.mark.parametrize(
+    "design,margin",
+    [
+        (operating.Design("gaussian", 2, 300, MEASURED), 0.05),
+        (operating.Design("gaussian", 2, 300, MEASURED), 0.01),
+        (operating.Design("gaussian", 3, 300, MEASURED), 0.01),
+        (operating.Design("judged", 2, 300, world=JUDGED), 0.05),
+        (operating.Design("judged", 3, 300, world=JUDGED), 0.01),
+    ],
+    ids=["measured-2", "measured-2-tight", "measured-3-tight", "judged-2", "judged-3-tight"],
+)
 def test_false_claims_stay_under_alpha_at_every_true_difference(design, margin):
     """Family-wise false claims over every look and pair (a winner where there is none, "equivalent" where
     |B - A| >= margin), at true differences 0 and margin, the two where claims can be false; a tight margin makes
@@ -138,15 +181,19 @@ def test_false_claims_stay_under_alpha_at_every_true_difference(design, margin):
     reps = 600
     for effect in (0.0, margin):
         r = operating.simulate(design, settings(margin=margin), effect, reps)
-        print(f"\n{design.label()} at {effect:+.3f}: false claims {r['false_claims']:.3f}, coverage {r['coverage']:.3f}, "
-              f"power {r['power']:.2f}, E[seeds] {r['seeds']:.1f}")
+        print(
+            f"\n{design.label()} at {effect:+.3f}: false claims {r['false_claims']:.3f}, coverage {r['coverage']:.3f}, "
+            f"power {r['power']:.2f}, E[seeds] {r['seeds']:.1f}"
+        )
         assert r["false_claims"] <= 0.05 + 2 * mc_error(0.05, reps)
         assert r["coverage"] >= 0.95 - 2 * mc_error(0.95, reps)
 
 
-@pytest.mark.parametrize("design,effect", [(operating.Design("judged", 2, 300, world=JUDGED), 0.0),
-                                           (operating.Design("gaussian", 2, 300, MEASURED), 0.01)],
-                         ids=["judged-no-difference", "measured-at-the-margin"])
+@pytest.mark.parametrize(
+    "design,effect",
+    [(operating.Design("judged", 2, 300, world=JUDGED), 0.0), (operating.Design("gaussian", 2, 300, MEASURED), 0.01)],
+    ids=["judged-no-difference", "measured-at-the-margin"],
+)
 def test_without_spending_looking_after_every_round_inflates_false_claims(design, effect):
     """The negative control: the same rule, every look at the full alpha, margin 0.01. With no difference, up to
     eleven chances to call a winner; at a difference of exactly the margin, eleven chances to call it
@@ -200,11 +247,29 @@ class PlantingLauncher:
             rng = np.random.default_rng([int(given["train.seed"]), given["data"] == "mean_rating"])
             p = 0.5 + (self.gap if given["data"] == "mean_rating" else 0.0)
             won = rng.random(self.prompts) < p
-            (d / "generations.jsonl").write_text("".join(
-                json.dumps({"prompt": f"p{i}", "sample": 0, "winner": "policy" if w else "reference",
-                            "policy_score": float(w), "reference_score": 0.5}) + "\n" for i, w in enumerate(won)))
-            (d / "metrics.json").write_text(json.dumps({"generation": {"win_rate_vs_reference": float(won.mean())},
-                                                        "compute": {"device_hours": 0.5, "unit": "CPU-hours"}}))
+            (d / "generations.jsonl").write_text(
+                "".join(
+                    json.dumps(
+                        {
+                            "prompt": f"p{i}",
+                            "sample": 0,
+                            "winner": "policy" if w else "reference",
+                            "policy_score": float(w),
+                            "reference_score": 0.5,
+                        }
+                    )
+                    + "\n"
+                    for i, w in enumerate(won)
+                )
+            )
+            (d / "metrics.json").write_text(
+                json.dumps(
+                    {
+                        "generation": {"win_rate_vs_reference": float(won.mean())},
+                        "compute": {"device_hours": 0.5, "unit": "CPU-hours"},
+                    }
+                )
+            )
             out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
         return out
 
@@ -227,8 +292,11 @@ def test_the_sweeper_adds_seeds_in_rounds_records_every_round_and_resumes_withou
     state = rounds.load(sweep_dir)
     assert [r["seeds"] for r in state["rounds"]][0] == [1, 2] and len(launcher.launched) >= 4
     assert state["outcome"] in ("decided", "max_seeds", "futile") and state["settings"]["margin"] == 0.3
-    assert all(set(p) >= {"a", "b", "scope", "mean", "interval", "alpha", "decision", "reason"}
-               for r in state["rounds"] for p in r["pairs"])
+    assert all(
+        set(p) >= {"a", "b", "scope", "mean", "interval", "alpha", "decision", "reason"}
+        for r in state["rounds"]
+        for p in r["pairs"]
+    )
     out = capsys.readouterr().out
     assert "round 1: seeds 2 of at most 3, 4/4 arms finished" in out and f"study {state['outcome']}" in out
     text = (sweep_dir / "report.md").read_text()
@@ -281,7 +349,9 @@ def test_a_clear_winner_stops_the_study_early_and_a_budget_stops_it_before_a_rou
 def test_a_changed_setting_is_refused_instead_of_mixing_two_studies(tmp_path):
     sweep_dir = tmp_path / "study"
     stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.3, max_seeds=3).sweep(["train.seed=1,2"])
-    with pytest.raises(ConfigError, match=r"^hydra.sweeper.margin=0.2 is invalid: this sweep's rounds.json ran with 0.3"):
+    with pytest.raises(
+        ConfigError, match=r"^hydra.sweeper.margin=0.2 is invalid: this sweep's rounds.json ran with 0.3"
+    ):
         stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.2, max_seeds=3).sweep(["train.seed=1,2"])
 
 
@@ -296,10 +366,13 @@ def test_a_study_decided_by_an_external_judge_waits_for_its_files_and_goes_on_wh
     assert "waiting for `alpaca_eval/win_rate` on 4 arm(s)" in capsys.readouterr().out
     for run in sweep_dir.iterdir():  # the judges' verdicts come back, prompt by prompt
         if (run / "generations.jsonl").exists():
-            per = {json.loads(line)["prompt"]: float(json.loads(line)["winner"] == "policy")
-                   for line in (run / "generations.jsonl").read_text().splitlines()}
-            (run / "external.json").write_text(json.dumps({"alpaca_eval": {"win_rate": 100 * float(np.mean(list(per.values()))),
-                                                                           "per_prompt": per}}))
+            per = {
+                json.loads(line)["prompt"]: float(json.loads(line)["winner"] == "policy")
+                for line in (run / "generations.jsonl").read_text().splitlines()
+            }
+            (run / "external.json").write_text(
+                json.dumps({"alpaca_eval": {"win_rate": 100 * float(np.mean(list(per.values()))), "per_prompt": per}})
+            )
     again = PlantingLauncher(sweep_dir, gap=0.0)
     stub_sweeper(sweep_dir, again, margin=0.3, max_seeds=3, metric="alpaca_eval/win_rate").sweep(["train.seed=1,2"])
     state = rounds.load(sweep_dir)

@@ -32,8 +32,12 @@ def planted_sweep(tmp_path, gap: float, noise: list[float], gap_noise=(0.01, -0.
         for seed, eps, wobble in zip((1, 2, 3), noise, gap_noise):
             for data, shift in (("critique", 0.0), ("mean_rating", gap + wobble)):
                 acc = 0.7 + shift + eps + (0.01 if beta == "0.1" else 0)
-                plant(tmp_path, f"{data}-{beta}-{seed}", [f"data={data}", f"beta={beta}", f"train.seed={seed}"],
-                      {"truth_accuracy": acc, "eval": {"truth": {"rewards/accuracies": acc, "rewards/margins": acc / 2}}})
+                plant(
+                    tmp_path,
+                    f"{data}-{beta}-{seed}",
+                    [f"data={data}", f"beta={beta}", f"train.seed={seed}"],
+                    {"truth_accuracy": acc, "eval": {"truth": {"rewards/accuracies": acc, "rewards/margins": acc / 2}}},
+                )
     return tmp_path
 
 
@@ -85,5 +89,3 @@ def test_a_sweep_where_nothing_finished_still_gets_a_report_of_what_failed(tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (tmp_path / "report.md").read_text()
     assert "0 finished, 1 failed, 1 unfinished" in text and "`oom` | failed" in text and "`killed` | unfinished" in text
-
-

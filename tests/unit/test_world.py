@@ -1,4 +1,5 @@
-"""The bundled world: calibrated to real UltraFeedback rows (FIELD-NOTES §5), texts independent of the
+"""The bundled world: calibrated to real UltraFeedback rows (README "The bundled world": 50 rows of
+openbmb/UltraFeedback at revision 40b43656), texts independent of the
 annotation knobs, a truth that any text can be scored by, and an answer that depends on a knob real data
 cannot pin down."""
 
@@ -10,9 +11,14 @@ from notus_lab.data.pairs import binarize
 from notus_lab.data.world import GOOD_FOR, TOPICS, generate_rows, prompt_topics, text_quality
 
 # real rows (50 prompts x 4 completions, fixed vintage) and each figure's 95 % interval at that sample size
-REAL = {"chosen_differs": (0.50, 0.36, 0.64), "critique_vs_mean_rating_correlation": (0.78, 0.72, 0.83),
-        "top_critique_tied": (0.40, 0.27, 0.54), "top_mean_rating_tied": (0.18, 0.09, 0.31),
-        "aspect_correlation": (0.71, 0.66, 0.76), "critique_half_points": (0.34, 0.28, 0.41)}
+REAL = {
+    "chosen_differs": (0.50, 0.36, 0.64),
+    "critique_vs_mean_rating_correlation": (0.78, 0.72, 0.83),
+    "top_critique_tied": (0.40, 0.27, 0.54),
+    "top_mean_rating_tied": (0.18, 0.09, 0.31),
+    "aspect_correlation": (0.71, 0.66, 0.76),
+    "critique_half_points": (0.34, 0.28, 0.41),
+}
 MEAN = DataConfig(strategy="mean_rating")
 
 
@@ -37,8 +43,12 @@ def test_annotation_knobs_relabel_the_same_texts():
     a = list(generate_rows(WorldConfig(rows=50)))
     b = list(generate_rows(WorldConfig(rows=50, annotator_correlation=0.6, critique_noise=2.0, critique_bug_rate=1.0)))
     assert [r["instruction"] for r in a] == [r["instruction"] for r in b]
-    assert [[c["response"] for c in r["completions"]] for r in a] == [[c["response"] for c in r["completions"]] for r in b]
-    assert [[c["overall_score"] for c in r["completions"]] for r in a] != [[c["overall_score"] for c in r["completions"]] for r in b]
+    assert [[c["response"] for c in r["completions"]] for r in a] == [
+        [c["response"] for c in r["completions"]] for r in b
+    ]
+    assert [[c["overall_score"] for c in r["completions"]] for r in a] != [
+        [c["overall_score"] for c in r["completions"]] for r in b
+    ]
 
 
 def test_shared_annotator_error_moves_the_answer_while_the_observed_agreement_stays():
@@ -51,8 +61,10 @@ def test_shared_annotator_error_moves_the_answer_while_the_observed_agreement_st
         rows = list(generate_rows(WorldConfig(annotator_correlation=rho, critique_bug_rate=0.0)))
         stats = audit(rows, MEAN, range(len(rows)))["annotation"]
         assert stats["aspect_correlation"] == pytest.approx(0.71, abs=0.06)
-        results[rho] = {name: truth_agreement(rows, binarize(rows, d)[0])["agreement"] for name, d in
-                        (("mean_rating", MEAN), ("critique_fixed", fixed))}
+        results[rho] = {
+            name: truth_agreement(rows, binarize(rows, d)[0])["agreement"]
+            for name, d in (("mean_rating", MEAN), ("critique_fixed", fixed))
+        }
     assert results[0.1]["mean_rating"] > results[0.1]["critique_fixed"]
     assert results[0.6]["mean_rating"] < results[0.6]["critique_fixed"]
 
@@ -61,7 +73,9 @@ def test_the_bug_makes_the_critique_a_worse_judge_of_the_truth():
     rows = list(generate_rows(WorldConfig(critique_bug_rate=1.0)))
     buggy = truth_agreement(rows, binarize(rows, DataConfig(strategy="critique", tie_policy="keep"))[0])["agreement"]
     mean = truth_agreement(rows, binarize(rows, MEAN)[0])["agreement"]
-    fixed = truth_agreement(rows, binarize(rows, DataConfig(strategy="critique", vintage="fixed", tie_policy="keep"))[0])
+    fixed = truth_agreement(
+        rows, binarize(rows, DataConfig(strategy="critique", vintage="fixed", tie_policy="keep"))[0]
+    )
     assert buggy < mean - 0.1 and buggy < fixed["agreement"] - 0.1
 
 
@@ -79,7 +93,9 @@ def adjectives(topic: str, good: bool) -> list[str]:
 
 
 def answer(good: bool, topics=("river", "violin", "harbor")) -> str:
-    return " ".join(f"the {t} is {adjectives(t, good)[i]} and {adjectives(t, good)[i + 1]} ." for i, t in enumerate(topics))
+    return " ".join(
+        f"the {t} is {adjectives(t, good)[i]} and {adjectives(t, good)[i + 1]} ." for i, t in enumerate(topics)
+    )
 
 
 def test_text_quality_scores_hand_made_answers():
