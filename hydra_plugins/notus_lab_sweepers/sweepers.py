@@ -26,11 +26,11 @@ SEED_KEY = "train.seed"
 
 
 class _Announcing:
-    """The configured launcher, writing <sweep dir>/progress.json (the arms, when the sweep started) before each
+    """The configured launcher, writing <sweep dir>/progress.json (the arms, when this launch started) before each
     launch: an arm reads it to print "k/N" when it finishes (notus_lab/core/console.py: arm_line)."""
 
-    def __init__(self, launcher, sweep_dir: Path, started: float):
-        self.launcher, self.sweep_dir, self.started = launcher, sweep_dir, started
+    def __init__(self, launcher, sweep_dir: Path):
+        self.launcher, self.sweep_dir = launcher, sweep_dir
 
     def launch(self, job_overrides, initial_job_idx: int):
         from notus_lab.config.science import run_dir_name
@@ -42,9 +42,10 @@ class _Announcing:
             key, _, value = o.lstrip("+~").partition("=")
             values.setdefault(key, set()).add(value)
         swept = sorted(k for k, v in values.items() if len(v) > 1 or k == SEED_KEY)
+        # started: this launch (a round), so an arm's ETA is from the arms of its own round
         write_json(
             self.sweep_dir / "progress.json",
-            {"started": self.started, "swept": swept, "arms": [run_dir_name(list(o)) for o in job_overrides]},
+            {"started": time.time(), "swept": swept, "arms": [run_dir_name(list(o)) for o in job_overrides]},
         )
         return self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
 
@@ -63,9 +64,7 @@ class NotusSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config
         self.basic = BasicSweeper(max_batch_size=self.max_batch_size, params=self.params)
         self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.basic.launcher = self.launcher = _Announcing(
-            self.basic.launcher, Path(config.hydra.sweep.dir), time.time()
-        )
+        self.basic.launcher = self.launcher = _Announcing(self.basic.launcher, Path(config.hydra.sweep.dir))
 
     def sweep(self, arguments: list[str]) -> Any:
         return self.basic.sweep(arguments)

@@ -207,3 +207,31 @@ def test_a_two_node_slurm_job_trains_one_model_across_both_nodes(slurm, tmp_path
     ).stdout.split()
     assert nodes == ["vnode[1-2]"]
     assert len(list((Path(run["dir"]) / "wandb").glob("offline-run-*"))) == 1  # rank 0 only
+
+
+def test_a_sequential_study_runs_its_rounds_as_slurm_jobs(slurm, tmp_path):
+    """2 strategies, 2 rounds (2 seeds, then a third), every arm a SLURM array task; the rounds on disk."""
+    from notus_lab.study import rounds
+
+    sweep_dir = tmp_path / "sequential"
+    proc = sweep_sh(
+        slurm,
+        "critique_vs_rating",
+        "--until-decided",
+        "data=critique,mean_rating",
+        "train.seed=1,2",
+        "beta=0.1",
+        "train.max_steps=4",
+        *TINY,
+        "study.margin=0.01",
+        "hydra.sweeper.max_seeds=3",
+        "sweep_name=slurm_sequential",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = rounds.load(sweep_dir)
+    assert [r["seeds"] for r in state["rounds"]] == [[1, 2], [1, 2, 3]] and state["outcome"] is not None
+    jobs = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and "_" in p.name}
+    assert len(jobs) == 2  # one SLURM array per round
+    assert "## Rounds" in (sweep_dir / "report.md").read_text()
