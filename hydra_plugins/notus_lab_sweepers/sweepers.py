@@ -156,14 +156,14 @@ class SequentialSweeper(NotusSweeper):
         schedule = sequential.looks(self.settings, len(first))
         k = len(state["rounds"])
         seeds = self._seeds(first, schedule[k])
-        beaten = rounds.dropped(state)
+        resting = rounds.resting(state)
         design_names = {run_dir_name(c + [f"{SEED_KEY}={s}"]) for c in cells for s in seeds}
 
         def scope(cell):
             given = dict(o.lstrip("+").split("=", 1) for o in cell)
             return given.get(STRATEGY_KEY), ", ".join(f"{k}={v}" for k, v in given.items() if never_pooled(k)) or "all"
 
-        jobs = [c + [f"{SEED_KEY}={s}"] for c in cells if scope(c) not in beaten for s in seeds]
+        jobs = [c + [f"{SEED_KEY}={s}"] for c in cells if scope(c) not in resting for s in seeds]
         results = []
         for attempt in range(2):  # a failed arm is retried once, then counted missing
             todo = [j for j in jobs if self._pending(sweep_dir, run_dir_name(j), state)]
@@ -185,7 +185,6 @@ class SequentialSweeper(NotusSweeper):
         previous = {(r["a"], r["b"], r["scope"]): r for r in (state["rounds"][-1]["pairs"] if state["rounds"] else [])}
         records, metric = rounds.evaluate(runs, self.settings, schedule, k, family, previous)
         spent, per_arm = rounds.spent_hours(runs)
-        next_arms = len([c for c in cells if scope(c) not in beaten]) * self.settings.seeds_per_round
         finished = {r["name"] for r in runs if r["status"] == "finished"}
         state["rounds"].append(
             {
@@ -199,6 +198,7 @@ class SequentialSweeper(NotusSweeper):
                 "metric": metric,
             }
         )
+        next_arms = len([c for c in cells if scope(c) not in rounds.resting(state)]) * self.settings.seeds_per_round
         state["outcome"] = rounds.stop(records, len(seeds), self.settings, spent, per_arm, next_arms)
         if state["outcome"] is None and not records and k + 1 >= len(schedule):
             state["outcome"] = "max_seeds"

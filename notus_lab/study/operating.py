@@ -24,6 +24,7 @@ import numpy as np
 
 from notus_lab.config.study import Settings
 from notus_lab.study import calibration
+from notus_lab.study.rounds import resting
 from notus_lab.study.sequential import family, levels, look, looks, outcome, pair_stats
 
 CHUNK = 200  # replicates generated at once
@@ -133,13 +134,14 @@ def simulate(design: Design, settings: Settings, effect: float, reps: int, seed:
 
 def _one_study(i, at_look, fixed, schedule, names, settings, final_level, truth) -> dict:
     one_look = (settings.alpha / family(names), 2 * settings.alpha / family(names))
-    previous, dropped, arms, wrong = {}, set(), 0, False
+    previous, arms, wrong = {}, 0, False
     used = schedule[0]
     for k, seeds in enumerate(schedule):
-        active = [s for s in names if (s, "all") not in dropped]
+        rest = resting({"rounds": [{"pairs": list(previous.values())}]} if previous else {"rounds": []})
+        active = [s for s in names if (s, "all") not in rest]
         arms += len(active) * (seeds - (schedule[k - 1] if k else 0))
         pairs = [{"a": a, "b": b, "scope": "all", "stats": _scalar(at_look[k][(a, b)], i)} for a, b in truth]
-        records, dropped = look(pairs, previous, settings, seeds, final_level)
+        records, _ = look(pairs, previous, settings, seeds, final_level)
         for r in records:
             if not r.get("carried") and false_claim(r["decision"], truth[(r["a"], r["b"])], settings.margin):
                 wrong = True

@@ -102,14 +102,19 @@ def evaluate(
     return records, metric
 
 
-def dropped(state: dict) -> set[tuple[str, str]]:
-    """(strategy, scope) that another strategy has beaten: they get no more seeds."""
+def resting(state: dict) -> set[tuple[str, str]]:
+    """(strategy, scope) that get no more seeds: beaten by another strategy, or with no pair left that says
+    `continue` (its claims are final; a futile pair waits for no seeds). A strategy no pair measured yet is never
+    resting."""
     last = state["rounds"][-1]["pairs"] if state["rounds"] else []
-    return {
+    measured = {(s, r["scope"]) for r in last for s in (r["a"], r["b"])}
+    live = {(s, r["scope"]) for r in last if r["decision"] == "continue" for s in (r["a"], r["b"])}
+    beaten = {
         (r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
         for r in last
         if r["decision"] in ("a_wins", "b_wins")
     }
+    return (measured - live) | beaten
 
 
 def spent_hours(runs: list[dict]) -> tuple[float, float | None]:

@@ -378,3 +378,15 @@ def test_a_study_decided_by_an_external_judge_waits_for_its_files_and_goes_on_wh
     state = rounds.load(sweep_dir)
     assert state["rounds"][0]["seeds"] == [1, 2] and state["rounds"][0]["metric"] == "alpaca_eval/win_rate"
     assert not any("train.seed=1" in n or "train.seed=2" in n for n in again.launched)
+
+
+def test_only_strategies_with_an_undecided_pair_get_more_seeds():
+    """A strategy beaten by another rests, and so does one whose every pair is final: its seeds buy nothing."""
+    last = [
+        {"a": "A", "b": "B", "scope": "all", "decision": "equivalent"},
+        {"a": "A", "b": "C", "scope": "all", "decision": "continue"},
+        {"a": "B", "b": "C", "scope": "all", "decision": "equivalent"},
+        {"a": "B", "b": "D", "scope": "all", "decision": "a_wins"},
+    ]
+    assert rounds.resting({"rounds": [{"pairs": last}]}) == {("B", "all"), ("D", "all")}
+    assert rounds.resting({"rounds": []}) == set()  # before the first look every strategy gets seeds
