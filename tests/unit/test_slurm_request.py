@@ -50,3 +50,36 @@ def test_every_profiles_own_slurm_request_holds_its_run(hardware):
         "+experiment=critique_vs_rating_7b", f"hardware={hardware}", "hydra/launcher=slurm", return_hydra=True
     )
     check_request(cfg.hydra.launcher, cfg)  # raises ConfigError on a mismatch
+
+
+def test_sweep_sh_without_slurm_says_so_in_one_line_and_attempts_no_report(tmp_path):
+    """A new user on a laptop: `./sweep.sh critique_vs_rating` defaults to SLURM. One line says there is none and what
+    to do; no submitit traceback, no report of a sweep that launched nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    import shutil
+
+    bin_dir = tmp_path / "bin"  # the shell's tools, and no SLURM client (sbatch, srun), whatever this machine has
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "ls", "sed", "tr"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {**os.environ, "PATH": str(bin_dir), "PYTHON": sys.executable}
+    proc = subprocess.run(
+        [str(ROOT / "sweep.sh"), "critique_vs_rating", f"hydra.sweep.dir={tmp_path / 's'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: hydra/launcher='slurm' is invalid: no SLURM found on this machine (no sbatch "
+        "on PATH); allowed hydra/launcher=parallel (./sweep.sh NAME --local), or a local "
+        "cluster: scripts/slurm_local.sh start"
+    )
+    assert proc.stdout == "" and not (tmp_path / "s").exists()
