@@ -7,6 +7,7 @@ import re
 
 from omegaconf import OmegaConf
 
+from notus_lab.core.keys import content_key
 from notus_lab.core.provenance import git_commit
 from notus_lab.core.redaction import redact
 from notus_lab.core.run_dir import RunDir
@@ -50,10 +51,8 @@ def science(resolved: dict, prefix: str = "") -> dict:
 
 
 def science_fingerprint(resolved: dict) -> str:
-    import hashlib
-    import json
 
-    return hashlib.sha256(json.dumps(science(resolved), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_key(science(resolved))
 
 
 def what_changed(rd: RunDir, resolved: dict, code: str) -> str | None:
@@ -103,9 +102,8 @@ def _slug(override_dirname: str) -> str:
     if len(name) <= 200:
         return name
     # too long for a file name: keep a readable head, and a hash of the whole so arms never collide
-    import hashlib
 
-    return f"{name[:180]}...{hashlib.sha256(override_dirname.encode()).hexdigest()[:12]}"
+    return f"{name[:180]}...{content_key(override_dirname, length=12)}"
 
 
 if not OmegaConf.has_resolver("run_dir_name"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
+from notus_lab.core.keys import streamed_key
 from notus_lab.core.redaction import redact
 
 PACKAGE = Path(__file__).resolve().parents[1]  # notus_lab/: every source file of every subpackage
@@ -44,11 +44,8 @@ def git_commit() -> str:
 def code_version() -> str:
     """The notus_lab code a run was made with: a hash of the package's sources. A commit that touches
     only tests or docs leaves it alone; any change to what runs changes it (git_commit says which commit)."""
-    h = hashlib.sha256()
-    for source in sorted(PACKAGE.rglob("*.py")):
-        h.update(source.relative_to(PACKAGE).as_posix().encode())
-        h.update(source.read_bytes())
-    return h.hexdigest()[:16]
+    sources = sorted(PACKAGE.rglob("*.py"))
+    return streamed_key(part for s in sources for part in (s.relative_to(PACKAGE).as_posix(), s.read_bytes()))
 
 
 def provenance(data_fingerprint: str, base_fingerprint: str, science_fingerprint: str) -> dict:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
 from pathlib import Path
 
+from notus_lab.core.keys import content_key
 from notus_lab.core.redaction import redact
 
 log = logging.getLogger("notus_lab")
@@ -23,7 +23,7 @@ def log_generations(wb, records: list[dict], n: int = 64) -> None:
 
 def wandb_run_id(run_dir: Path) -> str:
     """Stable per run dir, so a resumed run continues the same W&B run."""
-    return hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    return content_key(str(run_dir.resolve()))
 
 
 def start_wandb(

@@ -3,11 +3,10 @@ share the tokenized set and its precomputed reference log-probs."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from notus_lab.core import chat
+from notus_lab.core import chat, keys
 from notus_lab.core.cache import build_once
 
 
@@ -45,25 +44,49 @@ def to_preference_dataset(pairs: list[dict], tokenizer, max_prompt_length: int, 
     )
 
 
-def cached_preference_dataset(
-    pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None, cache_dir: Path, salt: str
-):
-    """`to_preference_dataset`, saved once under a key of its content (the pairs, the tokenizer, the prompt
-    truncation, and `salt`: everything else that changes what TRL computes from it, such as max_length,
-    precision and the base model). Loaded from disk, the dataset has cache files and a stable fingerprint,
-    so TRL's tokenization and its precomputed reference log-probs are computed once and reused by every arm
-    that shares the key (a beta, loss, seed or optimizer sweep) and never by one that does not."""
-    import hashlib
+def reference_key(
+    pairs: list[dict],
+    tokenizer,
+    max_prompt_length: int,
+    max_length: int | None,
+    *,
+    base: str,
+    precision: str,
+    attention: str,
+    quantization: str,
+    trl: str,
+) -> str:
+    """The key of a set of pairs as TRL tokenizes them and of the reference log-probs it precomputes on them:
+    everything they depend on, listed here and nowhere else. The pairs, the tokenizer (vocabulary and chat
+    template), the prompt truncation and max_length, the base's fingerprint (weights, or hub id @ commit), the
+    precision, the attention implementation, the base's quantization, and TRL's version (its tokenization)."""
+    vocabulary = tokenizer.backend_tokenizer.to_str() if hasattr(tokenizer, "backend_tokenizer") else ""
+    return keys.content_key(
+        vocabulary,
+        str(getattr(tokenizer, "chat_template", "")),
+        max_prompt_length,
+        max_length,
+        base,
+        precision,
+        attention,
+        quantization,
+        trl,
+        [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],
+        length=20,
+    )
 
+
+def cached_preference_dataset(
+    pairs: list[dict], tokenizer, max_prompt_length: int, max_length: int | None, cache_dir: Path, **depends
+):
+    """`to_preference_dataset`, saved once under `reference_key` (`depends`: its keyword arguments). Loaded from
+    disk, the dataset has cache files and a stable fingerprint, so TRL's tokenization and its precomputed
+    reference log-probs are computed once and reused by every arm that shares the key (a beta, loss, seed or
+    optimizer sweep) and never by one that does not."""
     import datasets
 
-    h = hashlib.sha256()
-    h.update(tokenizer.backend_tokenizer.to_str().encode() if hasattr(tokenizer, "backend_tokenizer") else b"")
-    h.update(str(getattr(tokenizer, "chat_template", "")).encode())
-    h.update(f"{max_prompt_length}|{max_length}|{salt}".encode())
-    for p in pairs:
-        h.update(json.dumps([p["prompt"], p["chosen"], p["rejected"]]).encode())
-    target = Path(os.path.expanduser(cache_dir)) / h.hexdigest()[:20]
+    key = reference_key(pairs, tokenizer, max_prompt_length, max_length, **depends)
+    target = Path(os.path.expanduser(cache_dir)) / key
     build_once(
         target,
         "dataset_info.json",

@@ -3,11 +3,11 @@ and the report of what was dropped and why."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Optional
 
 from notus_lab.config.schema import DataConfig
+from notus_lab.core.keys import streamed_key
 from notus_lab.data.audit import audit, has_truth, truth_agreement, truth_pairs
 from notus_lab.data.pairs import as_data_config, binarize, prompt_texts, split_for
 from notus_lab.data.sources import check_shape, load_questions, load_rows
@@ -76,12 +76,7 @@ def prepare(
 
 
 def fingerprint_rows(rows: list) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps(r, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+    return streamed_key(rows)
 
 
 def held_out_prompts(d) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from notus_lab.core import chat
 from notus_lab.core.cache import build_once
+from notus_lab.core.keys import content_key
 from notus_lab.models.tiny_base import cache_root
 
 
@@ -128,7 +129,6 @@ def answer_prompts(
 def reference_key(cfg, base_fingerprint: str, prompts: list[str], tokenizer) -> str:
     """Everything the reference's answers depend on: the base as the reference holds it (quantized under
     QLoRA), its precision, attention and device, the prompts in the chat template, the decoding, the versions."""
-    import hashlib
     from importlib.metadata import version
 
     from notus_lab.models.loading import attention
@@ -164,7 +164,7 @@ def reference_key(cfg, base_fingerprint: str, prompts: list[str], tokenizer) -> 
         version("transformers"),
         *prompts,
     ]
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
+    return content_key(*parts, length=24)
 
 
 def text_stats(answers: list[str], tokenizer) -> dict:

@@ -11,7 +11,6 @@ agreement with the truth on held-out world pairs is measured and saved in `judge
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from notus_lab.config.options import load_option
 from notus_lab.config.schema import DataConfig, WorldConfig
 from notus_lab.core import chat
 from notus_lab.core.cache import build_once
+from notus_lab.core.keys import content_key
 from notus_lab.data.audit import truth_pairs
 from notus_lab.data.pairs import binarize
 from notus_lab.data.world import generate_rows
@@ -113,5 +113,5 @@ def build_tiny_reward_model(base_cfg) -> Path:
     from notus_lab.models.loading import base_path, fingerprint_base
 
     base = base_path(base_cfg)
-    target = cache_root(base_cfg) / f"tiny-rm-{hashlib.sha256(fingerprint_base(base).encode()).hexdigest()[:12]}"
+    target = cache_root(base_cfg) / f"tiny-rm-{content_key(fingerprint_base(base), length=12)}"
     return build_once(target, "judge_card.json", lambda tmp: train_reward_model(tmp, base))

@@ -5,13 +5,13 @@ The same loaders serve the tiny CPU model and zephyr-7b-sft-full; only the path 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
 import torch
 
+from notus_lab.core.keys import file_chunks, streamed_key
 from notus_lab.models.tiny_base import ZEPHYR_CHAT_TEMPLATE, build_tiny
 
 
@@ -49,14 +49,8 @@ def fingerprint_base(path: str, revision: str | None = None) -> str:
     p = Path(path)
     if not p.is_dir():
         return f"hub:{path}@{resolved_revision(path, revision)}"
-    h = hashlib.sha256()
-    for f in sorted(p.iterdir()):
-        if f.suffix in (".safetensors", ".json") and f.is_file():
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()[:16]
+    files = [f for f in sorted(p.iterdir()) if f.suffix in (".safetensors", ".json") and f.is_file()]
+    return streamed_key(part for f in files for part in (f.name, *file_chunks(f)))
 
 
 def load_tokenizer(cfg, path: str):

@@ -14,16 +14,13 @@ into place (a reader never sees half a model), and built by one process while th
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import random
 import shutil
 from pathlib import Path
 
 from notus_lab.config.schema import WorldConfig
-from notus_lab.core import chat
+from notus_lab.core import chat, keys
 from notus_lab.core.cache import build_once
 from notus_lab.data.world import RESPONSE_SENTENCES, generate_rows, vocabulary_text
 
@@ -44,15 +41,14 @@ SFT_WORLD_SEED = 1_000_003  # the SFT conversations: a world of its own, never t
 
 
 def cache_root(base_cfg) -> Path:
-    root = base_cfg.cache_dir or os.environ.get("NOTUS_LAB_CACHE") or "~/.cache/notus_lab"
-    return Path(os.path.expanduser(root))
+    return keys.cache_root(base_cfg.cache_dir)
 
 
 def tiny_path(base_cfg) -> Path:
     """Content-addressed: another shape, SFT recipe or world text never reuses an old build."""
 
     sample = next(generate_rows(WorldConfig(rows=1, seed=SFT_WORLD_SEED)))  # the world's text generator, by example
-    spec = json.dumps(
+    spec = keys.content_key(
         {
             "tiny": dict(base_cfg.tiny),
             "text": vocabulary_text(),
@@ -60,10 +56,9 @@ def tiny_path(base_cfg) -> Path:
             "sentences": RESPONSE_SENTENCES,
             "v": BUILDER_VERSION,
         },
-        sort_keys=True,
-        default=str,
+        length=12,
     )
-    return cache_root(base_cfg) / f"tiny-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
+    return cache_root(base_cfg) / f"tiny-{spec}"
 
 
 def build_tokenizer(vocab_size: int):

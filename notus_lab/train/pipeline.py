@@ -244,22 +244,16 @@ def load_models(cfg, args, base: str, base_fingerprint: str | None, prepared: di
 
         if args.world_size > 1:
             base_fingerprint = broadcast_object_list([base_fingerprint])[0]
-        salt = "|".join(
-            map(
-                str,
-                (
-                    base_fingerprint,
-                    tr.max_length,
-                    cfg.hardware.precision,
-                    loading.attention(cfg.hardware),
-                    cfg.model.quantization,
-                    version("trl"),
-                ),
-            )
+        depends = dict(
+            base=base_fingerprint,
+            precision=cfg.hardware.precision,
+            attention=loading.attention(cfg.hardware),
+            quantization=cfg.model.quantization,
+            trl=version("trl"),
         )
         cache = tr.reference_cache_dir or cache_root(cfg.base) / "datasets"
         as_dataset = lambda pairs: cached_preference_dataset(  # noqa: E731
-            pairs, tokenizer, tr.max_prompt_length, tr.max_length, cache, salt
+            pairs, tokenizer, tr.max_prompt_length, tr.max_length, cache, **depends
         )
     else:
         as_dataset = lambda pairs: to_preference_dataset(pairs, tokenizer, tr.max_prompt_length, tr.max_length)  # noqa: E731

@@ -56,12 +56,11 @@ def test_sweep_sh_without_slurm_says_so_in_one_line_and_attempts_no_report(tmp_p
     """A new user on a laptop: `./sweep.sh critique_vs_rating` defaults to SLURM. One line says there is none and what
     to do; no submitit traceback, no report of a sweep that launched nothing."""
     import os
+    import shutil
     import subprocess
     import sys
 
     from tests.helpers import ROOT
-
-    import shutil
 
     bin_dir = tmp_path / "bin"  # the shell's tools, and no SLURM client (sbatch, srun), whatever this machine has
     bin_dir.mkdir()
