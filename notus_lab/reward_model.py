@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from notus_lab.config.options import group_options
 from notus_lab.config.schema import BaseConfig
+from notus_lab.config.strategies import binarizing_options
 from notus_lab.core.errors import refuse, run_command
 from notus_lab.judging.reward_model import train_reward_model
 
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     p.add_argument("--rows", type=int, default=2000, help="world rows to train on")
     p.add_argument("--epochs", type=float, default=1.0)
     args = p.parse_args(argv)
-    allowed = ["truth"] + [o for o in group_options("data") if o != "prebinarized"]
+    allowed = ["truth"] + binarizing_options()
     problems = [("--labels", args.labels, "one of " + ", ".join(allowed))] if args.labels not in allowed else []
     problems += [(k, v, "a number > 0") for k, v in (("--rows", args.rows), ("--epochs", args.epochs)) if v <= 0]
     refuse(problems)

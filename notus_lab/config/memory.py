@@ -26,6 +26,7 @@ import sys
 
 from notus_lab.config.derived import world_size
 from notus_lab.config.options import group_options, hardware_profile, load_option
+from notus_lab.config.strategies import strategy
 from notus_lab.core.errors import invalid
 
 GB = 1024**3
@@ -211,7 +212,7 @@ def estimate(cfg) -> dict:
 
 
 def _dataset_kind(d) -> str:
-    return "world" if d.source == "world" else "pairs" if d.strategy == "prebinarized" else "raw"
+    return "world" if d.source == "world" else "pairs" if strategy(d.strategy).prebinarized else "raw"
 
 
 def host_estimate(cfg) -> dict:

@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from notus_lab.config import memory
 from notus_lab.config.derived import looks_like_local_path, world_size
-from notus_lab.config.options import group_options
 from notus_lab.config.published_sets import default_split
 from notus_lab.config.schema import (
     DataConfig,
@@ -28,6 +27,7 @@ from notus_lab.config.schema import (
     OptimizerConfig,
     WandbConfig,
 )
+from notus_lab.config.strategies import binarizing_options, strategy
 from notus_lab.core.errors import invalid
 
 
@@ -90,7 +90,7 @@ def validate_data(d) -> None:
             d.decontaminate_questions,
             "an existing file of questions",
         )
-    if d.strategy == "prebinarized":
+    if strategy(d.strategy).prebinarized:
         _require(
             d.source != "world",
             "data.source",
@@ -317,7 +317,7 @@ def validate_train(tr, hw) -> None:
 def validate_study(cfg) -> None:
     """The keys that name and label a study."""
     for s in cfg.eval.signals:
-        _one_of("eval.signals", s, [o for o in group_options("data") if o != "prebinarized"])
+        _one_of("eval.signals", s, binarizing_options())
     _require(
         re.fullmatch(r"[\w.-]+", cfg.sweep_name) is not None,
         "sweep_name",

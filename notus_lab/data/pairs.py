@@ -9,6 +9,7 @@ from typing import Iterable, Optional
 
 from notus_lab.config.published_sets import RAW, Schema
 from notus_lab.config.schema import DataConfig
+from notus_lab.config.strategies import strategy
 from notus_lab.core.errors import invalid
 from notus_lab.data.signals import bug_signature, number, signal_score
 from notus_lab.data.sources import normalize, pair_schema
@@ -89,10 +90,11 @@ def binarize(
     rows: list, d: DataConfig, indices: Optional[Iterable[int]] = None, questions: frozenset = frozenset()
 ) -> tuple[list[dict], dict]:
     """Pairs for `d.strategy` from raw rows, and the counts that explain them."""
-    if d.strategy == "prebinarized":
+    kind = strategy(d.strategy)
+    if kind.prebinarized:
         return _prebinarized(rows, indices, pair_schema(rows, d.source), d)
     dropped, completions_dropped, per_source = Counter(), Counter(), {}
-    signal = "mean_rating" if d.strategy == "multi_pair" else d.strategy
+    signal = kind.signal
     pairs, ties, n_in = [], 0, 0
     for i in range(len(rows)) if indices is None else indices:
         n_in += 1
@@ -107,7 +109,7 @@ def binarize(
             continue
         completions = row["completions"]
         scores = usable_scores(row, d, signal, completions_dropped)
-        if d.strategy == "critique_curated" and d.curate_action == "rescore":
+        if kind.curated and d.curate_action == "rescore":
             scores = [
                 1.0 if s is not None and bug_signature(c, d.curate_threshold) else s
                 for s, c in zip(scores, completions)
@@ -115,12 +117,12 @@ def binarize(
         if sum(s is not None for s in scores) < 2:
             dropped["fewer_than_2_completions" if len(completions) < 2 else "fewer_than_2_valid_completions"] += 1
             continue
-        if d.strategy == "critique_curated" and d.curate_action == "drop":
+        if kind.curated and d.curate_action == "drop":
             best = max((k for k, s in enumerate(scores) if s is not None), key=lambda k: (scores[k], -k))
             if bug_signature(completions[best], d.curate_threshold):
                 dropped["bug_signature"] += 1
                 continue
-        chosen_rejected = select_pairs(scores, d, row["instruction"], all_lower=d.strategy == "multi_pair")
+        chosen_rejected = select_pairs(scores, d, row["instruction"], all_lower=kind.every_lower)
         if not chosen_rejected:
             dropped["no_valid_pair"] += 1
             continue
@@ -258,12 +260,12 @@ def prompt_text(row, column: str = "instruction") -> Optional[str]:
 
 
 def prompt_column(rows: list, d: DataConfig) -> str:
-    return pair_schema(rows, d.source).prompt if d.strategy == "prebinarized" else "instruction"
+    return pair_schema(rows, d.source).prompt if strategy(d.strategy).prebinarized else "instruction"
 
 
 def split_for(rows: list, d: DataConfig) -> tuple[list[int], list[int]]:
     """The run's held-out split (prebinarized pairs are split by their prompt text, like raw rows)."""
-    if d.strategy == "prebinarized":
+    if strategy(d.strategy).prebinarized:
         column = prompt_column(rows, d)
         rows = [{"instruction": prompt_text(r, column) or ""} if isinstance(r, dict) else None for r in rows]
     return split_rows(rows, d.test_size, d.split_seed)

@@ -7,6 +7,7 @@ import time
 from typing import Optional
 
 from notus_lab.config.schema import DataConfig
+from notus_lab.config.strategies import strategy
 from notus_lab.core.keys import streamed_key
 from notus_lab.data.audit import audit, has_truth, truth_agreement, truth_pairs
 from notus_lab.data.pairs import as_data_config, binarize, prompt_texts, split_for
@@ -27,7 +28,7 @@ def prepare(
     t = time.perf_counter()
     rows, unreadable = load_rows(d)
     timings["load_s"] = time.perf_counter() - t
-    if d.strategy != "prebinarized":
+    if strategy(d.strategy).binarizes:
         check_shape(rows, d.source)
     t = time.perf_counter()
     questions = load_questions(d.decontaminate_questions)
@@ -37,7 +38,7 @@ def prepare(
     # held-out: every model is scored on the same prompts under each binarization (the cross-eval matrix)
 
     eval_pairs = {}
-    if d.strategy != "prebinarized" and eval_sets:
+    if strategy(d.strategy).binarizes and eval_sets:
         for name, e in eval_sets.items():
             eval_pairs[name] = test_pairs if e == d else binarize(rows, e, test_idx, questions)[0]
         if truth := truth_pairs(rows, test_idx):
@@ -46,7 +47,7 @@ def prepare(
         eval_pairs[d.strategy] = test_pairs
     timings["binarize_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    if d.strategy != "prebinarized" and audit_rows:
+    if strategy(d.strategy).binarizes and audit_rows:
         report.update(audit(rows, d, range(len(rows)), points))
     timings["audit_s"] = time.perf_counter() - t
     report["rows_unreadable"] = dict(unreadable)

@@ -68,7 +68,7 @@ def bug_signature(completion: dict, threshold: float) -> bool:
 
 def signal_score(completion: dict, d: DataConfig, signal: str):
     """(score, None) or (None, reason) for one completion under one signal."""
-    if signal in ("critique", "critique_curated"):
+    if signal == "critique":
         score, why = critique_score(completion)
         if why or d.vintage == "as_is" or score != 10:
             return score, why
@@ -79,7 +79,7 @@ def signal_score(completion: dict, d: DataConfig, signal: str):
         if fine is None:
             return None, "needs_reannotation"
         return (1.0, None) if fine <= 2 else (10.0, None) if fine > 4 else (None, "needs_reannotation")
-    if signal in ("mean_rating", "multi_pair"):
+    if signal == "mean_rating":
         return mean_rating(completion)
     aspect = d.aspect if signal == "aspect" else signal
     r = aspect_rating(completion, aspect)
