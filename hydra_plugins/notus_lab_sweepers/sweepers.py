@@ -164,11 +164,12 @@ class SequentialSweeper(NotusSweeper):
             return given.get(STRATEGY_KEY), ", ".join(f"{k}={v}" for k, v in given.items() if never_pooled(k)) or "all"
 
         jobs = [c + [f"{SEED_KEY}={s}"] for c in cells if scope(c) not in resting for s in seeds]
-        results = []
+        results, launched = [], set()
         for attempt in range(2):  # a failed arm is retried once, then counted missing
             todo = [j for j in jobs if self._pending(sweep_dir, run_dir_name(j), state)]
             if not todo:
                 break
+            launched |= {run_dir_name(j) for j in todo}
             log.info("round %d, attempt %d: %d arm(s) to run", k + 1, attempt + 1, len(todo))
             results += self.launcher.launch(todo, initial_job_idx=self._next_idx(len(todo)))
             for job, result in zip(todo, results[-len(todo) :]):
@@ -191,7 +192,8 @@ class SequentialSweeper(NotusSweeper):
                 "round": k + 1,
                 "seeds": seeds,
                 "level": sequential.levels(self.settings, schedule, family)[k],
-                "launched": sorted(run_dir_name(j) for j in jobs),
+                "launched": sorted(launched),  # trained this round (earlier rounds' arms are never retrained)
+                "arms": sorted(run_dir_name(j) for j in jobs),  # every arm this look rests on
                 "missing": sorted(run_dir_name(j) for j in jobs if run_dir_name(j) not in finished),
                 "pairs": records,
                 "device_hours": spent,
