@@ -74,44 +74,6 @@ def test_every_rank_holding_its_copy_counts_in_host_memory():
     assert lora["checkpoint_loading"] == pytest.approx(8 * 7.24e9 * 2 / 2**30, abs=0.2)
 
 
-def test_the_slurm_request_is_the_profiles_node(tmp_path):
-    from omegaconf import OmegaConf
-
-    cfg = compose(
-        "+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8", "hydra/launcher=slurm", return_hydra=True
-    )
-    launcher = OmegaConf.to_container(cfg.hydra.launcher)  # unresolved: where each number comes from
-    assert (launcher["gpus_per_node"], launcher["cpus_per_task"], launcher["mem_gb"]) == (
-        "${hardware.node.gpus}",
-        "${hardware.node.cpus}",
-        "${hardware.node.mem_gb}",
-    )
-    assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.cpus_per_task, cfg.hydra.launcher.mem_gb) == (
-        8,
-        32,
-        128,
-    )
-    assert cfg.hydra.launcher.mem_gb >= memory.host_estimate(cfg)["total"] and cfg.hydra.launcher.cpus_per_task >= 8 * 4
-    offload = compose(
-        "+experiment=critique_vs_rating_7b",
-        "hardware=a100_40gb_x8_offload",
-        "hydra/launcher=slurm",
-        "hydra.launcher.partition=gpu",
-        return_hydra=True,
-    )
-    assert (offload.hydra.launcher.cpus_per_task, offload.hydra.launcher.mem_gb) == (64, 320)  # a CPU optimizer
-    shown = cli(
-        "notus_lab",
-        "+experiment=critique_vs_rating_7b",
-        "hardware=a100_40gb_x8",
-        "hydra/launcher=slurm",
-        "--cfg",
-        "all",
-        "--resolve",
-    )
-    assert shown.returncode == 0 and "gpus_per_node: 8" in shown.stdout and "mem_gb: 128" in shown.stdout
-
-
 def test_the_preflight_line_shows_both_memories(capsys):
     memory._said.clear()
     memory.check(compose("+experiment=critique_vs_rating_7b", "hardware=a100_40gb_x8"))
