@@ -3,19 +3,15 @@ when installed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import OmegaConf
 
+from notus_lab.config.paths import CONF_DIR, PACKAGE  # noqa: F401  (PACKAGE: where the sources are)
 from notus_lab.config.schema import HardwareConfig
-
-PACKAGE = Path(__file__).resolve().parents[1]
-# an installed package carries conf/ inside it (pyproject: package-dir); a checkout has it beside the package
-CONF_DIR = PACKAGE / "conf" if (PACKAGE / "conf" / "config.yaml").is_file() else PACKAGE.parent / "conf"
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The options of a group; `_defaults` is the group's defaults (notus_lab/config/homes.py), not an option."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def load_option(group: str, option: str):
