@@ -46,3 +46,38 @@ def without_timings(metrics: dict) -> dict:
 
 # small and fast: a few hundred rows, one epoch
 QUICK = ("data.world.rows=300", "train.epochs=1", "train.logging_steps=2", "hardware.eval_batch_size=128")
+
+
+def judged_records(outcomes) -> list[dict]:
+    """generations.jsonl records of one run: prompt p<i> won (1), tied (0.5) or lost (0) against the reference."""
+    winner = {1.0: "policy", 0.5: "tie", 0.0: "reference"}
+    return [
+        {
+            "prompt": f"p{i}",
+            "sample": 0,
+            "reference": "r",
+            "policy": "a",
+            "reference_score": 0.5,
+            "policy_score": float(o),
+            "winner": winner[float(o)],
+        }
+        for i, o in enumerate(outcomes)
+    ]
+
+
+def plant_judged(run_dir: Path, overrides: list[str], outcomes, metrics: dict | None = None) -> Path:
+    """A finished run dir as a sweep report reads it: its overrides, its judged win rate and per-prompt records."""
+    import json
+
+    import yaml
+
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    (run_dir / "config.yaml").write_text("sweep_name: planted\n")
+    records = judged_records(outcomes)
+    win_rate = sum(r["policy_score"] for r in records) / len(records)
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"generation": {"win_rate_vs_reference": win_rate}, **(metrics or {})})
+    )
+    (run_dir / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run_dir

@@ -2,15 +2,13 @@
 rule and none for the signal, the published corners' difference is split into parts that add up, and the
 intervals' coverage, false attribution and power are measured on planted designs through the same functions."""
 
-import json
-
 import numpy as np
 import pytest
-import yaml
 
 from notus_lab.study import report as R
 from notus_lab.study.calibration import mc_error
 from notus_lab.study.effects import SCENARIOS, factorial_check
+from tests.helpers import plant_judged
 
 LEVELS = {
     "data": ["critique_fixed", "mean_rating"],
@@ -27,32 +25,8 @@ def plant_factorial(sweep, lift, seeds=3, prompts=200):
             for rej in LEVELS["data.rejected"]:
                 for seed in range(1, seeds + 1):
                     won = rng.random(prompts) < 0.6 + lift(data, tie, rej)
-                    d = sweep / f"{data}-{tie}-{rej}-{seed}"
-                    (d / ".hydra").mkdir(parents=True)
-                    (d / ".hydra" / "overrides.yaml").write_text(
-                        yaml.safe_dump(
-                            [f"data={data}", f"data.tie_policy={tie}", f"data.rejected={rej}", f"train.seed={seed}"]
-                        )
-                    )
-                    (d / "config.yaml").write_text("sweep_name: factorial\n")
-                    (d / "metrics.json").write_text(
-                        json.dumps({"generation": {"win_rate_vs_reference": float(won.mean())}})
-                    )
-                    (d / "generations.jsonl").write_text(
-                        "".join(
-                            json.dumps(
-                                {
-                                    "prompt": f"p{i}",
-                                    "sample": 0,
-                                    "winner": "policy" if w else "reference",
-                                    "policy_score": float(w),
-                                    "reference_score": 0.5,
-                                }
-                            )
-                            + "\n"
-                            for i, w in enumerate(won)
-                        )
-                    )
+                    overrides = [f"data={data}", f"data.tie_policy={tie}", f"data.rejected={rej}"]
+                    plant_judged(sweep / f"{data}-{tie}-{rej}-{seed}", [*overrides, f"train.seed={seed}"], won)
     return sweep
 
 

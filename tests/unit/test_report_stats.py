@@ -10,7 +10,7 @@ import yaml
 
 from notus_lab.study import report as R
 from notus_lab.study.stats import detectable
-from tests.helpers import cli
+from tests.helpers import cli, judged_records
 
 WINNER = {1.0: "policy", 0.5: "tie", 0.0: "reference"}
 PROMPTS = ["p0", "p1", "p2", "p3"]
@@ -124,18 +124,7 @@ def shared_prompt_sweep(tmp_path, seeds, betas, per_seed_gap, lean, prompts=300,
             for data, outcome in (("critique_fixed", a), ("mean_rating", None)):
                 if outcome is None:  # B wins where the gap and the prompt's lean push it over a coin flip
                     outcome = rng.random(prompts) < 0.5 + per_seed_gap[s] + lean
-                records = [
-                    {
-                        "prompt": f"p{q}",
-                        "sample": 0,
-                        "reference": "r",
-                        "policy": "a",
-                        "reference_score": 0.5,
-                        "policy_score": float(o),
-                        "winner": "policy" if o else "reference",
-                    }
-                    for q, o in enumerate(outcome)
-                ]
+                records = judged_records(outcome)
                 plant(
                     tmp_path,
                     f"{data}-{beta}-{s}",
@@ -269,18 +258,7 @@ def test_two_seed_units_that_tie_give_no_verdict(tmp_path):
     order = rng.permutation(300)
     for s, (oa, ob) in enumerate(((a, b), (a[order], b[order]))):
         for data, outcome in (("critique_fixed", oa), ("mean_rating", ob)):
-            records = [
-                {
-                    "prompt": f"p{q}",
-                    "sample": 0,
-                    "reference": "r",
-                    "policy": "a",
-                    "reference_score": 0.5,
-                    "policy_score": float(o),
-                    "winner": "policy" if o else "reference",
-                }
-                for q, o in enumerate(outcome)
-            ]
+            records = judged_records(outcome)
             plant(
                 tmp_path,
                 f"{data}-{s}",

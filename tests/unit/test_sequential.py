@@ -15,7 +15,7 @@ from notus_lab.config.study import Settings
 from notus_lab.core.errors import ConfigError
 from notus_lab.study import operating, rounds, sequential
 from notus_lab.study.calibration import World, mc_error
-from tests.helpers import cli
+from tests.helpers import cli, plant_judged
 
 BASE = dict(
     margin=0.05,
@@ -237,39 +237,17 @@ class PlantingLauncher:
             self.launched.append(name)
             given = dict(o.lstrip("+").split("=", 1) for o in job)
             d = self.sweep_dir / name
-            (d / ".hydra").mkdir(parents=True, exist_ok=True)
-            (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job)))
-            (d / "config.yaml").write_text("sweep_name: stub\n")
             if any(f in name for f in self.fail):
+                (d / ".hydra").mkdir(parents=True, exist_ok=True)
+                (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job)))
+                (d / "config.yaml").write_text("sweep_name: stub\n")
                 (d / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": "planted"}))
                 out.append(JobReturn(overrides=list(job), status=JobStatus.FAILED, _return_value=RuntimeError("x")))
                 continue
             rng = np.random.default_rng([int(given["train.seed"]), given["data"] == "mean_rating"])
             p = 0.5 + (self.gap if given["data"] == "mean_rating" else 0.0)
             won = rng.random(self.prompts) < p
-            (d / "generations.jsonl").write_text(
-                "".join(
-                    json.dumps(
-                        {
-                            "prompt": f"p{i}",
-                            "sample": 0,
-                            "winner": "policy" if w else "reference",
-                            "policy_score": float(w),
-                            "reference_score": 0.5,
-                        }
-                    )
-                    + "\n"
-                    for i, w in enumerate(won)
-                )
-            )
-            (d / "metrics.json").write_text(
-                json.dumps(
-                    {
-                        "generation": {"win_rate_vs_reference": float(won.mean())},
-                        "compute": {"device_hours": 0.5, "unit": "CPU-hours"},
-                    }
-                )
-            )
+            plant_judged(d, list(job), won, {"compute": {"device_hours": 0.5, "unit": "CPU-hours"}})
             out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
         return out
 
