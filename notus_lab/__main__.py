@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from notus_lab.config.compose import launch
+from notus_lab.config.compose import run_checked
 from notus_lab.config.options import CONF_DIR
 from notus_lab.core.console import arm_line, arm_output, summary
 from notus_lab.core.errors import STOPS, exit_on
@@ -71,4 +71,4 @@ if __name__ == "__main__":
 
     sys.argv = [sys.argv[0], *quiet_third_party_noise(sys.argv[1:])]
     register()
-    launch(main)
+    run_checked(main)

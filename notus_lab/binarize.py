@@ -19,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from notus_lab.config.compose import launch
+from notus_lab.config.compose import run_checked
 from notus_lab.config.options import CONF_DIR
 from notus_lab.config.schema import DataConfig
 from notus_lab.config.validate import validate_data
@@ -104,4 +104,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    launch(main, "binarize", check=lambda cfg: validate_data(cfg.data))
+    run_checked(main, "binarize", check=lambda cfg: validate_data(cfg.data))

@@ -4,7 +4,7 @@
     python -m notus_lab.calibration --sequential [--reps 1000] [--margin 0.05] [--arm-hours 0.012]
     python -m notus_lab.calibration --factorial [--reps 2000]
 
-The planted designs and what they stand for: notus_lab/study/calibration.py; the sequential rule's operating
+The planted designs and what they stand for: notus_lab/study/planted.py; the sequential rule's operating
 characteristics: notus_lab/study/operating.py.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from notus_lab.study.calibration import markdown
 from notus_lab.study.effects import factorial_markdown
 from notus_lab.study.operating import sequential_markdown
+from notus_lab.study.planted import markdown
 
 
 def main(argv=None) -> None:

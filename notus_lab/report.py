@@ -3,7 +3,7 @@
     python -m notus_lab.report outputs/sweeps/critique_vs_rating [--metric M] [--target-effect D [--project-hardware P]]
                                [--wandb offline]
 
-How the metric, the verdicts, the plan and the cost are made: notus_lab/study/report.py.
+How the metric, the verdicts, the plan and the cost are made: notus_lab/study/findings.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from notus_lab.config.options import group_options
 from notus_lab.core.errors import refuse, run_command
-from notus_lab.study.report import PROJECT_HARDWARE, write_report
+from notus_lab.study.findings import PROJECT_HARDWARE, write_report
 from notus_lab.study.runs import JUDGED
 from notus_lab.study.wandb_report import log_report
 

@@ -2,7 +2,7 @@
 
     python -m notus_lab.reward_model --out DIR [--labels truth|mean_rating|critique|...] [--rows N] [--epochs E]
 
-What it learns from and why: notus_lab/judging/reward_model.py.
+What it learns from and why: notus_lab/judging/reward_judge.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from notus_lab.config.schema import BaseConfig
 from notus_lab.config.strategies import binarizing_options
 from notus_lab.core.errors import refuse, run_command
-from notus_lab.judging.reward_model import train_reward_model
+from notus_lab.judging.reward_judge import train_reward_model
 
 
 def main(argv=None) -> None:

@@ -219,7 +219,7 @@ class SequentialSweeper(NotusSweeper):
 
     def _report(self, sweep_dir: Path, round_no: int) -> None:
         """The round's report (<sweep>/rounds/<k>/ and the sweep's own report.md), logged to W&B in its group."""
-        from notus_lab.study.report import write_report
+        from notus_lab.study.findings import write_report
         from notus_lab.study.wandb_report import log_report
 
         mode = OmegaConf.select(self.config, "wandb.mode", default="offline")

@@ -146,7 +146,7 @@ def check_sweep(hydra_cfg, cfg=None) -> None:
         )
 
 
-def launch(hydra_main, config_name: str = "config", check=None) -> None:
+def run_checked(hydra_main, config_name: str = "config", check=None) -> None:
     """Preflight the command line (one-line errors, nothing loaded), then hand it to Hydra."""
     try:
         preflight(sys.argv[1:], config_name, check)

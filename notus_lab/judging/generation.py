@@ -1,5 +1,5 @@
 """Generation: a trained policy and its reference answer chat prompts, batched by prompt length with a KV
-cache on the run's device and precision, the same seeded decoding for both. Judged generations (judged.py)
+cache on the run's device and precision, the same seeded decoding for both. Judged generations (head_to_head.py)
 and the benchmark answer files (benchmarks.py) are made with it."""
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ def factorial_check(
 
 def factorial_markdown(reps: int) -> str:
     """The README's table: each planted scenario at 3 and 6 seeds x 300 prompts."""
-    from notus_lab.study.calibration import mc_error
+    from notus_lab.study.planted import mc_error
 
     lines = [
         f"Effects of a 2 x 2 x 2 design (signal x tie rule x rejected rule; {reps} replicates a row, Monte Carlo "

@@ -7,7 +7,7 @@ with a known truth, through the rule's own functions: `pair_stats` on each look'
 A design plants 2 or 3 strategies with true levels (0, D) or (0, 0, D), D in {0, delta/2, delta, 2 delta}:
 - `gaussian`: outcomes with the variance components of a measured study (per strategy half of each component
   of the difference: a seed effect, a prompt lean, a residual);
-- `judged`: the calibration suite's planted world (notus_lab/study/calibration.py): wins, ties and losses
+- `judged`: the calibration suite's planted world (notus_lab/study/planted.py): wins, ties and losses
   against a reference from a latent quality, its difference D in win rate.
 Measured: family-wise false claims over every look and pair (a winner where B <= A or B >= A, "equivalent"
 where |B - A| >= delta), coverage of the final intervals (every pair's, jointly), power (the study ends
@@ -23,7 +23,7 @@ from itertools import combinations
 import numpy as np
 
 from notus_lab.config.study import Settings
-from notus_lab.study import calibration
+from notus_lab.study import planted as calibration
 from notus_lab.study.rounds import resting
 from notus_lab.study.sequential import family, levels, look, looks, outcome, pair_stats
 

@@ -1,4 +1,4 @@
-"""The report, rendered: report.md's sections and report.json from the `Report` that notus_lab/study/report.py
+"""The report, rendered: report.md's sections and report.json from the `Report` that notus_lab/study/findings.py
 computes (the figures: notus_lab/study/figures.py; W&B: notus_lab/study/wandb_report.py). Nothing here computes a
 statistic: every number comes from the Report."""
 

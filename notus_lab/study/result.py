@@ -1,4 +1,4 @@
-"""The report as data: what notus_lab/study/report.py computes from a sweep's run dirs, and what render.py,
+"""The report as data: what notus_lab/study/findings.py computes from a sweep's run dirs, and what render.py,
 figures.py and wandb_report.py turn into report.md, report.json, plots and a W&B run."""
 
 from __future__ import annotations

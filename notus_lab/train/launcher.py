@@ -18,7 +18,7 @@ from pathlib import Path
 
 from notus_lab.config.derived import world_size
 from notus_lab.core.errors import Interrupted
-from notus_lab.judging.reward_model import build_tiny_reward_model
+from notus_lab.judging.reward_judge import build_tiny_reward_model
 from notus_lab.train.stop_signals import pass_on, preemption_signal, stop_signals
 
 log = logging.getLogger("notus_lab")

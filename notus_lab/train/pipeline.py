@@ -38,7 +38,7 @@ from notus_lab.data.preference_dataset import (
     to_preference_dataset,
 )
 from notus_lab.data.prepare import fingerprint_rows, prepare
-from notus_lab.judging.judged import judged_generations
+from notus_lab.judging.head_to_head import judged_generations
 from notus_lab.models.tiny_base import cache_root
 from notus_lab.train.compute import compute_record
 from notus_lab.train.launcher import join_deepspeed_comm, prebuild

@@ -107,7 +107,7 @@ def test_a_reward_model_trained_here_judges_a_run(tmp_path):
         assert isinstance(r["policy_score"], float)
     import torch
 
-    from notus_lab.judging.judged import make_judge
+    from notus_lab.judging.head_to_head import make_judge
 
     # a bf16 run's judge still scores in fp32: bf16 would tie answers whose scores differ by < ~0.016
     judge = make_judge(compose("judge=reward_model", f"judge.model={rm}", "hardware.precision=bf16"))

@@ -359,7 +359,7 @@ def test_a_finished_run_of_other_settings_or_other_code_is_never_handed_back(tmp
 
 
 def test_the_report_flags_runs_from_different_code_versions(tmp_path):
-    from notus_lab.study import report as R
+    from notus_lab.study import findings as R
 
     for i, (data, commit) in enumerate([("critique", "a" * 40), ("mean_rating", "b" * 40)]):
         run_dir = tmp_path / f"r{i}"

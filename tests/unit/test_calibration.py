@@ -1,5 +1,5 @@
 """Calibration is a test, not a belief: planted designs with a known truth, through the report's own
-statistics (notus_lab/study/stats.py via notus_lab/study/calibration.py), numpy only and seconds long.
+statistics (notus_lab/study/stats.py via notus_lab/study/planted.py), numpy only and seconds long.
 
 Each coverage cell has 1,500 replicates: Monte Carlo error +-0.0056 at 0.95, so [0.93, 0.975] is about
 3.5 errors below and 4.5 above the nominal level. At 2 seeds x 50 prompts the floor that keeps the seed part
@@ -8,7 +8,7 @@ from vanishing makes the interval conservative (~0.985): there the upper bound i
 import numpy as np
 import pytest
 
-from notus_lab.study.calibration import (
+from notus_lab.study.planted import (
     PROMPTS,
     SEEDS,
     World,

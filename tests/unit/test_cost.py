@@ -3,7 +3,7 @@
 
 import pytest
 
-from notus_lab.study import report as R
+from notus_lab.study import findings as R
 from notus_lab.study.cost import dpo_flops_per_token
 from tests.unit.test_sweep_report import plant
 

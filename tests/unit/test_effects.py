@@ -5,9 +5,9 @@ intervals' coverage, false attribution and power are measured on planted designs
 import numpy as np
 import pytest
 
-from notus_lab.study import report as R
-from notus_lab.study.calibration import mc_error
+from notus_lab.study import findings as R
 from notus_lab.study.effects import SCENARIOS, factorial_check
+from notus_lab.study.planted import mc_error
 from tests.helpers import plant_judged
 
 LEVELS = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from notus_lab.study import external_judges as E
-from notus_lab.study import report as R
+from notus_lab.study import findings as R
 from tests.helpers import cli
 from tests.unit.test_report_stats import plant
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import yaml
 
-from notus_lab.study import report as R
+from notus_lab.study import findings as R
 from notus_lab.study.stats import detectable
 from tests.helpers import cli, judged_records
 

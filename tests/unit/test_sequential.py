@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from notus_lab.config.study import Settings
 from notus_lab.core.errors import ConfigError
 from notus_lab.study import operating, rounds, sequential
-from notus_lab.study.calibration import World, mc_error
+from notus_lab.study.planted import World, mc_error
 from tests.helpers import cli, plant_judged
 
 BASE = dict(

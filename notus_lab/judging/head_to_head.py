@@ -11,7 +11,7 @@ from notus_lab.judging.judges import (
     win_rate,
     winner,
 )
-from notus_lab.judging.reward_model import build_tiny_reward_model
+from notus_lab.judging.reward_judge import build_tiny_reward_model
 
 
 def make_judge(cfg, device: str = "cpu"):
