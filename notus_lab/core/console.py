@@ -72,9 +72,10 @@ def verbose() -> bool:
 
 @contextmanager
 def arm_output(log_path: Path):
-    """In a sweep, an arm's own output (its progress bars, the trainer's logs, its ranks') goes to its run dir's
-    log; `-v` keeps it on the console. The file descriptors move, so child processes follow."""
-    if verbose():
+    """In a local sweep, an arm's own output (its progress bars, the trainer's logs, its ranks') goes to its run
+    dir's log; `-v` keeps it on the console, and a SLURM job already writes its own (submitit's .out and .err).
+    The file descriptors move, so child processes follow."""
+    if verbose() or os.environ.get("SLURM_JOB_ID"):  # on SLURM each arm's output is already a file of its own
         yield
         return
     sys.stdout.flush(), sys.stderr.flush()
