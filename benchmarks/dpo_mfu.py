@@ -123,13 +123,12 @@ def dataset(pairs: int, length: int):
 
 def pad_tokenizer():
     """The data is already token ids; TRL only needs a tokenizer for its pad id (notus_lab's tiny one)."""
-    from omegaconf import OmegaConf
     from transformers import AutoTokenizer
 
-    from notus_lab.config.schema import BaseConfig
+    from notus_lab.config.options import base_option
     from notus_lab.models.loading import base_path
 
-    return AutoTokenizer.from_pretrained(base_path(OmegaConf.structured(BaseConfig)))
+    return AutoTokenizer.from_pretrained(base_path(base_option()))
 
 
 def one(shape: str, mode: str, precompute: bool, device: str, length: int, batch: int, steps: int, peak: float) -> dict:

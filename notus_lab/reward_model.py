@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from notus_lab.config.schema import BaseConfig
+from notus_lab.config.options import base_option
 from notus_lab.config.strategies import binarizing_options
 from notus_lab.core.errors import refuse, run_command
 from notus_lab.judging.reward_judge import train_reward_model
 
 
 def main(argv=None) -> None:
-    from omegaconf import OmegaConf
-
     p = argparse.ArgumentParser(prog="python -m notus_lab.reward_model", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="where the reward model goes")
     p.add_argument("--labels", default="truth", help="truth, or a data option whose pairs it learns from")
@@ -31,9 +29,7 @@ def main(argv=None) -> None:
     refuse(problems)
     from notus_lab.models.loading import base_path
 
-    card = train_reward_model(
-        args.out, base_path(OmegaConf.structured(BaseConfig)), args.labels, args.rows, args.epochs
-    )
+    card = train_reward_model(args.out, base_path(base_option()), args.labels, args.rows, args.epochs)
     print(
         f"reward model ({card['labels']} labels, {card['train_pairs']} pairs) in {args.out}; agreement with the "
         f"truth on held-out world pairs: {card['truth_agreement_held_out']}"

@@ -33,6 +33,13 @@ def eval_data_configs(cfg) -> dict:
     return out
 
 
+def base_option(option: str = "tiny"):
+    """A base option's `base` node as a run would compose it (its defaults included)."""
+    from notus_lab.config.schema import BaseConfig
+
+    return OmegaConf.merge(OmegaConf.structured(BaseConfig), load_option("base", option).base)
+
+
 def hardware_profile(option: str):
     """A conf/hardware option on its own, with the schema's defaults for what it leaves out."""
 
