@@ -3,12 +3,18 @@ strategies with a repeated confidence interval at the alpha that look has spent.
 
 Looks. A study plans at most `max_seeds` seeds; look k comes after s_k of them (`first_seeds`, then
 `seeds_per_round` more each round). Its information fraction is t_k = s_k / max_seeds, and it spends
-alpha(t_k) - alpha(t_k-1) of the study's alpha (Lan & DeMets 1983, Biometrika 70): O'Brien-Fleming-like
-2 - 2 Phi(z_{1-alpha/2} / sqrt t), or Pocock-like alpha ln(1 + (e - 1) t). Each of the m pairs (the report's pooled
-rows: every pair of strategies within each value of a key that changes the world or the judge) is tested at that
-increment / m. A union bound over looks and pairs keeps the chance of any false claim in the whole study at or
-under alpha, whatever the looks' correlation (the repeated confidence intervals of Jennison & Turnbull 2000,
-Group Sequential Methods, ch. 9, tested each at its spent alpha).
+alpha(t_k) - alpha(t_k-1) of each pair's alpha / m (Lan & DeMets 1983, Biometrika 70): O'Brien-Fleming-like
+2 - 2 Phi(z_{1-alpha/2} / sqrt t), or Pocock-like alpha ln(1 + (e - 1) t); m is the number of pairs (the report's
+pooled rows: every pair of strategies within each value of a key that changes the world or the judge). Each look
+tests a pair with the repeated confidence interval of Jennison & Turnbull (2000, Group Sequential Methods, ch. 9)
+at a nominal level:
+- `boundary: joint` (the default): the group-sequential levels whose crossing probabilities, on the canonical joint
+  distribution of the looks, are exactly the spent increments (`nominal_levels`). The looks share most of their
+  seeds, so each may use more than its increment; with the crossed model's prompt part, information grows slower
+  than seeds, the looks are more correlated than the canonical ones, and the levels err on the safe side. The
+  operating characteristics (notus_lab/study/operating.py, tests/unit/test_sequential.py) hold it to alpha;
+- `boundary: union`: each look at its increment: a union bound, valid whatever the looks' correlation.
+A Bonferroni split over the m pairs keeps the chance of any false claim in the whole study at or under alpha.
 
 Decisions, for the difference B - A and a margin delta stated by the user in the metric's units:
 - `b_wins` / `a_wins`: the two-sided interval at the look's level lies above / below 0;
@@ -21,7 +27,8 @@ Decisions, for the difference B - A and a margin delta stated by the user in the
 - `continue`: none of these;
 - `dropped`: a strategy another has beaten gets no more seeds (multi-arm multi-stage designs: Magirr, Jaki &
   Whitehead 2012, Biometrika 99); its undecided pairs stop.
-A claim is final. Futility and dropping claim nothing, so they never raise the error rate.
+A claim is final. Futility and dropping claim nothing, so they never raise the error rate. A strategy with no pair
+left that says `continue` rests (notus_lab/study/rounds.py: resting): more of its seeds could change nothing.
 
 The study stops when no pair says `continue`, at `max_seeds`, or when the next round would pass the budget.
 Everything here is a pure function of numbers: the Hydra sweeper (hydra_plugins/notus_lab_sweepers) feeds it
