@@ -73,34 +73,13 @@ class NotusSweeper(Sweeper):
 class SequentialSweeper(NotusSweeper):
     """Rounds of seeds until every pair of strategies is decided (notus_lab/study/sequential.py)."""
 
-    def __init__(
-        self,
-        margin,
-        alpha,
-        first_seeds,
-        seeds_per_round,
-        max_seeds,
-        budget_hours=None,
-        metric=None,
-        spending="obrien_fleming",
-        boundary="joint",
-        params=None,
-        max_batch_size=None,
-    ) -> None:
+    def __init__(self, params=None, max_batch_size=None, **settings) -> None:
+        """`settings`: every field of notus_lab.config.study.Settings, as conf/hydra/sweeper/sequential.yaml (their
+        one home) gives them."""
         from notus_lab.config.study import Settings
 
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.settings = Settings(
-            margin=margin,
-            alpha=alpha,
-            first_seeds=first_seeds,
-            seeds_per_round=seeds_per_round,
-            max_seeds=max_seeds,
-            budget_hours=budget_hours,
-            metric=metric,
-            spending=spending,
-            boundary=boundary,
-        ).check()
+        self.settings = Settings(**settings).check()
 
     def sweep(self, arguments: list[str]) -> Any:
         from notus_lab.study import rounds
@@ -151,29 +130,33 @@ class SequentialSweeper(NotusSweeper):
     def _round(self, sweep_dir: Path, state: dict, cells: list[list[str]], first: list[int]) -> list:
         from notus_lab.config.science import run_dir_name
         from notus_lab.study import rounds, sequential
-        from notus_lab.study.runs import STRATEGY_KEY, never_pooled
+        from notus_lab.study.runs import STRATEGY_KEY, stratum
 
         schedule = sequential.looks(self.settings, len(first))
         k = len(state["rounds"])
         seeds = self._seeds(first, schedule[k])
         resting = rounds.resting(state)
         design_names = {run_dir_name(c + [f"{SEED_KEY}={s}"]) for c in cells for s in seeds}
+        given = [dict(o.lstrip("+~").split("=", 1) for o in c) for c in cells]
+        swept = sorted(key for key in given[0] if len({g[key] for g in given}) > 1)  # as the report names scopes
+        scopes = [(g[STRATEGY_KEY], stratum(g, swept)) for g in given]
 
-        def scope(cell):
-            given = dict(o.lstrip("+").split("=", 1) for o in cell)
-            return given.get(STRATEGY_KEY), ", ".join(f"{k}={v}" for k, v in given.items() if never_pooled(k)) or "all"
-
-        jobs = [c + [f"{SEED_KEY}={s}"] for c in cells if scope(c) not in resting for s in seeds]
+        # every arm this look rests on, by run dir name (the name of a job's overrides is parsed once)
+        jobs = {
+            run_dir_name(j): j
+            for c, scope in zip(cells, scopes)
+            if scope not in resting
+            for j in (c + [f"{SEED_KEY}={s}"] for s in seeds)
+        }
         results, launched = [], set()
         for attempt in range(2):  # a failed arm is retried once, then counted missing
-            todo = [j for j in jobs if self._pending(sweep_dir, run_dir_name(j), state)]
+            todo = [name for name in jobs if self._pending(sweep_dir, name, state)]
             if not todo:
                 break
-            launched |= {run_dir_name(j) for j in todo}
+            launched.update(todo)
             log.info("round %d, attempt %d: %d arm(s) to run", k + 1, attempt + 1, len(todo))
-            results += self.launcher.launch(todo, initial_job_idx=self._next_idx(len(todo)))
-            for job, result in zip(todo, results[-len(todo) :]):
-                name = run_dir_name(job)
+            results += self.launcher.launch([jobs[n] for n in todo], initial_job_idx=self._next_idx(len(todo)))
+            for name, result in zip(todo, results[-len(todo) :]):
                 if result.status != JobStatus.COMPLETED or not (sweep_dir / name / "metrics.json").exists():
                     state["failures"][name] = state["failures"].get(name, 0) + 1
         runs = rounds.study_runs(sweep_dir, design_names)
@@ -182,7 +165,7 @@ class SequentialSweeper(NotusSweeper):
             state["waiting"] = {"metric": self.settings.metric, "arms": unjudged}
             rounds.save(sweep_dir, state)
             return results
-        family = sequential.family(sorted({scope(c)[0] for c in cells}), len({scope(c)[1] for c in cells}))
+        family = sequential.family(sorted({s for s, _ in scopes}), len({where for _, where in scopes}))
         previous = {(r["a"], r["b"], r["scope"]): r for r in (state["rounds"][-1]["pairs"] if state["rounds"] else [])}
         records, metric = rounds.evaluate(runs, self.settings, schedule, k, family, previous)
         spent, per_arm = rounds.spent_hours(runs)
@@ -193,14 +176,15 @@ class SequentialSweeper(NotusSweeper):
                 "seeds": seeds,
                 "level": sequential.levels(self.settings, schedule, family)[k],
                 "launched": sorted(launched),  # trained this round (earlier rounds' arms are never retrained)
-                "arms": sorted(run_dir_name(j) for j in jobs),  # every arm this look rests on
-                "missing": sorted(run_dir_name(j) for j in jobs if run_dir_name(j) not in finished),
+                "arms": sorted(jobs),  # every arm this look rests on
+                "missing": sorted(name for name in jobs if name not in finished),
                 "pairs": records,
                 "device_hours": spent,
                 "metric": metric,
             }
         )
-        next_arms = len([c for c in cells if scope(c) not in rounds.resting(state)]) * self.settings.seeds_per_round
+        rest = rounds.resting(state)  # after this look
+        next_arms = sum(scope not in rest for scope in scopes) * self.settings.seeds_per_round
         state["outcome"] = rounds.stop(records, len(seeds), self.settings, spent, per_arm, next_arms)
         if state["outcome"] is None and not records and k + 1 >= len(schedule):
             state["outcome"] = "max_seeds"

@@ -156,7 +156,7 @@ def build(sweep_dir: Path, metric: str | None, target_effect: float | None, proj
         raise invalid("sweep_dir", str(sweep_dir), "a directory of notus_lab run dirs (each with config.yaml)")
     state = load_rounds(sweep_dir)
     if state and state["rounds"]:  # a sequential study: its own arms, decided by its own metric
-        names = {n for r in state["rounds"] for n in r.get("arms", r["launched"])}
+        names = {n for r in state["rounds"] for n in r["arms"]}
         runs = [r for r in runs if r["name"] in names] or runs
         metric = metric or state["rounds"][-1]["metric"]
     metric = metric or default_metric(runs)

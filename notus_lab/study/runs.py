@@ -80,6 +80,13 @@ def never_pooled(key: str) -> bool:
     return key.startswith(NEVER_POOLED[0]) or key == NEVER_POOLED[1] or key.startswith(NEVER_POOLED[1] + ".")
 
 
+def stratum(overrides: dict, swept: list[str]) -> str:
+    """The scope of a pooled row: the values of the swept keys that are never pooled (the world's, the judge's),
+    in the swept keys' order; "all" where there are none. The report's rows and the sequential sweeper's
+    arms are named by it, so a decision about a scope finds its arms."""
+    return ", ".join(f"{k}={overrides[k]}" for k in swept if never_pooled(k)) or "all"
+
+
 def factors(runs: list[dict]) -> list[str]:
     """Swept keys: overrides whose value differs between jobs."""
     keys = sorted({k for r in runs for k in r["overrides"]})

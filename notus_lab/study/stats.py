@@ -57,6 +57,7 @@ from notus_lab.study.runs import (
     has,
     never_pooled,
     per_prompt_outcomes,
+    stratum,
 )
 
 ALPHA, POWER = 0.05, 0.8
@@ -343,12 +344,13 @@ def row_plans(cells: dict, others: list[str]) -> tuple[list[tuple], list[int]]:
     strata = sorted({tuple(ctx[i] for i in apart) for _, ctx in cells}, key=str)
     plans = []
     for a, b in combinations(strategies, 2):
-        for stratum in strata:
+        for values in strata:
             inside = [
-                ctx for s, ctx in cells if s == a and (b, ctx) in cells and tuple(ctx[i] for i in apart) == stratum
+                ctx for s, ctx in cells if s == a and (b, ctx) in cells and tuple(ctx[i] for i in apart) == values
             ]
-            label = [f"{others[i]}={v}" for i, v in zip(apart, stratum)]
-            scopes = [(", ".join(label) or "all", True, inside)]
+            pooled_scope = stratum({others[i]: v for i, v in zip(apart, values)}, others)
+            label = [] if pooled_scope == "all" else [pooled_scope]
+            scopes = [(pooled_scope, True, inside)]
             for i in scoped:
                 for v in sorted({ctx[i] for ctx in inside}, key=str):
                     scopes.append((", ".join(label + [f"{others[i]}={v}"]), False, [c for c in inside if c[i] == v]))

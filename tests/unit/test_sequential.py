@@ -223,10 +223,12 @@ def test_the_union_bound_holds_too_and_the_joint_boundaries_decide_with_fewer_ar
 
 class PlantingLauncher:
     """Stands in for joblib / submitit: each job becomes a finished run dir whose per-prompt judged outcomes
-    come from a planted truth (mean_rating better by `gap`), or a failed one for the names in `fail`."""
+    come from a planted truth (mean_rating better by `gap`; other strategies by `gaps`), or a failed one for the
+    names in `fail`."""
 
-    def __init__(self, sweep_dir, gap, fail=(), prompts=200):
-        self.sweep_dir, self.gap, self.fail, self.prompts, self.launched = sweep_dir, gap, set(fail), prompts, []
+    def __init__(self, sweep_dir, gap, fail=(), prompts=200, gaps=None):
+        self.sweep_dir, self.fail, self.prompts, self.launched = sweep_dir, set(fail), prompts, []
+        self.gaps = {"mean_rating": gap, **(gaps or {})}
 
     def launch(self, job_overrides, initial_job_idx):
         from notus_lab.config.science import run_dir_name
@@ -245,7 +247,7 @@ class PlantingLauncher:
                 out.append(JobReturn(overrides=list(job), status=JobStatus.FAILED, _return_value=RuntimeError("x")))
                 continue
             rng = np.random.default_rng([int(given["train.seed"]), given["data"] == "mean_rating"])
-            p = 0.5 + (self.gap if given["data"] == "mean_rating" else 0.0)
+            p = 0.5 + self.gaps.get(given["data"], 0.0)
             won = rng.random(self.prompts) < p
             plant_judged(d, list(job), won, {"compute": {"device_hours": 0.5, "unit": "CPU-hours"}})
             out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
@@ -368,3 +370,27 @@ def test_only_strategies_with_an_undecided_pair_get_more_seeds():
     ]
     assert rounds.resting({"rounds": [{"pairs": last}]}) == {("B", "all"), ("D", "all")}
     assert rounds.resting({"rounds": []}) == set()  # before the first look every strategy gets seeds
+
+
+def test_a_beaten_strategy_gets_no_more_seeds_when_a_world_key_is_fixed_on_the_command_line(tmp_path):
+    """The sweeper names a cell's scope as the report names its rows: by the swept world keys only. A fixed
+    `data.world.rows=200` used to make every cell's scope "data.world.rows=200" while the looks said "all", so a
+    beaten strategy kept getting seeds."""
+    from hydra_plugins.notus_lab_sweepers.sweepers import SequentialSweeper
+
+    sweep_dir = tmp_path / "study"
+    launcher = PlantingLauncher(sweep_dir, gap=-0.3)  # mean_rating loses clearly; the other two tie
+    sweeper = SequentialSweeper(
+        **{**BASE, "margin": 0.001, "max_seeds": 6}, params={"data": "critique,critique_fixed,mean_rating"}
+    )
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}, "wandb": {"mode": "disabled"}})
+    sweeper.hydra_context = type("Context", (), {"config_loader": None})()
+    sweeper.launcher = launcher
+    sweeper.sweep(["train.seed=1,2,3", "data.world.rows=200"])
+    state = rounds.load(sweep_dir)
+    beaten_at = next(
+        r["round"] for r in state["rounds"] if any(p["decision"] in ("a_wins", "b_wins") for p in r["pairs"])
+    )
+    later = [n for r in state["rounds"] if r["round"] > beaten_at for n in r["launched"]]
+    assert later and not any("data=mean_rating" in n for n in later)  # the others go on without it
+    assert all(p["scope"] == "all" for r in state["rounds"] for p in r["pairs"])
