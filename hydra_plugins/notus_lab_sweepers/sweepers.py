@@ -135,7 +135,7 @@ class SequentialSweeper(NotusSweeper):
         schedule = sequential.looks(self.settings, len(first))
         k = len(state["rounds"])
         seeds = self._seeds(first, schedule[k])
-        resting = rounds.resting(state)
+        resting = rounds.resting(rounds.last_pairs(state))
         design_names = {run_dir_name(c + [f"{SEED_KEY}={s}"]) for c in cells for s in seeds}
         given = [dict(o.lstrip("+~").split("=", 1) for o in c) for c in cells]
         swept = sorted(key for key in given[0] if len({g[key] for g in given}) > 1)  # as the report names scopes
@@ -166,7 +166,7 @@ class SequentialSweeper(NotusSweeper):
             rounds.save(sweep_dir, state)
             return results
         family = sequential.family(sorted({s for s, _ in scopes}), len({where for _, where in scopes}))
-        previous = {(r["a"], r["b"], r["scope"]): r for r in (state["rounds"][-1]["pairs"] if state["rounds"] else [])}
+        previous = {(r["a"], r["b"], r["scope"]): r for r in rounds.last_pairs(state)}
         records, metric = rounds.evaluate(runs, self.settings, schedule, k, family, previous)
         spent, per_arm = rounds.spent_hours(runs)
         finished = {r["name"] for r in runs if r["status"] == "finished"}
@@ -183,7 +183,7 @@ class SequentialSweeper(NotusSweeper):
                 "metric": metric,
             }
         )
-        rest = rounds.resting(state)  # after this look
+        rest = rounds.resting(records)  # after this look
         next_arms = sum(scope not in rest for scope in scopes) * self.settings.seeds_per_round
         state["outcome"] = rounds.stop(records, len(seeds), self.settings, spent, per_arm, next_arms)
         if state["outcome"] is None and not records and k + 1 >= len(schedule):

@@ -111,10 +111,11 @@ def combine(data: dict, weights: dict) -> np.ndarray:
     return sum(w * data[c] for c, w in weights.items() if w)
 
 
-def effect_rows(data: dict, levels: dict[str, list], comparisons: int | None = None) -> list[dict]:
-    """Each contrast's mean, 95 % interval and Bonferroni-adjusted interval (vectorised over leading axes)."""
+def effect_rows(data: dict, levels: dict[str, list]) -> list[dict]:
+    """Each contrast's mean, 95 % interval and Bonferroni-adjusted interval over all the rows (vectorised over
+    leading axes)."""
     rows = contrasts(levels)
-    m = comparisons or len(rows)
+    m = len(rows)
     for r in rows:
         mean, (ci, adjusted), ms = crossed_interval(combine(data, r["weights"]), (ALPHA, ALPHA / m))
         r.update(mean=mean, ci=ci, adjusted_ci=adjusted, seeds=ms["seeds"], prompts=ms["prompts"], comparisons=m)

@@ -115,7 +115,8 @@ def simulate(design: Design, settings: Settings, effect: float, reps: int, seed:
             for key, v in truth.items()
         }
     schedule = looks(settings)
-    at = levels(settings, schedule, m) if spend else [(settings.alpha / m, 2 * settings.alpha / m)] * len(schedule)
+    one_look = (settings.alpha / m, 2 * settings.alpha / m)  # a fixed design: one look at alpha / pairs
+    at = levels(settings, schedule, m) if spend else [one_look] * len(schedule)
     final_level = at[-1]
     rng = np.random.default_rng([seed, design.strategies, design.prompts, int(effect * 1e4), spend])
     rows = []
@@ -125,19 +126,17 @@ def simulate(design: Design, settings: Settings, effect: float, reps: int, seed:
         y = outcomes(rng, design, n, settings.max_seeds, effect)
         diffs = {(names[a], names[b]): y[:, b] - y[:, a] for a, b in pairs}
         at_look = [{key: pair_stats(d[:, :s], lv) for key, d in diffs.items()} for s, lv in zip(schedule, at)]
-        one_look = (settings.alpha / m, 2 * settings.alpha / m)
         fixed = {s: {key: pair_stats(d[:, :s], one_look) for key, d in diffs.items()} for s in fixed_n}
         for i in range(n):
-            rows.append(_one_study(i, at_look, fixed, schedule, names, settings, final_level, truth))
+            rows.append(_one_study(i, at_look, fixed, schedule, names, settings, final_level, one_look, truth))
     return summarise(rows, design, settings, effect, truth)
 
 
-def _one_study(i, at_look, fixed, schedule, names, settings, final_level, truth) -> dict:
-    one_look = (settings.alpha / family(names), 2 * settings.alpha / family(names))
+def _one_study(i, at_look, fixed, schedule, names, settings, final_level, one_look, truth) -> dict:
     previous, arms, wrong = {}, 0, False
     used = schedule[0]
     for k, seeds in enumerate(schedule):
-        rest = resting({"rounds": [{"pairs": list(previous.values())}]} if previous else {"rounds": []})
+        rest = resting(list(previous.values()))
         active = [s for s in names if (s, "all") not in rest]
         arms += len(active) * (seeds - (schedule[k - 1] if k else 0))
         pairs = [{"a": a, "b": b, "scope": "all", "stats": _scalar(at_look[k][(a, b)], i)} for a, b in truth]

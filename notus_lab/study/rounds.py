@@ -21,7 +21,7 @@ from notus_lab.core.files import write_json
 from notus_lab.study import sequential
 from notus_lab.study.cost import sweep_cost
 from notus_lab.study.runs import default_metric, factors, has, read_runs
-from notus_lab.study.stats import ALPHA, detectable, pooled_matrices
+from notus_lab.study.stats import ALPHA, components, detectable, pooled_matrices
 
 ROUNDS = "rounds.json"
 
@@ -94,27 +94,22 @@ def evaluate(
     for r in records:  # what this look could have found: its design's detectable difference at the look's level
         s = stats.get((r["a"], r["b"], r["scope"]))
         if s is not None and not r.get("carried") and r["decision"] not in sequential.CLAIMS:
-            parts = {key: float(s[key]) for key in ("seed", "prompt", "resid")} | {
-                "seeds": s["seeds"],
-                "prompts": s["prompts"],
-            }
-            r["detectable"] = detectable(parts, ALPHA / r["alpha"])
+            r["detectable"] = detectable(components(s), ALPHA / r["alpha"])
     return records, metric
 
 
-def resting(state: dict) -> set[tuple[str, str]]:
-    """(strategy, scope) that get no more seeds: beaten by another strategy, or with no pair left that says
-    `continue` (its claims are final; a futile pair waits for no seeds). A strategy no pair measured yet is never
-    resting."""
-    last = state["rounds"][-1]["pairs"] if state["rounds"] else []
-    measured = {(s, r["scope"]) for r in last for s in (r["a"], r["b"])}
-    live = {(s, r["scope"]) for r in last if r["decision"] == "continue" for s in (r["a"], r["b"])}
-    beaten = {
-        (r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
-        for r in last
-        if r["decision"] in ("a_wins", "b_wins")
-    }
-    return (measured - live) | beaten
+def last_pairs(state: dict) -> list[dict]:
+    """The pairs' records at the study's last look (none before the first)."""
+    return state["rounds"][-1]["pairs"] if state["rounds"] else []
+
+
+def resting(pairs: list[dict]) -> set[tuple[str, str]]:
+    """(strategy, scope) that get no more seeds after a look with these `pairs`: beaten by another strategy, or
+    with no pair left that says `continue` (its claims are final; a futile pair waits for no seeds). A strategy no
+    pair measured yet is never resting."""
+    measured = {(s, r["scope"]) for r in pairs for s in (r["a"], r["b"])}
+    live = {(s, r["scope"]) for r in pairs if r["decision"] == "continue" for s in (r["a"], r["b"])}
+    return (measured - live) | sequential.beaten(pairs)
 
 
 def spent_hours(runs: list[dict]) -> tuple[float, float | None]:
@@ -148,6 +143,6 @@ def progress(state: dict, done: int, total: int) -> str:
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no pair measured yet"
     end = f"; study {state['outcome']}" if state["outcome"] else ""
     return (
-        f"round {last['round']}: seeds {last['seeds'][-1]} of at most {state['settings']['max_seeds']}, "
+        f"round {last['round']}: seeds {len(last['seeds'])} of at most {state['settings']['max_seeds']}, "
         f"{done}/{total} arms finished, {minutes:.1f} min, {last['device_hours']:.3g} device-h; {decisions}{end}"
     )

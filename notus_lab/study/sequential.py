@@ -45,6 +45,7 @@ import numpy as np
 
 from notus_lab.config.study import Settings
 from notus_lab.study.stats import (
+    components,
     expected_parts,
     half_width,
     mean_squares,
@@ -188,8 +189,7 @@ def futility(stats: dict, settings: Settings, final_level: tuple[float, float], 
         return None
     mean, margin, most, prompts = float(stats["mean"]), settings.margin, settings.max_seeds, stats["prompts"]
     now = int(stats["seeds"])
-    parts = {k: float(stats[k]) for k in ("seed", "prompt", "resid")} | {"seeds": now, "prompts": prompts}
-    e = expected_parts(parts, most, prompts)
+    e = expected_parts(components(stats), most, prompts)
     n = most * e["prompts"]
     two = float(half_width(e["ms_seed"] / n, e["v_prompt"], e["v_resid"], most, e["prompts"], final_level[0] / 2))
     one = float(half_width(e["ms_seed"] / n, e["v_prompt"], e["v_resid"], most, e["prompts"], final_level[1] / 2))
@@ -258,16 +258,21 @@ def look(
                 else f"the interval holds 0 and reaches past ±{settings.margin:g}"
             )
         out.append(record)
-    dropped = {
+    dropped = beaten(out)
+    for r in out:
+        lost = [s for s in (r["a"], r["b"]) if (s, r["scope"]) in dropped]
+        if r["decision"] in ("continue", "futile") and lost:
+            r["decision"], r["reason"] = "dropped", f"{lost[0]} was beaten by another strategy: no more seeds"
+    return out, dropped
+
+
+def beaten(records: list[dict]) -> set[tuple[str, str]]:
+    """(strategy, scope) another strategy has beaten, from a look's records."""
+    return {
         (r["a"] if r["decision"] == "b_wins" else r["b"], r["scope"])
-        for r in out
+        for r in records
         if r["decision"] in ("a_wins", "b_wins")
     }
-    for r in out:
-        beaten = [s for s in (r["a"], r["b"]) if (s, r["scope"]) in dropped]
-        if r["decision"] in ("continue", "futile") and beaten:
-            r["decision"], r["reason"] = "dropped", f"{beaten[0]} was beaten by another strategy: no more seeds"
-    return out, dropped
 
 
 def _claim_reason(decision: str, r: dict, margin: float) -> str:

@@ -256,6 +256,15 @@ def arm_interval(values: list[float], records: list[dict | None]) -> dict:
     return {"mean": mean, "ci": [low, high], "method": METHOD[False]}
 
 
+def components(m) -> dict:
+    """The variance components (seed, prompt, resid) and the design (seeds, prompts) of `mean_squares` output or
+    anything carrying the same keys (a sequential look's pair_stats), as `detectable` and `power` take them."""
+    return {k: float(m[k]) for k in ("seed", "prompt", "resid")} | {
+        "seeds": int(m["seeds"]),
+        "prompts": int(m["prompts"]),
+    }
+
+
 def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
     """One row's statistics from its seed units x prompts matrix (one column when run-level): its 95 % interval,
     p-value and detectable difference at alpha / comparisons. `holm` adds the adjusted interval and verdict."""
@@ -277,7 +286,7 @@ def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
     if s < 2:  # no seed spread to measure: no interval, no verdict
         return {**row, **empty, "no_interval": "one seed unit"}
     _, [ci], ms = crossed_interval(d)
-    parts = {k: float(ms[k]) for k in ("seed", "prompt", "resid")} | {"seeds": s, "prompts": p}
+    parts = components(ms)
     if not np.isfinite(ci[0]):  # every value equal: no variation to measure, so no interval
         return {**row, **empty, "variance": parts, "no_interval": "no variation: every seed unit and prompt agree"}
     total = parts["seed"] + parts["prompt"] + parts["resid"]

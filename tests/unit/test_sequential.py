@@ -368,8 +368,8 @@ def test_only_strategies_with_an_undecided_pair_get_more_seeds():
         {"a": "B", "b": "C", "scope": "all", "decision": "equivalent"},
         {"a": "B", "b": "D", "scope": "all", "decision": "a_wins"},
     ]
-    assert rounds.resting({"rounds": [{"pairs": last}]}) == {("B", "all"), ("D", "all")}
-    assert rounds.resting({"rounds": []}) == set()  # before the first look every strategy gets seeds
+    assert rounds.resting(rounds.last_pairs({"rounds": [{"pairs": last}]})) == {("B", "all"), ("D", "all")}
+    assert rounds.resting(rounds.last_pairs({"rounds": []})) == set()  # before the first look every strategy gets seeds
 
 
 def test_a_beaten_strategy_gets_no_more_seeds_when_a_world_key_is_fixed_on_the_command_line(tmp_path):
