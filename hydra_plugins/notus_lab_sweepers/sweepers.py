@@ -20,9 +20,12 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
+from notus_lab.core.run_dir import RunDir
+from notus_lab.study.runs import SEED_KEYS
+
 log = logging.getLogger(__name__)
 
-SEED_KEY = "train.seed"
+SEED_KEY = SEED_KEYS[0]  # train.seed: the key the sweeper owns
 
 
 class _Announcing:
@@ -157,7 +160,7 @@ class SequentialSweeper(NotusSweeper):
             log.info("round %d, attempt %d: %d arm(s) to run", k + 1, attempt + 1, len(todo))
             results += self.launcher.launch([jobs[n] for n in todo], initial_job_idx=self._next_idx(len(todo)))
             for name, result in zip(todo, results[-len(todo) :]):
-                if result.status != JobStatus.COMPLETED or not (sweep_dir / name / "metrics.json").exists():
+                if result.status != JobStatus.COMPLETED or not RunDir(sweep_dir / name).metrics.exists():
                     state["failures"][name] = state["failures"].get(name, 0) + 1
         runs = rounds.study_runs(sweep_dir, design_names)
         unjudged = rounds.unjudged(runs, self.settings.metric)
@@ -194,7 +197,7 @@ class SequentialSweeper(NotusSweeper):
         return results
 
     def _pending(self, sweep_dir: Path, name: str, state: dict) -> bool:
-        return not (sweep_dir / name / "metrics.json").exists() and state["failures"].get(name, 0) < 2
+        return not RunDir(sweep_dir / name).metrics.exists() and state["failures"].get(name, 0) < 2
 
     def _next_idx(self, n: int) -> int:
         start = getattr(self, "_job_idx", 0)

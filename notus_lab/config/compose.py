@@ -118,16 +118,6 @@ def check_sweep(hydra_cfg, cfg=None) -> None:
 
     sweeper = hydra_cfg.sweeper
     if str(sweeper.get("_target_", "")).endswith("SequentialSweeper"):
-        if sweeper.get("margin") is None:
-            raise ConfigError(
-                message(
-                    "study.margin",
-                    None,
-                    "a number > 0 in the decision metric's units (e.g. 0.05 of win rate)",
-                    why="hydra/sweeper=sequential needs it: the difference "
-                    "below which two strategies count as equally good",
-                )
-            )
         fields = {k: sweeper.get(k) for k in Settings.__dataclass_fields__}
         Settings(**fields).check()
     slurm = "Slurm" in str(hydra_cfg.launcher.get("_target_", ""))

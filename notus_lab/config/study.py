@@ -28,6 +28,14 @@ class Settings:
     def check(self) -> Settings:
         """Raise the one-line error of the first setting out of range."""
         key = "hydra.sweeper."
+        if self.margin is None:  # its home is study.margin (conf/hydra/sweeper/sequential.yaml reads it there)
+            raise invalid(
+                "study.margin",
+                None,
+                "a number > 0 in the decision metric's units (e.g. 0.05 of win rate)",
+                why="hydra/sweeper=sequential needs it: the difference below which two strategies count "
+                "as equally good",
+            )
         if not (isinstance(self.margin, (int, float)) and self.margin > 0):
             raise invalid(
                 key + "margin",

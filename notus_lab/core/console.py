@@ -13,6 +13,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from notus_lab.core.run_dir import RunDir
+
 NOISE = (  # (logger or warning category, message start)
     ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
     (FutureWarning, "`is_gradient_checkpointing` is deprecated"),
@@ -103,8 +105,7 @@ def arm_line(
         swept = progress.get("swept")
         arms = progress.get("arms", [])
         done = sum(
-            (run_dir.parent / a / "metrics.json").exists() or (run_dir.parent / a / "failed.json").exists()
-            for a in arms
+            RunDir(run_dir.parent / a).metrics.exists() or RunDir(run_dir.parent / a).failed.exists() for a in arms
         )
         elapsed = time.time() - progress.get("started", time.time())
         eta = f", ~{elapsed / max(done, 1) * (len(arms) - done) / 60:.0f} min left" if done < len(arms) else ""
@@ -116,7 +117,7 @@ def arm_line(
     )
     g = (metrics or {}).get("generation") or {}
     result = (
-        f"failed: {error} (see {run_dir / 'output.log'})"
+        f"failed: {error} (see {RunDir(run_dir).output})"
         if error
         else f"win rate {g['win_rate_vs_reference']:.3f}"
         if g
