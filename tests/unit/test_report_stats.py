@@ -12,8 +12,6 @@ from notus_lab.study import findings as R
 from notus_lab.study.stats import detectable
 from tests.helpers import cli, judged_records
 
-WINNER = {1.0: "policy", 0.5: "tie", 0.0: "reference"}
-PROMPTS = ["p0", "p1", "p2", "p3"]
 # per-prompt judged outcomes (win 1, tie 0.5, loss 0) of each (strategy, seed): differences are not constant
 OUTCOMES = {
     ("critique", 1): [0, 0, 0.5, 1],
@@ -39,18 +37,7 @@ def plant(sweep, name, overrides, metrics, generations=None, external=None):
 
 def judged_sweep(tmp_path, tokens=36.0, distinct=0.75):
     for (data, seed), outcomes in OUTCOMES.items():
-        records = [
-            {
-                "prompt": p,
-                "sample": 0,
-                "reference": "r",
-                "policy": "a",
-                "reference_score": 0.5,
-                "policy_score": o,
-                "winner": WINNER[o],
-            }
-            for p, o in zip(PROMPTS, outcomes)
-        ]
+        records = judged_records(outcomes)  # prompts p0-p3
         g = {
             "win_rate_vs_reference": sum(outcomes) / 4,
             "policy_mean_tokens": tokens if data == "mean_rating" else 36.0,
@@ -198,18 +185,7 @@ def test_only_the_pooled_rows_form_the_family_and_scope_rows_claim_nothing(tmp_p
     """Two swept keys besides the seed: one pooled row decides, the per-beta rows describe it."""
     for beta in ("0.01", "0.1"):
         for (data, seed), outcomes in OUTCOMES.items():
-            records = [
-                {
-                    "prompt": p,
-                    "sample": 0,
-                    "reference": "r",
-                    "policy": "a",
-                    "reference_score": 0.5,
-                    "policy_score": o,
-                    "winner": WINNER[o],
-                }
-                for p, o in zip(PROMPTS, outcomes)
-            ]
+            records = judged_records(outcomes)
             plant(
                 tmp_path,
                 f"{data}-{seed}-{beta}",
@@ -276,18 +252,7 @@ def test_data_without_any_variation_gets_no_interval_and_no_verdict(tmp_path):
     """Every seed and prompt says B won: no variance to measure. A zero-width interval would 'exclude 0'."""
     for s in (1, 2):
         for data, o in (("critique", 0.0), ("mean_rating", 1.0)):
-            records = [
-                {
-                    "prompt": f"p{q}",
-                    "sample": 0,
-                    "reference": "r",
-                    "policy": "a",
-                    "reference_score": 0.5,
-                    "policy_score": o,
-                    "winner": WINNER[o],
-                }
-                for q in range(5)
-            ]
+            records = judged_records([o] * 5)
             plant(
                 tmp_path,
                 f"{data}-{s}",
