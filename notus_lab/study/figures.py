@@ -79,7 +79,8 @@ def forest(diffs: list[dict], metric: str, path: Path) -> None:
     ax.set_yticks(range(len(diffs)), [f"{d['b']} − {d['a']} ({d['scope']})" for d in reversed(diffs)], fontsize=8)
     ax.set_xlabel(f"difference in {metric}")
     ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # readable ticks whatever the range
-    ax.set_title("paired differences: 95 % CI (thick), Holm-adjusted for the pooled rows (thin)", fontsize=9)
+    # two lines: at the figure's width one line was cut off
+    ax.set_title("paired differences: 95 % CI (thick)\nHolm-adjusted for the pooled rows (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 
@@ -96,11 +97,15 @@ def effects(rows: list[dict], metric: str, path: Path) -> None:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(
         range(len(rows)),
-        [f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}" for r in reversed(rows)],
+        # an interaction's contrast names four cells: report.md's table spells them; the axis keeps it legible
+        [
+            r["factor"] if " x " in r["factor"] else f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}"
+            for r in reversed(rows)
+        ],
         fontsize=7,
     )
     ax.set_xlabel(f"effect on {metric}")
-    ax.set_title("factorial effects: 95 % CI (thick), Bonferroni-adjusted (thin)", fontsize=9)
+    ax.set_title("factorial effects: 95 % CI (thick)\nBonferroni-adjusted over the effects (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 
