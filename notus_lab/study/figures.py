@@ -63,24 +63,30 @@ def arms(rows: list[dict], arm_keys: list[str], metric: str, path: Path, own: bo
     _save(fig, path)
 
 
-def forest(diffs: list[dict], metric: str, path: Path) -> None:
+def forest(diffs: list[dict], metric: str, path: Path, sequential: bool = False) -> None:
     """One row per paired difference (B - A, scope): the estimate, its 95 % CI (thick) and, for the pooled rows
-    that can give a verdict, its Holm-adjusted CI (thin); a row with a verdict is drawn solid."""
+    that can give a verdict, its Holm-adjusted CI (thin); a row with a verdict is drawn solid. In a `sequential`
+    study these are the fixed-design view, whose verdicts are not the study's: no row is drawn as one."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(diffs) + 1.2))
     for y, d in enumerate(reversed(diffs)):
-        color = "tab:blue" if d["excludes_zero"] else "tab:gray"
+        decided = d["excludes_zero"] and not sequential
+        color = "tab:blue" if decided else "tab:gray"
         if d["adjusted_ci"][0] is not None:  # in the decision family: its Holm-adjusted interval
             ax.plot(d["adjusted_ci"], [y, y], color=color, lw=1)
         if d["ci"][0] is not None:  # one seed, or no variation: no interval, the estimate alone
             ax.plot(d["ci"], [y, y], color=color, lw=4, alpha=0.6)
-        ax.plot([d["mean"]], [y], "o", color=color, mfc="white" if not d["excludes_zero"] else color)
+        ax.plot([d["mean"]], [y], "o", color=color, mfc=color if decided else "white")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(diffs)), [f"{d['b']} − {d['a']} ({d['scope']})" for d in reversed(diffs)], fontsize=8)
     ax.set_xlabel(f"difference in {metric}")
     ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # readable ticks whatever the range
     # two lines: at the figure's width one line was cut off
-    ax.set_title("paired differences: 95 % CI (thick)\nHolm-adjusted for the pooled rows (thin)", fontsize=9)
+    ax.set_title(
+        "paired differences: 95 % CI (thick)\nHolm-adjusted for the pooled rows (thin)"
+        + ("\nthe fixed-design view: the study's decisions are report.md's Rounds" if sequential else ""),
+        fontsize=9,
+    )
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 
@@ -152,7 +158,7 @@ def draw(s, out_dir: Path) -> list[str]:
     """forest.png (paired differences), arms.png and margins.png (per arm), curves.png (eval curves)."""
     rows, metric, plots = s.rows, s.metric, []
     if s.diffs:
-        forest(s.diffs, metric, out_dir / "forest.png")
+        forest(s.diffs, metric, out_dir / "forest.png", sequential=bool(s.rounds and s.rounds["rounds"]))
         plots.append("forest.png")
     if s.effects and s.effects["rows"]:
         effects(s.effects["rows"], metric, out_dir / "effects.png")
