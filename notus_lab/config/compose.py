@@ -12,6 +12,7 @@ from notus_lab.config.options import CONF_DIR, group_options
 from notus_lab.config.schema import NotusConfig
 from notus_lab.config.validate import validate
 from notus_lab.core.errors import ConfigError, exit_on, message
+from notus_lab.core.overrides import factors
 
 
 def _one_line(exc: BaseException, overrides: list[str]) -> str:
@@ -50,29 +51,12 @@ def _one_line(exc: BaseException, overrides: list[str]) -> str:
 
 def sweep_variants(overrides: list[str], sweeper_params: dict | None = None) -> list[list[str]]:
     """The override lists to check for a command: each swept value once, the other sweeps held at their
-    first value (every value is tried without composing the cartesian product). Sweeps are read by
-    Hydra's own parser, so `range(...)`, `choice(...)`, `glob(...)`, `key=a,b` and quoted values holding
-    commas mean what they mean to Hydra; `sweeper_params` (an experiment's hydra.sweeper.params) sweep
-    the keys the command line leaves alone."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import Glob
-
-    parser = OverridesParser.create()
-    given = [(text, parser.parse_override(text)) for text in overrides]
-    named = {o.get_key_element().lstrip("+~") for _, o in given}
-    given += [
-        (f"{k}={v}", parser.parse_override(f"{k}={v}")) for k, v in (sweeper_params or {}).items() if k not in named
-    ]
-    fixed, swept = [], []
-    for text, o in given:
-        if not o.is_sweep_override():
-            fixed.append(text)
-            continue
-        value = o.value()
-        values = (
-            value.filter(group_options(o.key_or_group)) if isinstance(value, Glob) else list(o.sweep_string_iterator())
-        )
-        swept.append([f"{o.get_key_element()}={v}" for v in values])
+    first value (every value is tried without composing the cartesian product). The design is the one every
+    sweeper runs (core/overrides.py: factors): `sweeper_params` (an experiment's hydra.sweeper.params) with the
+    command line on top, key by key, read by Hydra's own parser (`range(...)`, `choice(...)`, `glob(...)`)."""
+    design = factors(overrides, sweeper_params, group_options)
+    fixed = [f.overrides()[0] for f in design if len(f.values) == 1]
+    swept = [f.overrides() for f in design if len(f.values) != 1]
     if not swept:
         return [fixed]
     firsts = [vs[0] for vs in swept]
@@ -97,9 +81,9 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
                 first = sweep_variants(overrides)[0]
                 full = compose(config_name, overrides=first + hydra_overrides, return_hydra_config=True)
                 hydra_cfg = full.hydra
-                check_sweep(hydra_cfg, full)
                 node = hydra_cfg.sweeper.get("params")
                 params = OmegaConf.to_container(node) if isinstance(node, DictConfig) else {}
+                check_sweep(hydra_cfg, full, factors(overrides, params, group_options))
             for v in sweep_variants(overrides, params):
                 check(compose(config_name, overrides=v))
     except ConfigError:
@@ -108,18 +92,23 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
         raise ConfigError(_one_line(exc, overrides)) from None
 
 
-def check_sweep(hydra_cfg, cfg=None) -> None:
+def check_sweep(hydra_cfg, cfg=None, design=None) -> None:
     """A sweep's own settings, before any arm starts: the sequential sweeper's, a SLURM request that holds what
     the run starts, and a SLURM launcher on a machine that has SLURM (submitit's "Could not detect srun" otherwise
     comes after the whole sweep was composed)."""
     import shutil
 
-    from notus_lab.config.study import Settings
+    from notus_lab.config.study import Settings, check_design
 
     sweeper = hydra_cfg.sweeper
+    size = sweeper.get("max_batch_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ConfigError(message("hydra.sweeper.max_batch_size", size, "an integer >= 1, or null (one batch)"))
     if str(sweeper.get("_target_", "")).endswith("SequentialSweeper"):
         fields = {k: sweeper.get(k) for k in Settings.__dataclass_fields__}
-        Settings(**fields).check()
+        settings = Settings(**fields).check()
+        if design is not None:
+            check_design(settings, design)
     slurm = "Slurm" in str(hydra_cfg.launcher.get("_target_", ""))
     if slurm and cfg is not None:
         from notus_lab.config.validate import check_request

@@ -8,6 +8,7 @@ import re
 from omegaconf import OmegaConf
 
 from notus_lab.core.keys import content_key
+from notus_lab.core.overrides import as_dict, key_of
 from notus_lab.core.provenance import git_commit
 from notus_lab.core.redaction import redact
 from notus_lab.core.run_dir import RunDir
@@ -81,17 +82,18 @@ def what_changed(rd: RunDir, resolved: dict, code: str) -> str | None:
 
 
 def science_overrides(overrides) -> str:
-    """Hydra's override_dirname of the command's science overrides: sorted, comma-joined, as typed."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    return ",".join(sorted(o for o in overrides if is_science(parser.parse_override(o).key_or_group)))
+    """Hydra's override_dirname of the command's science overrides: sorted, comma-joined, as typed. A key given
+    twice is refused (core/overrides.py: as_dict): sorted, `data=a data=b` and `data=b data=a` would name one dir
+    for two configs."""
+    overrides = list(overrides)
+    as_dict(overrides)
+    return ",".join(sorted(o for o in overrides if is_science(key_of(o))))
 
 
 def run_dir_name(overrides) -> str:
     """A run's dir name from the command's overrides (conf/config.yaml: hydra.run.dir, hydra.sweep.subdir):
     same science, same directory; a non-science override never moves a run."""
-    return _slug(science_overrides(list(overrides)))
+    return _slug(science_overrides(overrides))
 
 
 def _slug(override_dirname: str) -> str:

@@ -13,6 +13,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from notus_lab.core.overrides import key_of
 from notus_lab.core.run_dir import RunDir
 
 NOISE = (  # (logger or warning category, message start)
@@ -111,13 +112,13 @@ def arm_line(
         eta = f", ~{elapsed / max(done, 1) * (len(arms) - done) / 60:.0f} min left" if done < len(arms) else ""
         count = f"[{done}/{len(arms)}] " + f"{elapsed / 60:.1f} min{eta} | "
     shown = " ".join(
-        o
-        for o in overrides
-        if not o.startswith(("sweep_name=", "hydra.")) and (swept is None or o.lstrip("+~").split("=", 1)[0] in swept)
+        o for o in overrides if not o.startswith(("sweep_name=", "hydra.")) and (swept is None or key_of(o) in swept)
     )
     g = (metrics or {}).get("generation") or {}
     result = (
-        f"failed: {error} (see {RunDir(run_dir).output})"
+        f"failed: {error} (see {RunDir(run_dir).failed}"
+        + (f" and {RunDir(run_dir).output}" if RunDir(run_dir).output.exists() else "")
+        + ")"
         if error
         else f"win rate {g['win_rate_vs_reference']:.3f}"
         if g

@@ -4,9 +4,9 @@ functions. `<sweep dir>/rounds.json` is written atomically after every round:
     settings  every hydra.sweeper setting, as used
     design    the arms' settings (cells), the first round's seeds, the family of pairs
     rounds    [{round, seeds, launched, missing, pairs: [{a, b, scope, mean, interval, alpha, decision, reason}],
-              device_hours, metric}]
+              unmeasured: [{strategy, scope, given_up, reason}], device_hours, metric}]
     failures  {arm dir: failed attempts} (an arm is retried once, then counted missing)
-    outcome   decided | max_seeds | budget | futile, once the study stops
+    outcome   decided | max_seeds | budget | futile | not_measured, once the study stops
 
 The Hydra sweeper (hydra_plugins/notus_lab_sweepers) launches the arms; everything it decides comes from here."""
 
@@ -112,6 +112,36 @@ def resting(pairs: list[dict]) -> set[tuple[str, str]]:
     return (measured - live) | sequential.beaten(pairs)
 
 
+def unmeasured(
+    records: list[dict], arms_of: dict, finished: set[str], failures: dict, given_up: set[tuple[str, str]]
+) -> list[dict]:
+    """The design's (strategy, scope) that no pair measured at this look, each with why: its arms that finished,
+    failed twice or are missing. One whose every arm failed twice and none ever finished is given up: it gets no
+    more seeds (a config that crashes would only crash again), and the study cannot be decided without it."""
+    measured = {(s, r["scope"]) for r in records for s in (r["a"], r["b"])}
+    out = []
+    for (strategy, scope), names in sorted(arms_of.items()):
+        if (strategy, scope) in measured:
+            continue
+        done = [n for n in names if n in finished]
+        dead = [n for n in names if n not in finished and failures.get(n, 0) >= 2]
+        gave_up = (strategy, scope) in given_up or (bool(names) and not done and len(dead) == len(names))
+        if gave_up:
+            why = f"no arm finished: {len(dead)} arm(s) failed twice (see {dead[0]}/failed.json)" if dead else ""
+            why = why or "no arm finished in an earlier round"
+        elif done:
+            why = f"{len(done)} arm(s) finished, but no other strategy shares 2 of their seeds yet"
+        else:
+            why = f"none of its {len(names)} arm(s) finished yet"
+        out.append({"strategy": strategy, "scope": scope, "given_up": gave_up, "reason": why})
+    return out
+
+
+def given_up(state: dict) -> set[tuple[str, str]]:
+    """(strategy, scope) the study gave up on at an earlier look: every arm failed twice."""
+    return {(u["strategy"], u["scope"]) for r in state["rounds"] for u in r.get("unmeasured", []) if u["given_up"]}
+
+
 def spent_hours(runs: list[dict]) -> tuple[float, float | None]:
     """Device-hours the study's finished arms recorded, and the mean per arm (None before any finished)."""
     cost = sweep_cost([r for r in runs if r["status"] == "finished"])
@@ -119,10 +149,17 @@ def spent_hours(runs: list[dict]) -> tuple[float, float | None]:
 
 
 def stop(
-    records: list[dict], seeds: int, settings: sequential.Settings, spent: float, per_arm: float | None, next_arms: int
+    records: list[dict],
+    seeds: int,
+    settings: sequential.Settings,
+    spent: float,
+    per_arm: float | None,
+    next_arms: int,
+    unmeasured: dict | None = None,
 ) -> str | None:
-    """The outcome after a look, the budget included: the next round must fit at the cost measured so far."""
-    end = sequential.outcome(records, seeds, settings)
+    """The outcome after a look, the budget included: the next round must fit at the cost measured so far.
+    `unmeasured`: sequential.outcome's."""
+    end = sequential.outcome(records, seeds, settings, unmeasured)
     if (
         end is None
         and settings.budget_hours is not None
@@ -141,6 +178,9 @@ def progress(state: dict, done: int, total: int) -> str:
     for r in last["pairs"]:
         counts[r["decision"]] = counts.get(r["decision"], 0) + 1
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no pair measured yet"
+    missing = [u["strategy"] for u in last.get("unmeasured", [])]
+    if missing:
+        decisions += f"; not measured: {', '.join(missing)}"
     end = f"; study {state['outcome']}" if state["outcome"] else ""
     return (
         f"round {last['round']}: seeds {len(last['seeds'])} of at most {state['settings']['max_seeds']}, "

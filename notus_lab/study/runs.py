@@ -10,14 +10,13 @@ from pathlib import Path
 
 import yaml
 
+from notus_lab.config.study import SEED_KEY, STRATEGY_KEY
 from notus_lab.core.errors import ConfigError
 from notus_lab.core.files import flatten, read_jsonl
+from notus_lab.core.overrides import as_dict, swept
 from notus_lab.core.run_dir import RunDir
 
-SEED_KEYS = ("train.seed", "seed")
-
-
-STRATEGY_KEY = "data"
+SEED_KEYS = (SEED_KEY, "seed")
 
 
 # keys that change what is measured (the world the data comes from, the judge): a verdict is per value
@@ -34,7 +33,7 @@ def _overrides(run_dir: Path) -> dict:
     """The command-line/sweep overrides of one job, from the record Hydra keeps in .hydra/."""
     path = RunDir(run_dir).overrides
     items = yaml.safe_load(path.read_text()) if path.exists() else []
-    return dict(o.lstrip("+~").split("=", 1) for o in items or [] if "=" in o)
+    return as_dict([o for o in items or [] if "=" in o])
 
 
 def _json(path: Path) -> dict:
@@ -89,8 +88,7 @@ def stratum(overrides: dict, swept: list[str]) -> str:
 
 def factors(runs: list[dict]) -> list[str]:
     """Swept keys: overrides whose value differs between jobs."""
-    keys = sorted({k for r in runs for k in r["overrides"]})
-    return [k for k in keys if len({r["overrides"].get(k) for r in runs}) > 1]
+    return swept([r["overrides"] for r in runs])
 
 
 def generation_records(run_dir: Path) -> list[dict]:

@@ -55,7 +55,7 @@ from notus_lab.study.stats import (
 
 CLAIMS = ("b_wins", "a_wins", "equivalent")
 FINAL = CLAIMS + ("dropped",)
-OUTCOMES = ("decided", "max_seeds", "budget", "futile")
+OUTCOMES = ("decided", "max_seeds", "budget", "futile", "not_measured")
 FUTILE_BELOW = 0.1  # conditional power under which a pair is futile
 
 
@@ -284,15 +284,21 @@ def _claim_reason(decision: str, r: dict, margin: float) -> str:
     return f"the interval [{low:+.4f}, {high:+.4f}] is {'above' if decision == 'b_wins' else 'below'} 0{inside}"
 
 
-def outcome(records: list[dict], seeds: int, settings: Settings) -> str | None:
-    """decided | futile | max_seeds, or None to go on (the budget is the sweeper's: it knows the cost)."""
-    if all(r["decision"] in FINAL for r in records):
-        return "decided"
-    if not any(r["decision"] == "continue" for r in records):
-        return "futile"
-    if seeds >= settings.max_seeds:
+def outcome(records: list[dict], seeds: int, settings: Settings, unmeasured: dict | None = None) -> str | None:
+    """decided | futile | max_seeds | not_measured, or None to go on (the budget is the sweeper's: it knows the
+    cost). `unmeasured`: {(strategy, scope): given_up} for the design's strategies no pair measured at this look;
+    one not given up (some arm finished, or may still finish) keeps the study going while seeds remain; a given-up
+    one (every arm failed twice) gets no more. A look that measured nothing is never "decided"."""
+    unmeasured = unmeasured or {}
+    live = any(r["decision"] == "continue" for r in records)
+    pending = not all(unmeasured.values())
+    if (live or pending) and seeds < settings.max_seeds:
+        return None
+    if live:
         return "max_seeds"
-    return None
+    if unmeasured:
+        return "not_measured"
+    return "decided" if all(r["decision"] in FINAL for r in records) else "futile"
 
 
 def family(strategies: list[str], strata: int = 1) -> int:

@@ -135,7 +135,7 @@ def test_futility_says_more_prompts_when_the_shared_prompt_part_alone_is_too_wid
 def test_settings_out_of_range_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.first_seeds=1 is invalid: allowed an integer >= 2"):
         settings(first_seeds=1)
-    with pytest.raises(ConfigError, match=r"^hydra.sweeper.margin=-0.1 is invalid"):
+    with pytest.raises(ConfigError, match=r"^study.margin=-0.1 is invalid"):
         settings(margin=-0.1)
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.spending='linear' is invalid: allowed one of obrien"):
         settings(spending="linear")
@@ -326,13 +326,17 @@ def test_a_clear_winner_stops_the_study_early_and_a_budget_stops_it_before_a_rou
     assert state["outcome"] == "budget" and len(state["rounds"]) == 1
 
 
-def test_a_changed_setting_is_refused_instead_of_mixing_two_studies(tmp_path):
+def test_a_changed_setting_is_refused_instead_of_mixing_two_studies(tmp_path, capsys):
     sweep_dir = tmp_path / "study"
     stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.3, max_seeds=3).sweep(["train.seed=1,2"])
-    with pytest.raises(
-        ConfigError, match=r"^hydra.sweeper.margin=0.2 is invalid: this sweep's rounds.json ran with 0.3"
-    ):
+    (sweep_dir / "multirun.yaml").write_text("the first study's\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
         stub_sweeper(sweep_dir, PlantingLauncher(sweep_dir, gap=0.0), margin=0.2, max_seeds=3).sweep(["train.seed=1,2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1
+    assert err[0].startswith("error: hydra.sweeper.margin=0.2 is invalid: this sweep's rounds.json ran with 0.3")
+    assert (sweep_dir / "multirun.yaml").read_text() == "the first study's\n"  # refused before anything is written
 
 
 def test_a_study_decided_by_an_external_judge_waits_for_its_files_and_goes_on_when_they_come(tmp_path, capsys):
