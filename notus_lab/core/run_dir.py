@@ -31,6 +31,8 @@ class RunDir:
     failed = _artefact("failed.json", "what went wrong, when a run crashed")
     generations = _artefact("generations.jsonl", "judged generations, one record per prompt x sample")
     external = _artefact("external.json", "external judges' results, one entry per judge")
+    lm_eval = _artefact("lm_eval.json", "lm-evaluation-harness: per task the aggregate, stderr, versions, settings")
+    lm_eval_samples = _artefact("lm_eval_samples.jsonl", "lm-evaluation-harness's per-question records")
     model = _artefact("model", "the trained weights (or adapter) and tokenizer")
     merged = _artefact("merged", "LoRA merged into the base (export.merge)")
     checkpoints = _artefact("checkpoints", "for resume")
