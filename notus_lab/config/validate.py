@@ -1,8 +1,9 @@
 """Validation: every check a command passes before any data or model loads, one function per group, each
 failure ONE line that names the key, the value and what is allowed (exit code 2).
 
-These are the checks the dataclasses in schema.py cannot express (ranges, combinations, files); the allowed
-values sit beside the fields there. compose.preflight runs them on every composed command line first.
+What each field allows is declared once, beside the field in schema.py (`knob(..., allowed)`): `_declared` checks
+a section's fields against those declarations, and this file adds only what one field cannot say (combinations,
+files, packages). compose.preflight runs them on every composed command line first.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from notus_lab.config.derived import looks_like_local_path, world_size
 from notus_lab.config.published_sets import default_split
 from notus_lab.config.schema import (
     DataConfig,
+    GenerationConfig,
     HardwareConfig,
     JudgeConfig,
     ModelConfig,
     NotusConfig,
     OptimizerConfig,
+    TrainConfig,
     WandbConfig,
+    WorldConfig,
 )
 from notus_lab.config.strategies import binarizing_options, strategy
 from notus_lab.core.errors import invalid
@@ -40,8 +44,16 @@ def _one_of(key: str, value: Any, options) -> None:
     _require(value in options, key, value, "one of " + ", ".join(map(str, options)))
 
 
-def _positive(key: str, value: float) -> None:
-    _require(value is not None and math.isfinite(value) and value > 0, key, value, "a number > 0")
+def allowed(cls, name: str):
+    """What schema.py declares a field of `cls` allows (None: its type says it all)."""
+    return cls.__dataclass_fields__[name].metadata.get("allowed")
+
+
+def _declared(node, cls, prefix: str, *names: str) -> None:
+    """Each named field of a section against what schema.py declares it allows, in this order."""
+    for name in names:
+        rule, value = allowed(cls, name), getattr(node, name)
+        _require(rule(value), f"{prefix}{name}", value, rule.text)
 
 
 def _no_missing(cfg, prefix: str = "") -> None:
@@ -66,23 +78,12 @@ def _on_a_cuda_machine() -> bool:
 def validate_data(d) -> None:
     """The data keys alone (all that `python -m notus_lab.binarize` needs)."""
     _no_missing(d, prefix="data.")
-    _one_of("data.strategy", d.strategy, DataConfig.STRATEGIES)
-    _one_of("data.rejected", d.rejected, DataConfig.REJECTED)
-    _one_of("data.tie_policy", d.tie_policy, DataConfig.TIE_POLICIES)
-    _one_of("data.vintage", d.vintage, DataConfig.VINTAGES)
-    _one_of("data.curate_action", d.curate_action, DataConfig.CURATE_ACTIONS)
-    _require(d.min_margin >= 0 and math.isfinite(d.min_margin), "data.min_margin", d.min_margin, "a number >= 0")
-    if d.strategy == "aspect":
-        _one_of("data.aspect", d.aspect, DataConfig.ASPECTS)
-    _require(
-        0 < d.test_size and math.isfinite(d.test_size) and (d.test_size < 1 or d.test_size == int(d.test_size)),
-        "data.test_size",
-        d.test_size,
-        "a fraction in (0, 1) or a whole number of prompts >= 1",
-    )
-    _require(d.max_rows is None or d.max_rows > 0, "data.max_rows", d.max_rows, "null or an integer > 0")
+    _declared(d, DataConfig, "data.", "strategy", "rejected", "tie_policy", "vintage", "curate_action", "min_margin")
+    if strategy(d.strategy).signal == "aspect":
+        _declared(d, DataConfig, "data.", "aspect")
+    _declared(d, DataConfig, "data.", "test_size", "max_rows")
     if d.decontaminate is not None:
-        _one_of("data.decontaminate", d.decontaminate, DataConfig.DECONTAMINATE)
+        _declared(d, DataConfig, "data.", "decontaminate")
     if d.decontaminate_questions is not None:
         _require(
             os.path.isfile(os.path.expanduser(d.decontaminate_questions)),
@@ -111,27 +112,25 @@ def validate_data(d) -> None:
 
 def validate_world(w) -> None:
     """The bundled world's knobs (data.source=world)."""
-    _require(w.rows >= 10, "data.world.rows", w.rows, "an integer >= 10")
-    _require(0 <= w.critique_bug_rate <= 1, "data.world.critique_bug_rate", w.critique_bug_rate, "a number in [0, 1]")
-    _require(0 <= w.na_rate <= 1, "data.world.na_rate", w.na_rate, "a number in [0, 1]")
-    _require(0 < w.aspect_agreement < 1, "data.world.aspect_agreement", w.aspect_agreement, "a number in (0, 1)")
-    _require(
+    _declared(w, WorldConfig, "data.world.", "rows", "critique_bug_rate", "na_rate", "aspect_agreement")
+    _require(  # a bound that depends on another knob: a combination, not a declaration
         0 <= w.annotator_correlation < w.aspect_agreement,
         "data.world.annotator_correlation",
         w.annotator_correlation,
         f"a number in [0, data.world.aspect_agreement={w.aspect_agreement}) "
         "(shared error alone cannot exceed the agreement it explains)",
     )
-    _require(
-        0 <= w.critique_shared_error <= 1,
-        "data.world.critique_shared_error",
-        w.critique_shared_error,
-        "a number in [0, 1]",
+    _declared(
+        w,
+        WorldConfig,
+        "data.world.",
+        "critique_shared_error",
+        "difficulty_spread",
+        "critique_noise",
+        "rating_leniency",
+        "critique_curve",
+        "critique_step",
     )
-    for key in ("difficulty_spread", "critique_noise", "rating_leniency"):
-        _require(getattr(w, key) >= 0, f"data.world.{key}", getattr(w, key), "a number >= 0")
-    _require(w.critique_curve > 0, "data.world.critique_curve", w.critique_curve, "a number > 0")
-    _require(w.critique_step in (0.5, 1.0), "data.world.critique_step", w.critique_step, "0.5 or 1.0")
 
 
 def validate_source(d) -> None:
@@ -171,7 +170,7 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
     validate_study(cfg)
     validate_generation(cfg.generation)
     validate_judge(cfg.judge, cfg.data)
-    _one_of("wandb.mode", cfg.wandb.mode, WandbConfig.MODES)
+    _declared(cfg.wandb, WandbConfig, "wandb.", "mode")
     memory.check(cfg)  # last: a run that cannot fit its GPUs, with what would
     if cfg.export.merge:
         _require(cfg.model.adapter == "lora", "export.merge", True, "false with model.adapter=full (nothing to merge)")
@@ -179,18 +178,13 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
 
 def validate_objective(cfg) -> None:
     """The DPO loss and its knobs."""
-    _positive("beta", cfg.beta)
-    _one_of("loss_type", cfg.loss_type, NotusConfig.LOSS_TYPES)
-    _require(cfg.rpo_alpha >= 0 and math.isfinite(cfg.rpo_alpha), "rpo_alpha", cfg.rpo_alpha, "a number >= 0")
+    _declared(cfg, NotusConfig, "", "beta", "loss_type", "rpo_alpha")
 
 
 def validate_model(m) -> None:
-    _one_of("model.adapter", m.adapter, ModelConfig.ADAPTERS)
-    _one_of("model.quantization", m.quantization, ModelConfig.QUANTIZATIONS)
+    _declared(m, ModelConfig, "model.", "adapter", "quantization")
     if m.adapter == "lora":
-        _require(m.lora_r > 0, "model.lora_r", m.lora_r, "an integer > 0")
-        _require(m.lora_alpha > 0, "model.lora_alpha", m.lora_alpha, "an integer > 0")
-        _require(0 <= m.lora_dropout < 1, "model.lora_dropout", m.lora_dropout, "a number in [0, 1)")
+        _declared(m, ModelConfig, "model.", "lora_r", "lora_alpha", "lora_dropout")
         _require(
             len(m.lora_target_modules) > 0,
             "model.lora_target_modules",
@@ -204,7 +198,7 @@ def validate_model(m) -> None:
             m.quantization,
             "none with model.adapter=full (quantized weights cannot be fully fine-tuned; use model=qlora)",
         )
-        _one_of("model.bnb_4bit_quant_type", m.bnb_4bit_quant_type, ModelConfig.QUANT_TYPES)
+        _declared(m, ModelConfig, "model.", "bnb_4bit_quant_type")
         try:
             import bitsandbytes  # noqa: F401
         except Exception as exc:  # ImportError, or a broken native library
@@ -217,23 +211,24 @@ def validate_model(m) -> None:
 
 
 def validate_optimizer(o) -> None:
-    _one_of("optimizer.name", o.name, OptimizerConfig.NAMES)
-    _positive("optimizer.lr", o.lr)
-    _one_of("optimizer.scheduler", o.scheduler, OptimizerConfig.SCHEDULERS)
-    _require(0 <= o.warmup_ratio < 1, "optimizer.warmup_ratio", o.warmup_ratio, "a number in [0, 1)")
-    _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "a number >= 0")
+    _declared(o, OptimizerConfig, "optimizer.", "name", "lr", "scheduler", "warmup_ratio", "weight_decay")
 
 
 def validate_hardware(hw) -> None:
-    _one_of("hardware.device", hw.device, HardwareConfig.DEVICES)
-    _one_of("hardware.precision", hw.precision, HardwareConfig.PRECISIONS)
-    _one_of("hardware.attn_implementation", hw.attn_implementation, HardwareConfig.ATTENTION)
-    _one_of("hardware.distributed", hw.distributed, HardwareConfig.ENGINES)
-    _require(hw.per_device_batch_size > 0, "hardware.per_device_batch_size", hw.per_device_batch_size, "an integer > 0")
-    _require(hw.eval_batch_size > 0, "hardware.eval_batch_size", hw.eval_batch_size, "an integer > 0")
-    _require(hw.num_processes > 0, "hardware.num_processes", hw.num_processes, "an integer > 0")
-    _require(hw.num_nodes > 0, "hardware.num_nodes", hw.num_nodes, "an integer > 0")
-    _require(hw.threads is None or hw.threads > 0, "hardware.threads", hw.threads, "null or an integer > 0")
+    _declared(
+        hw,
+        HardwareConfig,
+        "hardware.",
+        "device",
+        "precision",
+        "attn_implementation",
+        "distributed",
+        "per_device_batch_size",
+        "eval_batch_size",
+        "num_processes",
+        "num_nodes",
+        "threads",
+    )
     if hw.device == "cpu":  # bf16 runs on CPU too (autocast): the rehearsal of a GPU profile's precision
         _require(hw.precision != "fp16", "hardware.precision", hw.precision, "fp32 or bf16 on hardware.device=cpu")
         _require(
@@ -291,7 +286,7 @@ def validate_hardware(hw) -> None:
 
 
 def validate_train(tr, hw) -> None:
-    _require(tr.global_batch_size > 0, "train.global_batch_size", tr.global_batch_size, "an integer > 0")
+    _declared(tr, TrainConfig, "train.", "global_batch_size")
     per_step = hw.per_device_batch_size * world_size(hw)
     _require(
         tr.global_batch_size % per_step == 0,
@@ -300,7 +295,7 @@ def validate_train(tr, hw) -> None:
         f"a multiple of hardware.per_device_batch_size x processes = {hw.per_device_batch_size} x "
         f"{world_size(hw)} = {per_step}",
     )
-    _require(tr.max_length > 0, "train.max_length", tr.max_length, "an integer > 0")
+    _declared(tr, TrainConfig, "train.", "max_length")
     _require(
         0 < tr.max_prompt_length < tr.max_length,
         "train.max_prompt_length",
@@ -308,37 +303,23 @@ def validate_train(tr, hw) -> None:
         f"an integer in [1, train.max_length={tr.max_length})",
     )
     _require(tr.epochs > 0 or tr.max_steps > 0, "train.epochs", tr.epochs, "a number > 0 (or train.max_steps > 0)")
-    _require(tr.max_steps == -1 or tr.max_steps > 0, "train.max_steps", tr.max_steps, "-1 or an integer > 0")
-    _require(tr.logging_steps > 0, "train.logging_steps", tr.logging_steps, "an integer > 0")
-    _require(tr.save_steps > 0, "train.save_steps", tr.save_steps, "an integer > 0")
-    _require(tr.eval_steps is None or tr.eval_steps > 0, "train.eval_steps", tr.eval_steps, "null or an integer > 0")
+    _declared(tr, TrainConfig, "train.", "max_steps", "logging_steps", "save_steps", "eval_steps")
 
 
 def validate_study(cfg) -> None:
     """The keys that name and label a study."""
     for s in cfg.eval.signals:
         _one_of("eval.signals", s, binarizing_options())
-    _require(
-        re.fullmatch(r"[\w.-]+", cfg.sweep_name) is not None,
-        "sweep_name",
-        cfg.sweep_name,
-        "letters, digits, '_', '-' and '.' (it names a directory and a W&B group)",
-    )
+    _declared(cfg, NotusConfig, "", "sweep_name")
 
 
 def validate_generation(g) -> None:
-    for key in ("samples_per_prompt", "max_new_tokens", "batch_size"):
-        _require(getattr(g, key) > 0, f"generation.{key}", getattr(g, key), "an integer > 0")
-    _require(
-        g.max_prompts is None or g.max_prompts > 0, "generation.max_prompts", g.max_prompts, "null or an integer > 0"
-    )
-    _positive("generation.temperature", g.temperature)
-    _require(0 < g.top_p <= 1, "generation.top_p", g.top_p, "a number in (0, 1]")
+    _declared(g, GenerationConfig, "generation.", "samples_per_prompt", "max_new_tokens", "batch_size", "max_prompts")
+    _declared(g, GenerationConfig, "generation.", "temperature", "top_p")
 
 
 def validate_judge(j, d) -> None:
-    _one_of("judge.name", j.name, JudgeConfig.NAMES)
-    _require(j.batch_size > 0, "judge.batch_size", j.batch_size, "an integer > 0")
+    _declared(j, JudgeConfig, "judge.", "name", "batch_size")
     if j.name == "truth":
         _require(
             d.source == "world",

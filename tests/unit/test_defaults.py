@@ -50,9 +50,10 @@ def test_the_schema_holds_no_value_of_its_own():
     own key: a literal default here would be a second home (23 were, 5 of them disagreeing with the YAML)."""
     bad = []
     for cls, name, key, default in schema_fields():
-        allowed = {"MISSING", f"home('{key}')", f"field(default_factory=lambda: home('{key}'))"}
-        nested = default and default.startswith("field(default_factory=") and default.endswith("Config)")
-        if default not in allowed and not nested:
+        ok = (default or "").startswith((f"knob('{key}',", "required(")) or (
+            (default or "").startswith("section(") and default.split(",")[0].endswith("Config")
+        )
+        if not ok:
             bad.append(f"{cls}.{name} = {default}")
     assert not bad, bad
 
@@ -99,7 +100,7 @@ def test_the_default_runs_values_are_their_homes_or_a_default_options_choice():
         walk(node, prefix)
     differ = []
     for *_, key, default in schema_fields():
-        if default == "MISSING" or (default or "").endswith("Config)") or key in chosen:
+        if (default or "").startswith(("required(", "section(")) or key in chosen:
             continue
         value = cfg
         for part in key.split("."):
