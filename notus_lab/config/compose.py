@@ -8,7 +8,7 @@ import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from notus_lab.config.options import CONF_DIR, group_options
+from notus_lab.config.options import CONF_DIR, group_options, refuse_defaults_option
 from notus_lab.config.schema import NotusConfig
 from notus_lab.config.validate import validate
 from notus_lab.core.errors import ConfigError, exit_on, message
@@ -69,6 +69,7 @@ def preflight(argv: list[str], config_name: str = "config", check=None) -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    refuse_defaults_option(argv)  # before --cfg/--help too: `hardware=_defaults` is never an option
     if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg") or a.startswith("--info") for a in argv):
         return
     check = check or validate

@@ -44,3 +44,21 @@ def hardware_profile(option: str):
     """A conf/hardware option on its own, with the schema's defaults for what it leaves out."""
 
     return OmegaConf.merge(OmegaConf.structured(HardwareConfig), load_option("hardware", option))
+
+
+def refuse_defaults_option(argv: list[str]) -> None:
+    """`group=_defaults` (also `+group=`, in a sweep's list, with --cfg or --help) is one line: the file is where the
+    group's options start from (notus_lab/config/homes.py), never an option itself. Hydra would compose it."""
+    from notus_lab.core.errors import invalid
+
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        group, value = arg.lstrip("+~").split("=", 1)
+        if (CONF_DIR / group).is_dir() and "_defaults" in [v.strip() for v in value.split(",")]:
+            raise invalid(
+                group,
+                "_defaults",
+                f"one of {', '.join(group_options(group))}",
+                why=f"conf/{group}/_defaults.yaml holds the defaults the options start from, not an option",
+            )
