@@ -54,7 +54,7 @@ def read_runs(sweep_dir: Path) -> list[dict]:
                 judge: {k: v for k, v in result.items() if not k.startswith("per_")}
                 for judge, result in _json(RunDir(run_dir).external).items()
             }
-            run["status"], run["metrics"] = "finished", flatten({**metrics, **external})
+            run["status"], run["metrics"] = "finished", flatten({**metrics, **external, **lm_eval_metrics(run_dir)})
             run["eval_history"] = metrics.get("eval_history", {})
             # in the bundled world: how often this arm's own training pairs prefer the truly better answer
             run["truth_agreement"] = (
@@ -96,6 +96,48 @@ def generation_records(run_dir: Path) -> list[dict]:
     return read_jsonl(path) if path.exists() else []
 
 
+LM_EVAL = "lm_eval/"  # lm_eval/<task>/<metric>: python -m notus_lab.evaluate's results (RunDir.lm_eval)
+
+
+def lm_eval_metrics(run_dir: Path) -> dict:
+    """{"lm_eval": {task: {metric: value, metric_stderr: value}, "open_llm_average": value}} from lm_eval.json,
+    flattened by read_runs into lm_eval/<task>/<metric>."""
+    results = _json(RunDir(run_dir).lm_eval)
+    if not results:
+        return {}
+    out = {task: dict(entry["metrics"]) for task, entry in results.get("tasks", {}).items()}
+    if results.get("open_llm_average") is not None:
+        out["open_llm_average"] = results["open_llm_average"]
+    return {"lm_eval": out}
+
+
+_PROMPT_HASHES: dict[tuple[str, str], dict[str, str]] = {}  # (sweep dir, task) -> {question: lm_eval's prompt_hash}
+
+
+def lm_eval_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
+    """{question: the run's value of lm_eval/<task>/<metric>}, a question being `<subtask>:<doc_id>` (lm_eval's
+    own doc_id, per subtask of a group such as mmlu). Runs of one sweep pair on it only where lm_eval built the
+    same prompt (its prompt_hash: the same template, shots and chat template); anything else is refused."""
+    task, _, key = metric[len(LM_EVAL) :].partition("/")
+    path = RunDir(run_dir).lm_eval_samples
+    if not path.exists():
+        return None
+    seen = _PROMPT_HASHES.setdefault((str(Path(run_dir).resolve().parent), task), {})
+    out = {}
+    for r in read_jsonl(path):
+        if r["task"] != task or key not in r["metrics"]:
+            continue
+        question = f"{r['subtask']}:{r['doc_id']}"
+        if seen.setdefault(question, r["prompt_hash"]) != r["prompt_hash"]:
+            raise ConfigError(
+                f"--metric={metric} is invalid: {Path(run_dir).name} asked question {question} with another "
+                f"prompt (lm_eval prompt_hash differs: another template, shots or chat template); allowed runs "
+                f"evaluated with the same settings"
+            )
+        out[question] = float(r["metrics"][key])
+    return out or None
+
+
 def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
     """{prompt: the run's value of `metric` on that prompt}, averaged over samples or turns; None when the
     metric has no per-prompt record (then arms are paired by run only)."""
@@ -105,6 +147,8 @@ def per_prompt_outcomes(run_dir: Path, metric: str) -> dict[str, float] | None:
             sums[r["prompt"]] += OUTCOME[r["winner"]] if metric == JUDGED else r["policy_score"]
             counts[r["prompt"]] += 1
         return {p: sums[p] / counts[p] for p in sums} or None
+    if metric.startswith(LM_EVAL):
+        return lm_eval_outcomes(run_dir, metric)
     judge, _, key = metric.partition("/")
     per = _json(RunDir(run_dir).external).get(judge, {}).get("per_prompt")
     if per and key in ("win_rate", "win_rate_adjusted", "score"):
