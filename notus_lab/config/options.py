@@ -9,6 +9,12 @@ from notus_lab.config.paths import CONF_DIR, PACKAGE  # noqa: F401  (PACKAGE: wh
 from notus_lab.config.schema import HardwareConfig
 
 
+def _register_help_resolver() -> None:
+    """`${notus_options:GROUP}` in conf/hydra/help/notus.yaml: a group's options, as `group_options` lists them."""
+    if not OmegaConf.has_resolver("notus_options"):
+        OmegaConf.register_new_resolver("notus_options", lambda group: ", ".join(group_options(group)))
+
+
 def group_options(group: str) -> list[str]:
     """The options of a group; `_defaults` is the group's defaults (notus_lab/config/homes.py), not an option."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
@@ -62,3 +68,6 @@ def refuse_defaults_option(argv: list[str]) -> None:
                 f"one of {', '.join(group_options(group))}",
                 why=f"conf/{group}/_defaults.yaml holds the defaults the options start from, not an option",
             )
+
+
+_register_help_resolver()
