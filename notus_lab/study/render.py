@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from notus_lab.study.benchmarks_table import benchmarks_section
 from notus_lab.study.result import Report
 from notus_lab.study.runs import mean_of
 
@@ -19,6 +20,7 @@ def markdown(s: Report) -> str:
         + plan_section(s)
         + sign_check_section(s)
         + arms_section(s)
+        + benchmarks_section(s.rows)
         + cross_eval_section(s)
         + differences_section(s)
         + cost_section(s)
