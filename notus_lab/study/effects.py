@@ -9,12 +9,16 @@ Each effect is a contrast of cell means, every cell being one setting of the fac
 A contrast is linear in the cells, so it is computed on every seed unit x shared prompt and gets the report's
 interval (notus_lab/study/stats.py: crossed seeds x shared prompts, the seed part floored, seeds - 1 and
 prompts - 1 degrees of freedom). A seed unit is every cell that shares the seed (other swept keys, such as beta,
-averaged within it); a seed missing from any cell is left out, and the rows say how many seeds they rest on.
+averaged within it). Each contrast rests on the seeds that every cell it weighs has (a missing arm drops its seed
+only from the contrasts that weigh its cell, not from every cell), so each row is the same crossed model on a
+balanced subset and keeps its interval; the rows say how many seeds they rest on and the section names the
+missing cells. Levels sort by value where they are all numbers (0, 2, 10), else as text.
 Adjusted intervals are Bonferroni over the effect rows; `decided` is an adjusted interval clear of 0.
 
 The decomposition splits the difference between two corners of the design (the published sets' rules:
 notus_lab/config/published_sets.py CORNERS) into each differing factor's main effect and the rest (interactions),
 each with its interval: with coded levels +-1, y(B) - y(A) = sum over factors of (x_B - x_A)/2 x effect + ...
+It appears only where both corners are cells of the design; otherwise a note says why.
 """
 
 from __future__ import annotations
@@ -46,9 +50,19 @@ def factor_keys(keys: list[str]) -> list[str]:
     return [STRATEGY_KEY] + extra if extra else []
 
 
+def level_order(values) -> list:
+    """A factor's levels in order: by value where every level reads as a number (0, 2, 10), else as text."""
+    values = list(values)
+    try:
+        return sorted(values, key=lambda v: (float(v), str(v)))
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
+
+
 def cell_data(runs: list[dict], metric: str, factors: list[str]) -> tuple[dict, list, bool]:
-    """{cell: array[seed units, prompts]} over the seeds every cell has (other swept keys averaged within a seed),
-    the seeds, and whether the metric is per prompt."""
+    """{cell: array[seed units, prompts]} over every seed any cell has (other swept keys averaged within a seed;
+    a row of nan where the cell has no finished arm at that seed), the seeds, and whether the metric is per
+    prompt."""
     by = defaultdict(list)  # (cell, seed) -> runs
     for r in runs:
         if has(r, metric):
@@ -56,24 +70,47 @@ def cell_data(runs: list[dict], metric: str, factors: list[str]) -> tuple[dict, 
             seed = tuple(r["overrides"].get(k) for k in SEED_KEYS)
             by[(cell, seed)].append(r)
     cells = sorted({c for c, _ in by}, key=str)
-    seeds = sorted({s for _, s in by if all((c, s) in by for c in cells)}, key=str)
+    seeds = sorted({s for _, s in by}, key=str)
     if not cells or len(seeds) == 0:
         return {}, [], False
     records = {key: [per_prompt_outcomes(r["dir"], metric) for r in members] for key, members in by.items()}
-    used = [rec for c in cells for s in seeds for rec in records[(c, s)]]
+    used = [rec for recs in records.values() for rec in recs]
     shared = sorted(set.intersection(*(set(r) for r in used))) if all(used) else []
     per_prompt = len(shared) > 1
+    width = len(shared) if per_prompt else 1
     out = {}
     for c in cells:
         rows = []
         for s in seeds:
-            if per_prompt:
+            if (c, s) not in by:
+                rows.append(np.full(width, np.nan))
+            elif per_prompt:
                 take = itemgetter(*shared)
                 rows.append(np.mean([take(rec) for rec in records[(c, s)]], axis=0))
             else:
                 rows.append([np.mean([r["metrics"][metric] for r in by[(c, s)]])])
         out[c] = np.asarray(rows, dtype=float)
     return out, seeds, per_prompt
+
+
+def _seeds_with(data: dict, weights: dict) -> np.ndarray | None:
+    """Which seed units (the -2 axis) every cell the contrast weighs has; None where a weighed cell is absent."""
+    cells = [c for c, w in weights.items() if w]
+    if any(c not in data for c in cells):
+        return None
+    ok = [np.isfinite(data[c]).all(axis=tuple(i for i in range(data[c].ndim) if i != data[c].ndim - 2)) for c in cells]
+    return np.logical_and.reduce(ok)
+
+
+def contrast_interval(data: dict, weights: dict, alphas: tuple[float, ...] = (ALPHA,)):
+    """The contrast's mean, one interval per alpha and its mean squares, on the seeds every weighed cell has; None
+    where no cell is weighed, a weighed cell is missing, or fewer than 2 seeds remain."""
+    if not any(weights.values()):
+        return None
+    keep = _seeds_with(data, weights)
+    if keep is None or keep.sum() < 2:
+        return None
+    return crossed_interval(combine({c: data[c][..., keep, :] for c, w in weights.items() if w}, weights), alphas)
 
 
 def contrasts(levels: dict[str, list]) -> list[dict]:
@@ -89,11 +126,11 @@ def contrasts(levels: dict[str, list]) -> list[dict]:
         for (a0, a1), (b0, b1) in product(combinations(levels[a], 2), combinations(levels[b], 2)):
             sign = {(a1, b1): 1.0, (a0, b0): 1.0, (a1, b0): -1.0, (a0, b1): -1.0}
             w = {c: sign.get((c[i], c[j]), 0.0) for c in cells}
-            # high side: the cells where both are at the same end; low side: the mixed cells
+            # half of (a1 - a0 at b=b1) minus (a1 - a0 at b=b0): the matched cells minus the mixed ones
             rows.append(
                 {
                     "factor": f"{a} x {b}",
-                    "contrast": [f"{a0}+{b1} & {a1}+{b0}", f"{a0}+{b0} & {a1}+{b1}"],
+                    "contrast": [f"{a1} − {a0} at {b}={b0}", f"{a1} − {a0} at {b}={b1}"],
                     "weights": _per_side(w),
                 }
             )
@@ -108,43 +145,57 @@ def _per_side(w: dict) -> dict:
 
 def combine(data: dict, weights: dict) -> np.ndarray:
     """The contrast on every seed unit x prompt (leading axes, such as replicates, pass through)."""
-    return sum(w * data[c] for c, w in weights.items() if w)
+    terms = [w * data[c] for c, w in weights.items() if w]
+    if not terms:
+        raise ValueError("a contrast with every weight 0 has no interval")
+    return sum(terms)
 
 
 def effect_rows(data: dict, levels: dict[str, list]) -> list[dict]:
-    """Each contrast's mean, 95 % interval and Bonferroni-adjusted interval over all the rows (vectorised over
-    leading axes)."""
-    rows = contrasts(levels)
-    m = len(rows)
-    for r in rows:
-        mean, (ci, adjusted), ms = crossed_interval(combine(data, r["weights"]), (ALPHA, ALPHA / m))
+    """Each contrast's mean, 95 % interval and Bonferroni-adjusted interval over all the rows that can be computed
+    (vectorised over leading axes); a contrast that weighs a missing cell, or rests on fewer than 2 seeds, is left
+    out."""
+    rows = []
+    candidates = contrasts(levels)
+    computable = [r for r in candidates if contrast_interval(data, r["weights"]) is not None]
+    m = len(computable)
+    for r in computable:
+        mean, (ci, adjusted), ms = contrast_interval(data, r["weights"], (ALPHA, ALPHA / m))
         r.update(mean=mean, ci=ci, adjusted_ci=adjusted, seeds=ms["seeds"], prompts=ms["prompts"], comparisons=m)
         r["decided"] = (adjusted[0] > 0) | (adjusted[1] < 0)
+        rows.append(r)
     return rows
 
 
 def effects(runs: list[dict], metric: str, keys: list[str]) -> dict | None:
-    """report.json's "effects": the rows, the seeds they rest on, and the corners' decomposition."""
+    """report.json's "effects": the rows, the seeds they rest on, the missing cells and the corners'
+    decomposition (or why there is none)."""
     from notus_lab.config.published_sets import CORNERS
 
     factors = factor_keys(keys)
     if not factors:
         return None
     data, seeds, per_prompt = cell_data(runs, metric, factors)
-    if len(seeds) < 2:
-        return {"factors": factors, "rows": [], "seeds": len(seeds), "note": "effects need 2 seeds that every cell has"}
-    levels = {f: sorted({c[i] for c in data}, key=str) for i, f in enumerate(factors)}
-    if len(data) != int(np.prod([len(v) for v in levels.values()])):
-        return {"factors": factors, "rows": [], "seeds": len(seeds), "note": "the design is not fully crossed"}
-    rows = [_plain(r) for r in effect_rows(data, levels)]
-    return {
-        "factors": factors,
-        "levels": levels,
-        "seeds": len(seeds),
-        "per_prompt": per_prompt,
-        "rows": rows,
-        "decomposition": decomposition(data, levels, CORNERS),
-    }
+    levels = {f: level_order({c[i] for c in data}) for i, f in enumerate(factors)}
+    cells = list(product(*levels.values()))
+    missing = [_name(levels, c) for c in cells if c not in data]
+    missing += [
+        f"{_name(levels, c)} at seed {','.join(map(str, s))}"
+        for c in cells
+        if c in data
+        for s, ok in zip(seeds, np.isfinite(data[c]).all(axis=-1))
+        if not ok
+    ]
+    base = {"factors": factors, "levels": levels, "seeds": len(seeds), "per_prompt": per_prompt, "missing": missing}
+    rows = [_plain(r) for r in effect_rows(data, levels)] if len(seeds) >= 2 else []
+    if not rows:
+        return {**base, "rows": [], "note": "no effect has 2 seeds at which every cell it weighs has a finished arm"}
+    decomposed, why = decomposition(data, levels, CORNERS)
+    return {**base, "rows": rows, "decomposition": decomposed, "decomposition_note": why}
+
+
+def _name(levels: dict, cell: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(levels, cell))
 
 
 def _plain(r: dict) -> dict:
@@ -153,6 +204,7 @@ def _plain(r: dict) -> dict:
     out["ci"] = [float(x) for x in out["ci"]]
     out["adjusted_ci"] = [float(x) for x in out["adjusted_ci"]]
     out["decided"] = bool(out["decided"])
+    out["seeds"] = int(out["seeds"])
     return out
 
 
@@ -170,45 +222,53 @@ def _corner_cell(levels: dict[str, list], corner: dict) -> tuple | None:
     return tuple(cell)
 
 
-def decomposition(data: dict, levels: dict[str, list], corners: dict) -> dict | None:
-    """B - A between two published corners, split into each factor's part (its main effect times how far the
-    corners sit apart on it) and the rest (the interactions), each with its 95 % interval. 2-level factors only."""
-    if any(len(v) != 2 for v in levels.values()):
-        return None
+def decomposition(data: dict, levels: dict[str, list], corners: dict) -> tuple[dict | None, str | None]:
+    """B - A between two published corners, split into each factor's part (its main effect between the corners'
+    levels times the sign of the move) and the rest (the interactions), each with its 95 % interval; or None and
+    one line saying why there is none (a corner is not a cell of the design, or has no finished arm)."""
     (name_a, corner_a), (name_b, corner_b) = list(corners.items())[:2]
     a, b = _corner_cell(levels, corner_a), _corner_cell(levels, corner_b)
-    if a is None or b is None:
-        return None
-    mains = {r["factor"]: r for r in contrasts(levels) if " x " not in r["factor"]}
+    for name, corner, cell in ((name_a, corner_a, a), (name_b, corner_b, b)):
+        if cell is None:
+            spelled = ", ".join(
+                f"{k}={corner[k][0] if isinstance(corner[k], (list, tuple)) else corner[k]}"
+                for k in levels
+                if k in corner
+            )
+            return None, f"no decomposition: the {name} corner ({spelled}) is not a cell of this design"
+        if cell not in data:
+            return None, f"no decomposition: the {name} corner ({_name(levels, cell)}) has no finished arm"
+    mains = {(r["factor"], tuple(r["contrast"])): r for r in contrasts(levels) if " x " not in r["factor"]}
     total = {c: (1.0 if c == b else -1.0 if c == a else 0.0) for c in data}
     parts, rest = [], dict(total)
     for i, name in enumerate(levels):
         if a[i] == b[i]:
             parts.append({"part": name, "from": a[i], "to": b[i], "weights": None})
             continue
-        sign = 1.0 if levels[name].index(b[i]) > levels[name].index(a[i]) else -1.0
-        w = {c: sign * v for c, v in mains[name]["weights"].items()}
+        lo, hi = sorted((a[i], b[i]), key=levels[name].index)
+        sign = 1.0 if hi == b[i] else -1.0
+        w = {c: sign * mains[(name, (lo, hi))]["weights"].get(c, 0.0) for c in data}
         parts.append({"part": name, "from": a[i], "to": b[i], "weights": w})
         rest = {c: rest[c] - w[c] for c in rest}
+    rest = {c: (0.0 if abs(v) < 1e-12 else v) for c, v in rest.items()}
     parts.append({"part": "interactions", "weights": rest})
     parts.append({"part": "total", "from": name_a, "to": name_b, "weights": total})
     out = []
     for p in parts:
+        plain = {k: v for k, v in p.items() if k != "weights"}
         if p["weights"] is None:
-            out.append(
-                {
-                    **{k: v for k, v in p.items() if k != "weights"},
-                    "mean": 0.0,
-                    "ci": None,
-                    "note": "the corners share this level: no part",
-                }
-            )
+            out.append({**plain, "mean": 0.0, "ci": None, "note": "the corners share this level: no part"})
             continue
-        mean, [ci], _ = crossed_interval(combine(data, p["weights"]))
-        out.append(
-            {**{k: v for k, v in p.items() if k != "weights"}, "mean": float(mean), "ci": [float(x) for x in ci]}
-        )
-    return {"from": name_a, "to": name_b, "cells": [list(a), list(b)], "parts": out}
+        if not any(p["weights"].values()):
+            out.append({**plain, "mean": 0.0, "ci": None, "note": "no interaction separates the corners"})
+            continue
+        got = contrast_interval(data, p["weights"])
+        if got is None:
+            out.append({**plain, "mean": float("nan"), "ci": None, "note": "a cell it weighs is missing"})
+            continue
+        mean, [ci], _ = got
+        out.append({**plain, "mean": float(mean), "ci": [float(x) for x in ci]})
+    return {"from": name_a, "to": name_b, "cells": [list(a), list(b)], "parts": out}, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,14 +320,24 @@ def planted_truth(truth: dict, row: dict) -> float:
 
 
 def factorial_check(
-    scenario: str, reps: int, seeds: int = 3, prompts: int = 300, seed: int = 0, components: dict | None = None
+    scenario: str,
+    reps: int,
+    seeds: int = 3,
+    prompts: int = 300,
+    seed: int = 0,
+    components: dict | None = None,
+    missing: tuple = (),
 ) -> dict:
     """Coverage of each effect's interval, false attribution (any effect decided for a factor that has none:
-    family-wise) and power (every planted effect decided), through `effect_rows`."""
+    family-wise) and power (every planted effect decided), through `effect_rows`. `missing`: (cell, seed index)
+    arms that did not finish (an unbalanced design), their rows set to nan as `cell_data` leaves them."""
     components = components or {"seed": 0.0002, "prompt": 0.02, "resid": 0.1}
     truth = SCENARIOS[scenario]
     rng = np.random.default_rng([seed, seeds, prompts, len(scenario)])
-    rows = effect_rows(planted_cells(rng, truth, reps, seeds, prompts, components), PLANTED_LEVELS)
+    cells = planted_cells(rng, truth, reps, seeds, prompts, components)
+    for cell, s in missing:
+        cells[cell][:, s, :] = np.nan
+    rows = effect_rows(cells, PLANTED_LEVELS)
     covered = np.stack(
         [(r["ci"][0] <= planted_truth(truth, r)) & (planted_truth(truth, r) <= r["ci"][1]) for r in rows]
     )
@@ -278,6 +348,7 @@ def factorial_check(
     return {
         "scenario": scenario,
         "effects": len(rows),
+        "seeds": {r["factor"]: int(r["seeds"]) for r in rows},
         "coverage": float(covered.mean()),
         "worst_coverage": float(covered.mean(axis=1).min()),
         "false_attribution": float(wrong.mean()),

@@ -104,16 +104,23 @@ def effects(rows: list[dict], metric: str, path: Path) -> None:
     ax.set_yticks(
         range(len(rows)),
         # an interaction's contrast names four cells: report.md's table spells them; the axis keeps it legible
-        [
-            r["factor"] if " x " in r["factor"] else f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}"
-            for r in reversed(rows)
-        ],
+        [_effect_label(r, rows) for r in reversed(rows)],
         fontsize=7,
     )
     ax.set_xlabel(f"effect on {metric}")
     ax.set_title("factorial effects: 95 % CI (thick)\nBonferroni-adjusted over the effects (thin)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
+
+
+def _effect_label(r: dict, rows: list[dict]) -> str:
+    """A main effect reads "factor: high − low"; an interaction by its factors, and by its contrast only where the
+    factors have more than 2 levels (several rows share the factors)."""
+    if " x " not in r["factor"]:
+        return f"{r['factor']}: {r['contrast'][1]} − {r['contrast'][0]}"
+    if sum(q["factor"] == r["factor"] for q in rows) == 1:
+        return r["factor"]
+    return f"{r['factor']}: {r['contrast'][1].split(' at ')[0]} by {r['contrast'][1].split(' at ')[1]}"
 
 
 def curves(runs: list[dict], signal: str, path: Path) -> bool:

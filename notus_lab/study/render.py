@@ -122,11 +122,18 @@ def verdict_section(s: Report) -> list[str]:
         ]
     elif s.found:
         md += [f"- {v}" for v in s.found]
-    else:
+    elif not decided_effects(s):
         md.append(
             "No verdict: no difference between strategies has a Holm-adjusted 95 % CI that excludes 0 "
             "(more seeds or prompts, or the strategies really are this close)."
         )
+    else:
+        md.append("No difference between strategies has a Holm-adjusted 95 % CI that excludes 0; the factorial does:")
+    effect_lines = decided_effects(s)
+    if effect_lines:
+        if s.found or (s.rounds and s.rounds["rounds"]):
+            md += ["", "Factorial effects decided (see Effects):"]
+        md += [f"- {v}" for v in effect_lines]
     flagged = [(r, f) for r in s.rows for f in r["flags"]]
     if flagged:
         md += ["", "**Flags** (reward hacking in plain sight):"]
@@ -169,6 +176,17 @@ def sequential_verdicts(state: dict | None) -> list[str]:
     return lines
 
 
+def rests_on(p: dict) -> str:
+    """The interval a pair's decision rests on, labelled: the equivalence bounds for "equivalent" (two one-sided
+    tests: the 1 − 2 alpha interval inside ±margin), else the two-sided interval."""
+    eq = p.get("equivalence_interval")
+    if p["decision"] == "equivalent" and eq is not None:
+        return f"equivalence bounds [{eq[0]:+.4f}, {eq[1]:+.4f}]"
+    if p["interval"] is None:
+        return ""
+    return f"two-sided [{p['interval'][0]:+.4f}, {p['interval'][1]:+.4f}]"
+
+
 def rounds_section(s: Report) -> list[str]:
     """Per round: the seeds, the arms launched, each pair's interval and alpha, the decision, the cost so far."""
     if not (s.rounds and s.rounds["rounds"]):
@@ -184,7 +202,11 @@ def rounds_section(s: Report) -> list[str]:
         f"{settings['max_seeds']} seeds{budget} "
         "(notus_lab/study/sequential.py).",
         "",
-        "| round | seeds | arms launched | A | B | scope | B − A | interval | alpha | decision | why "
+        "The interval column is the one each decision rests on: for `equivalent`, the equivalence bounds "
+        "(the two one-sided tests' interval, inside ±margin); otherwise the two-sided interval of B − A.",
+        "",
+        "| round | seeds | arms launched | A | B | scope | B − A | interval the decision rests on | alpha | "
+        "decision | why "
         "| device-h so far |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -201,7 +223,7 @@ def rounds_section(s: Report) -> list[str]:
                     + " |"
                 )
                 continue
-            interval = "" if p["interval"] is None else f"[{p['interval'][0]:+.4f}, {p['interval'][1]:+.4f}]"
+            interval = rests_on(p)
             carried = " (earlier)" if p.get("carried") else ""
             md.append(
                 "| "
@@ -224,33 +246,75 @@ def rounds_section(s: Report) -> list[str]:
     return md + [""]
 
 
+def decided_effects(s: Report) -> list[str]:
+    """One verdict line per decided factorial effect (its Bonferroni-adjusted CI excludes 0)."""
+    e = s.effects
+    if not e or not e["rows"]:
+        return []
+    caveat = " (fixed-design: the study looked after every round)" if s.rounds and s.rounds["rounds"] else ""
+    return [
+        f"**{r['factor']}**: {r['contrast'][1]} − {r['contrast'][0]} = {r['mean']:+.4f}, adjusted CI "
+        f"{_ci(r['adjusted_ci'])} on {r['seeds']} seeds{caveat}"
+        for r in e["rows"]
+        if r["decided"]
+    ]
+
+
 def effects_section(s: Report) -> list[str]:
     """What each data knob does: main effects and two-way interactions, and the published corners' decomposition."""
     e = s.effects
     if not e:
         return []
     md = ["", "## Effects", ""]
+    sequential = bool(s.rounds and s.rounds["rounds"])
+    if sequential:
+        md += [
+            "Fixed-design view (descriptive): these intervals ignore that the sequential study looked after every "
+            "round, so a decided row here is not the study's decision; the study's decisions are in Rounds.",
+            "",
+        ]
+    missing = e.get("missing") or []
+    gaps = (
+        [
+            f"Missing cells ({len(missing)}): {'; '.join(missing)}. Each effect uses the seeds at which every cell "
+            "it weighs has a finished arm (its seeds column); an effect that weighs a cell with no arm at all is "
+            "left out.",
+            "",
+        ]
+        if missing
+        else []
+    )
     if not e["rows"]:
-        return md + [f"No effects: {e['note']}.", ""]
+        return md + gaps + [f"No effects: {e['note']}.", ""]
+    md += (
+        [
+            f"The sweep crosses {', '.join(f'`{f}`' for f in e['factors'])}: each effect is high − low, averaged over "
+            f"the other factors' cells, on up to {e['seeds']} seeds"
+            f"{' x the shared prompts' if e['per_prompt'] else ''} "
+            f"(notus_lab/study/effects.py). An interaction A x B is half of (A's effect at B's high level − at its low "
+            f"level). Adjusted: Bonferroni over the {len(e['rows'])} effects.",
+            "",
+        ]
+        + gaps
+        + [
+            "| factor | low | high | effect | seeds | 95 % CI | adjusted CI | decided |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    )
     md += [
-        f"The sweep crosses {', '.join(f'`{f}`' for f in e['factors'])}: each effect is high − low, averaged over "
-        f"the other factors' cells, on {e['seeds']} seeds{' x the shared prompts' if e['per_prompt'] else ''} "
-        f"(notus_lab/study/effects.py). Adjusted: Bonferroni over the {len(e['rows'])} effects.",
-        "",
-        "| factor | low | high | effect | 95 % CI | adjusted CI | decided |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    md += [
-        f"| {r['factor']} | {r['contrast'][0]} | {r['contrast'][1]} | {r['mean']:+.4f} | {_ci(r['ci'])} | "
-        f"{_ci(r['adjusted_ci'])} | {'**yes**' if r['decided'] else 'no'} |"
+        f"| {r['factor']} | {r['contrast'][0]} | {r['contrast'][1]} | {r['mean']:+.4f} | {r['seeds']} | "
+        f"{_ci(r['ci'])} | {_ci(r['adjusted_ci'])} | "
+        f"{('**yes**' + (' (descriptive)' if sequential else '')) if r['decided'] else 'no'} |"
         for r in e["rows"]
     ]
+    if e.get("decomposition_note"):
+        md += ["", e["decomposition_note"].capitalize() + "."]
     d = e.get("decomposition")
     if d:
         parts = []
         for p in d["parts"][:-1]:
             if p["ci"] is None:
-                parts.append(f"{p['part']} 0 ({p['note']})")
+                parts.append(f"{p['part']} {p['mean']:+.4f} ({p['note']})")
             else:
                 what = f" ({p['from']} → {p['to']})" if "from" in p else ""
                 parts.append(f"{p['part']}{what} {p['mean']:+.4f} {_ci(p['ci'])}")
