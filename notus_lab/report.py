@@ -15,7 +15,7 @@ from pathlib import Path
 from notus_lab.config.options import group_options
 from notus_lab.core.errors import refuse, run_command
 from notus_lab.study.findings import PROJECT_HARDWARE, write_report
-from notus_lab.study.runs import JUDGED
+from notus_lab.study.runs import JUDGED, check_metric, read_runs
 from notus_lab.study.wandb_report import log_report
 
 
@@ -53,6 +53,7 @@ def main(argv=None) -> None:
     if args.project_hardware not in group_options("hardware"):
         problems.append(("--project-hardware", args.project_hardware, f"one of {', '.join(group_options('hardware'))}"))
     refuse(problems)
+    check_metric(read_runs(args.sweep_dir), args.metric)
     summary = write_report(args.sweep_dir, args.metric, args.out, args.target_effect, args.project_hardware)
     out = Path(args.out or args.sweep_dir)
     print((out / "report.md").read_text())

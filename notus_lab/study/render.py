@@ -148,7 +148,13 @@ def sequential_verdicts(state: dict | None) -> list[str]:
     if not state or not state["rounds"]:
         return []
     margin, last = state["settings"]["margin"], state["rounds"][-1]
-    lines = []
+    lines = [
+        f"**{u['strategy']}**{'' if u['scope'] == 'all' else ' at ' + u['scope']} was not measured: {u['reason']}"
+        + (" (given up: fix the cause, then a new sweep_name)" if u["given_up"] else "")
+        for u in last.get("unmeasured", [])
+    ]
+    if not last["pairs"]:
+        lines.append("no pair of strategies was measured, so nothing is decided")
     for r in last["pairs"]:
         where = "" if r["scope"] == "all" else f" at {r['scope']}"
         interval = "" if r["interval"] is None else f" [{r['interval'][0]:+.4f}, {r['interval'][1]:+.4f}]"

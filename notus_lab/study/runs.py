@@ -172,6 +172,18 @@ def default_metric(runs: list[dict]) -> str:
     )
 
 
+def check_metric(runs: list[dict], metric: str | None) -> None:
+    """A --metric no finished run records (a typo, or a judge not attached yet) is one line listing those they do."""
+    finished = [r for r in runs if r["status"] == "finished"]
+    if metric is None or not finished or any(has(r, metric) for r in finished):
+        return
+    names = sorted({k for r in finished for k, v in r["metrics"].items() if isinstance(v, (int, float))})
+    raise ConfigError(
+        f"--metric={metric!r} is invalid: no finished run records it; allowed one of "
+        f"{', '.join(names[:16])}{' ...' if len(names) > 16 else ''}"
+    )
+
+
 def mean_of(members: list[dict], key: str):
     """Mean over runs of one metric (None if no run has it)."""
     vals = [m["metrics"][key] for m in members if isinstance(m["metrics"].get(key), (int, float))]
