@@ -225,3 +225,36 @@ def test_auto_attention_takes_flash_attention_only_where_it_runs(monkeypatch):
     assert attention(gpu) == "flash_attention_2"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
     assert attention(gpu) == "sdpa"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["hardware=_defaults"],
+        ["--cfg", "job", "hardware=_defaults"],
+        ["-m", "data=critique,_defaults"],
+        ["--help", "model=_defaults"],
+    ],
+    ids=["run", "cfg job", "sweep", "help"],
+)
+def test_a_groups_defaults_file_is_refused_as_an_option_in_one_line(overrides):
+    with pytest.raises(ConfigError) as err:
+        preflight(overrides)
+    group = next(o for o in overrides if "=" in o).split("=")[0]
+    assert str(err.value).startswith(f"{group}='_defaults' is invalid: conf/{group}/_defaults.yaml holds the defaults")
+    assert "_defaults," not in str(err.value).split("allowed one of ")[1] and "\n" not in str(err.value)
+
+
+def test_help_is_notus_labs_own_hydra_template():
+    """`--help` (Hydra's hydra.help, conf/hydra/help/notus.yaml): every group with its options and never `_defaults`,
+    the science knobs at the command's values, three examples, where the docs are; not "powered by Hydra"."""
+    proc = cli("notus_lab", "--help")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "powered by Hydra" not in out and "_defaults" not in out
+    for group in ("data", "model", "base", "optimizer", "hardware", "judge", "experiment", "hydra/launcher"):
+        assert f"{group}  " in out and ", ".join(group_options(group)) in out, group
+    assert "beta=0.1" in out and "rpo_alpha=1.0" in out and "optimizer.lr=0.0002" in out  # the tiny base's values
+    assert out.count("python -m notus_lab") >= 2 and "./sweep.sh" in out and "docs/reference/config.md" in out
+    seven = cli("notus_lab", "--help", "base=zephyr_sft_full").stdout  # the command's own values
+    assert "rpo_alpha=0.0" in seven and "optimizer.lr=5e-07" in seven
