@@ -211,6 +211,13 @@ class SequentialSweeper(NotusSweeper):
             returns.append(self._round(sweep_dir, state, cells, first))
         if state.get("waiting"):
             w = state["waiting"]
+            if w["metric"].startswith("lm_eval/"):
+                print(
+                    f"`{w['metric']}` is missing on {len(w['arms'])} arm(s) after lm_eval ran (see the lines above): "
+                    "fix it, then run the same command again",
+                    flush=True,
+                )
+                return returns
             print(
                 f"round {len(state['rounds']) + 1} trained; waiting for `{w['metric']}` on {len(w['arms'])} arm(s): "
                 f"attach the judges' files (python -m notus_lab.external {sweep_dir} ...), then run the same "
@@ -272,6 +279,10 @@ class SequentialSweeper(NotusSweeper):
                     state["failures"][name] = state["failures"].get(name, 0) + 1
         runs = rounds.study_runs(sweep_dir, design_names)
         unjudged = rounds.unjudged(runs, self.settings.metric)
+        if unjudged and self.settings.metric.startswith("lm_eval/"):  # a local benchmark: no judge to wait for
+            self._benchmark(sweep_dir, unjudged)
+            runs = rounds.study_runs(sweep_dir, design_names)
+            unjudged = rounds.unjudged(runs, self.settings.metric)
         if unjudged:  # external judges (AlpacaEval, MT-Bench) come back later: the look waits for them
             state["waiting"] = {"metric": self.settings.metric, "arms": unjudged}
             rounds.save(sweep_dir, state)
@@ -305,6 +316,20 @@ class SequentialSweeper(NotusSweeper):
         self._report(sweep_dir, k + 1)
         print(rounds.progress(state, len(finished), len(design_names)), flush=True)
         return results
+
+    def _benchmark(self, sweep_dir: Path, arms: list[str]) -> None:
+        """lm-evaluation-harness on the finished arms that lack the deciding metric (notus_lab/evaluate.py: a task
+        already recorded is never rerun), between launches."""
+        from notus_lab.evaluate import ensure_evaluated
+
+        task = self.settings.metric.split("/")[1]
+        for name in arms:
+            try:
+                ensure_evaluated(sweep_dir / name, [task])
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one arm's benchmark failing leaves it unjudged, as a judge would
+                print(f"{name}: lm_eval {task} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
 
     def _pending(self, sweep_dir: Path, name: str, state: dict) -> bool:
         return not RunDir(sweep_dir / name).metrics.exists() and state["failures"].get(name, 0) < 2

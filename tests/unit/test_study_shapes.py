@@ -360,3 +360,47 @@ def test_the_report_refuses_a_metric_no_run_records_in_one_line(tmp_path, capsys
     launcher.launch([[f"data={d}", f"train.seed={s}"] for d, s in itertools.product(STRATEGIES[:2], (1, 2))], 0)
     with pytest.raises(ConfigError, match=r"^--metric='generation/win_rate' is invalid: no finished run records it"):
         main([str(tmp_path / "s"), "--metric", "generation/win_rate"])
+
+
+def test_a_study_decided_on_a_local_benchmark_evaluates_its_arms_between_launches_and_never_waits(
+    tmp_path, monkeypatch, capsys
+):
+    """hydra.sweeper.metric=lm_eval/<task>/<metric> needs no external judge: the sweeper has each finished arm
+    evaluated (notus_lab/evaluate.py: ensure_evaluated, here planting lm_eval's file shapes) and looks at once."""
+    import notus_lab.evaluate
+
+    calls = []
+
+    def planted(run_dir, tasks, *args, **kwargs):
+        calls.append((run_dir.name, tuple(tasks)))
+        won = [
+            json.loads(line)["winner"] == "policy" for line in (run_dir / "generations.jsonl").read_text().splitlines()
+        ]
+        samples = [
+            {
+                "task": "world_choice",
+                "subtask": "world_choice",
+                "doc_id": i,
+                "prompt_hash": f"h{i}",
+                "metrics": {"acc": float(w)},
+            }
+            for i, w in enumerate(won)
+        ]
+        (run_dir / "lm_eval_samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+        (run_dir / "lm_eval.json").write_text(
+            json.dumps({"tasks": {"world_choice": {"metrics": {"acc": float(np.mean(won))}}}})
+        )
+
+    monkeypatch.setattr(notus_lab.evaluate, "ensure_evaluated", planted)
+    launcher = StubLauncher(tmp_path / "s", gap=0.3)
+    stub(
+        "SequentialSweeper",
+        tmp_path / "s",
+        launcher,
+        {"data": "critique,mean_rating"},
+        metric="lm_eval/world_choice/acc",
+    ).sweep([])
+    state = rounds.load(tmp_path / "s")
+    assert "waiting" not in state and state["rounds"][0]["metric"] == "lm_eval/world_choice/acc"
+    assert state["outcome"] == "decided" and state["rounds"][-1]["pairs"][0]["decision"] == "b_wins"
+    assert len(calls) == len(set(calls)) == len(set(launcher.launched))  # each arm evaluated once
