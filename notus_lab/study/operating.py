@@ -103,8 +103,18 @@ def false_claim(decision: str, truth: float, margin: float) -> bool:
     )
 
 
-def simulate(design: Design, settings: Settings, effect: float, reps: int, seed: int = 0, spend: bool = True) -> dict:
-    """Run the sequential rule on `reps` planted studies; `spend=False` tests every look at the full alpha."""
+def simulate(
+    design: Design,
+    settings: Settings,
+    effect: float,
+    reps: int,
+    seed: int = 0,
+    spend: bool = True,
+    fixed_designs: bool = True,
+) -> dict:
+    """Run the sequential rule on `reps` planted studies; `spend=False` tests every look at the full alpha (the
+    negative control: only the looks' levels change, futility keeps the spending's last level);
+    `fixed_designs=False` skips the fixed designs of the same data (no "fixed design of the same power")."""
     names = [f"s{i}" for i in range(design.strategies)]
     pairs = list(combinations(range(design.strategies), 2))
     m = family(names)
@@ -116,11 +126,12 @@ def simulate(design: Design, settings: Settings, effect: float, reps: int, seed:
         }
     schedule = looks(settings)
     one_look = (settings.alpha / m, 2 * settings.alpha / m)  # a fixed design: one look at alpha / pairs
-    at = levels(settings, schedule, m) if spend else [one_look] * len(schedule)
-    final_level = at[-1]
+    spending = levels(settings, schedule, m)
+    at = spending if spend else [one_look] * len(schedule)
+    final_level = spending[-1]  # futility judges the last look at the spending's level either way
     rng = np.random.default_rng([seed, design.strategies, design.prompts, int(effect * 1e4), spend])
     rows = []
-    fixed_n = list(range(2, settings.max_seeds + 1))
+    fixed_n = list(range(2, settings.max_seeds + 1)) if fixed_designs else []
     for start in range(0, reps, CHUNK):
         n = min(CHUNK, reps - start)
         y = outcomes(rng, design, n, settings.max_seeds, effect)
