@@ -81,3 +81,22 @@ def plant_judged(run_dir: Path, overrides: list[str], outcomes, metrics: dict | 
     )
     (run_dir / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return run_dir
+
+
+def plant_crossed(sweep_dir: Path, levels: dict, lift, seeds: int = 3, prompts: int = 200, skip=(), p0=0.6) -> Path:
+    """Judged run dirs of a crossed design: one per cell (a setting of every key in `levels`) and seed, each prompt a
+    coin with p = p0 + lift(cell as {key: level}); `skip`: (cell tuple, seed) arms that never finished (no dir)."""
+    from itertools import product
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    names = list(levels)
+    for cell in product(*(levels[n] for n in names)):
+        for seed in range(1, seeds + 1):
+            won = rng.random(prompts) < p0 + lift(dict(zip(names, cell)))
+            if (cell, seed) in skip:
+                continue
+            overrides = [f"{n}={v}" for n, v in zip(names, cell)] + [f"train.seed={seed}"]
+            plant_judged(sweep_dir / "-".join(map(str, (*cell, seed))), overrides, won)
+    return sweep_dir

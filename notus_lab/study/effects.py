@@ -180,7 +180,7 @@ def effects(runs: list[dict], metric: str, keys: list[str]) -> dict | None:
     cells = list(product(*levels.values()))
     missing = [_name(levels, c) for c in cells if c not in data]
     missing += [
-        f"{_name(levels, c)} at seed {','.join(map(str, s))}"
+        f"{_name(levels, c)} at seed {','.join(str(v) for v in s if v is not None)}"
         for c in cells
         if c in data
         for s, ok in zip(seeds, np.isfinite(data[c]).all(axis=-1))
@@ -228,13 +228,12 @@ def decomposition(data: dict, levels: dict[str, list], corners: dict) -> tuple[d
     one line saying why there is none (a corner is not a cell of the design, or has no finished arm)."""
     (name_a, corner_a), (name_b, corner_b) = list(corners.items())[:2]
     a, b = _corner_cell(levels, corner_a), _corner_cell(levels, corner_b)
+    unfixed = [k for k in levels if k not in corner_a or k not in corner_b]
+    if unfixed:
+        return None, f"no decomposition: the published corners fix no level of {', '.join(unfixed)}"
     for name, corner, cell in ((name_a, corner_a, a), (name_b, corner_b, b)):
         if cell is None:
-            spelled = ", ".join(
-                f"{k}={corner[k][0] if isinstance(corner[k], (list, tuple)) else corner[k]}"
-                for k in levels
-                if k in corner
-            )
+            spelled = ", ".join(f"{k}={' or '.join(map(str, corner[k]))}" for k in levels)
             return None, f"no decomposition: the {name} corner ({spelled}) is not a cell of this design"
         if cell not in data:
             return None, f"no decomposition: the {name} corner ({_name(levels, cell)}) has no finished arm"
@@ -288,17 +287,21 @@ PLANTED_LEVELS = {
 }
 
 
-def planted_cells(rng, truth: dict, reps: int, seeds: int, prompts: int, components: dict) -> dict:
+def planted_cells(
+    rng, truth: dict, reps: int, seeds: int, prompts: int, components: dict, levels: dict | None = None
+) -> dict:
     """{cell: y[rep, seed, prompt]} for the 2 x 2 x 2 design: cell means from the true effects (coded +-1/2), a seed
     effect shared by every cell of a seed plus each cell's own, a prompt effect shared by every cell plus each
     cell's own lean, and a residual. `components` are those of one cell's outcome."""
-    names = list(PLANTED_LEVELS)
-    cells = list(product(*(PLANTED_LEVELS[n] for n in names)))
+    levels = levels or PLANTED_LEVELS
+    names = list(levels)
+    cells = list(product(*(levels[n] for n in names)))
     shared_seed = rng.normal(0, np.sqrt(components["seed"]), (reps, seeds, 1))
     shared_prompt = rng.normal(0, np.sqrt(components["prompt"]), (reps, 1, prompts))
     out = {}
     for c in cells:
-        x = {n: (0.5 if c[i] == PLANTED_LEVELS[n][1] else -0.5) for i, n in enumerate(names)}
+        # a factor with more than 2 levels: its middle levels sit at 0 (plant effects only on 2-level factors)
+        x = {n: (0.5 if c[i] == levels[n][-1] else -0.5 if c[i] == levels[n][0] else 0.0) for i, n in enumerate(names)}
         # coded +-1/2: a main effect v moves high - low by v; an interaction v moves matched - mixed cells by v
         mean = 0.8 + sum(
             v * (x[k] if " x " not in k else 2 * np.prod([x[f] for f in k.split(" x ")])) for k, v in truth.items()
@@ -327,17 +330,20 @@ def factorial_check(
     seed: int = 0,
     components: dict | None = None,
     missing: tuple = (),
+    levels: dict | None = None,
 ) -> dict:
     """Coverage of each effect's interval, false attribution (any effect decided for a factor that has none:
     family-wise) and power (every planted effect decided), through `effect_rows`. `missing`: (cell, seed index)
-    arms that did not finish (an unbalanced design), their rows set to nan as `cell_data` leaves them."""
+    arms that did not finish (an unbalanced design), their rows set to nan as `cell_data` leaves them; `levels`:
+    another design (planted effects only on its 2-level factors)."""
     components = components or {"seed": 0.0002, "prompt": 0.02, "resid": 0.1}
     truth = SCENARIOS[scenario]
     rng = np.random.default_rng([seed, seeds, prompts, len(scenario)])
-    cells = planted_cells(rng, truth, reps, seeds, prompts, components)
+    levels = levels or PLANTED_LEVELS
+    cells = planted_cells(rng, truth, reps, seeds, prompts, components, levels)
     for cell, s in missing:
         cells[cell][:, s, :] = np.nan
-    rows = effect_rows(cells, PLANTED_LEVELS)
+    rows = effect_rows(cells, levels)
     covered = np.stack(
         [(r["ci"][0] <= planted_truth(truth, r)) & (planted_truth(truth, r) <= r["ci"][1]) for r in rows]
     )
@@ -348,7 +354,7 @@ def factorial_check(
     return {
         "scenario": scenario,
         "effects": len(rows),
-        "seeds": {r["factor"]: int(r["seeds"]) for r in rows},
+        "seeds": [int(r["seeds"]) for r in rows],
         "coverage": float(covered.mean()),
         "worst_coverage": float(covered.mean(axis=1).min()),
         "false_attribution": float(wrong.mean()),

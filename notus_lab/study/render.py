@@ -314,7 +314,7 @@ def effects_section(s: Report) -> list[str]:
         for r in e["rows"]
     ]
     if e.get("decomposition_note"):
-        md += ["", e["decomposition_note"].capitalize() + "."]
+        md += ["", e["decomposition_note"][0].upper() + e["decomposition_note"][1:] + "."]
     d = e.get("decomposition")
     if d:
         parts = []
