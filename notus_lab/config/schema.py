@@ -199,7 +199,7 @@ class DataConfig:
     )
     source: str = knob("data.source", "world | a local jsonl/json/parquet file or datasets dir | a hub id")
     revision: Optional[str] = knob("data.revision", "hub revision; pin it for reproducible studies")
-    split: Optional[str] = knob("data.split", "split to read; None: the set's own (train_prefs for H4's), else train")
+    split: Optional[str] = knob("data.split", "split to read; null: the set's own (train_prefs for H4's), else train")
     max_rows: Optional[int] = knob(
         "data.max_rows", "read only the first N rows (quick looks at big files)", OPTIONAL_INT_GT0
     )
