@@ -89,3 +89,27 @@ def test_a_sweep_where_nothing_finished_still_gets_a_report_of_what_failed(tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (tmp_path / "report.md").read_text()
     assert "0 finished, 1 failed, 1 unfinished" in text and "`oom` | failed" in text and "`killed` | unfinished" in text
+
+
+def test_the_rounds_table_shows_the_interval_each_decision_rests_on():
+    from types import SimpleNamespace
+
+    from notus_lab.study.render import rounds_section
+
+    pair = {"a": "critique_fixed", "b": "mean_rating", "scope": "all", "mean": -0.0129, "alpha": 0.03, "reason": ""}
+    state = {
+        "settings": {"margin": 0.05, "alpha": 0.05, "spending": "obrien_fleming", "boundary": "joint",
+                     "max_seeds": 6, "budget_hours": None},
+        "rounds": [
+            {"round": 1, "seeds": [1, 2, 3], "launched": ["x"] * 6, "device_hours": 3.0, "pairs": [
+                {**pair, "interval": [-0.0527, 0.0269], "equivalence_interval": [-0.0461, 0.0203],
+                 "decision": "equivalent"},
+                {**pair, "b": "critique", "mean": 0.09, "interval": [0.061, 0.119],
+                 "equivalence_interval": [0.066, 0.114], "decision": "b_wins"},
+            ]},
+        ],
+    }  # fmt: skip
+    text = "\n".join(rounds_section(SimpleNamespace(rounds=state)))
+    assert "| interval the decision rests on |" in text
+    assert "| equivalence bounds [-0.0461, +0.0203] |" in text and "-0.0527" not in text
+    assert "| two-sided [+0.0610, +0.1190] |" in text and "+0.0660" not in text
