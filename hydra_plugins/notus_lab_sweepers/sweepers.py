@@ -1,7 +1,8 @@
 """notus_lab's Hydra sweepers (Hydra finds plugins only under the `hydra_plugins` namespace).
 
-- `hydra/sweeper=notus` (conf/config.yaml's default): Hydra's BasicSweeper, which also tells the arms how many
-  they are (progress.json), so each prints one line as it finishes instead of its whole output.
+- `hydra/sweeper=notus` (conf/config.yaml's default): the design of Hydra's BasicSweeper (core/overrides.py), in
+  batches that go on past a failed arm; it tells the arms how many they are (progress.json), so each prints one
+  line as it finishes instead of its whole output, and it ends with the sweep dir and the report command.
 - `hydra/sweeper=sequential`: seeds in rounds until every pair of strategies is decided, through whatever launcher
   is configured (parallel, slurm, slurm_multinode). The rule is notus_lab/study/sequential.py; the state on disk
   and what a round decides, notus_lab/study/rounds.py.
@@ -58,7 +59,7 @@ class NotusSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         try:
             design = self._factors(arguments)
-            extra = self._own_dir(design, arguments)
+            extra = self._own_dir(design)
             jobs = [list(j) + extra for j in itertools.product(*(f.overrides() for f in design))]
             names = _arm_names(jobs)
             sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -83,7 +84,7 @@ class NotusSweeper(Sweeper):
 
         return factors(list(arguments), self.params, group_options)
 
-    def _own_dir(self, design, arguments: list[str]) -> list[str]:
+    def _own_dir(self, design) -> list[str]:
         """An ad-hoc multirun (sweep_name left at conf/config.yaml's `adhoc`) gets a dir named by its swept keys,
         so a beta sweep and a data sweep never mix in one dir: the override every arm gets, if any."""
         if any(f.key == "sweep_name" for f in design) or self.config.get("sweep_name") != ADHOC:

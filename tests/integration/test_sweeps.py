@@ -63,6 +63,19 @@ def test_a_failed_arm_does_not_lose_the_others(sweep):
             assert f"eval/{signal}/rewards/accuracies" in m
 
 
+def test_the_console_is_one_line_per_arm_and_ends_with_the_sweep_dir_and_the_next_command(sweep):
+    """No launcher's `#k : overrides` lines, no "Error executing job" traceback: a failed arm is one line naming its
+    failed.json, and the end says where the sweep is and what to run next."""
+    sweep_dir, _, first = sweep
+    lines = [line for line in first.stdout.splitlines() if line.strip()]
+    assert "Traceback" not in first.stdout + first.stderr and "Error executing job" not in first.stdout + first.stderr
+    assert not any(" : " in line and line.lstrip().startswith("#") for line in lines)
+    arms = [line for line in lines if line.startswith("[")]
+    assert len(arms) == 8 and sum("failed: " in line and "failed.json" in line for line in arms) == 4
+    assert lines[-2] == f"sweep {sweep_dir}: 4 of 8 arm(s) finished, 4 failed (their failed.json says why)"
+    assert lines[-1] == f"  next: python -m notus_lab.report {sweep_dir}"
+
+
 def test_every_arm_logs_to_the_sweep_group_in_wandb(sweep):
     sweep_dir, _, _ = sweep
     ids = set()

@@ -298,9 +298,9 @@ def test_an_adhoc_multirun_gets_a_dir_of_its_own_named_by_its_swept_keys(tmp_pat
         {"sweep_name": "adhoc", "hydra": {"sweep": {"dir": "${sweep_name}"}}, "wandb": {"mode": "disabled"}}
     )
     design = factors(["beta=0.1,0.2", "data=critique"])
-    assert sweeper._own_dir(design, []) == ["sweep_name=adhoc-beta"] and sweeper.config.hydra.sweep.dir == "adhoc-beta"
+    assert sweeper._own_dir(design) == ["sweep_name=adhoc-beta"] and sweeper.config.hydra.sweep.dir == "adhoc-beta"
     named = stub("NotusSweeper", tmp_path / "y", launcher, None)
-    assert named._own_dir(factors(["beta=0.1,0.2", "sweep_name=mine"]), []) == []
+    assert named._own_dir(factors(["beta=0.1,0.2", "sweep_name=mine"])) == []
 
 
 def test_max_batch_size_is_checked_and_honoured(tmp_path):
