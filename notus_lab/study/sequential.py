@@ -8,11 +8,15 @@ alpha(t_k) - alpha(t_k-1) of each pair's alpha / m (Lan & DeMets 1983, Biometrik
 pooled rows: every pair of strategies within each value of a key that changes the world or the judge). Each look
 tests a pair with the repeated confidence interval of Jennison & Turnbull (2000, Group Sequential Methods, ch. 9)
 at a nominal level:
-- `boundary: joint` (the default): the group-sequential levels whose crossing probabilities, on the canonical joint
-  distribution of the looks, are exactly the spent increments (`nominal_levels`). The looks share most of their
-  seeds, so each may use more than its increment; with the crossed model's prompt part, information grows slower
-  than seeds, the looks are more correlated than the canonical ones, and the levels err on the safe side. The
-  operating characteristics (notus_lab/study/operating.py, tests/unit/test_sequential.py) hold it to alpha;
+- `boundary: joint` (the default): group-sequential levels on t with each look's own seeds - 1 df (`t_levels`):
+  calibrated by simulation so that each look's first-crossing probability is at most its spent increment where
+  the seed part dominates (iid seed units, the same seeds at every look), the worst case: the looks share most of
+  their seeds, so each may use more than its increment. A shared prompt part makes the looks more correlated and
+  a dominant residual floors the seed part, and either way the levels err on the safe side there. Normal-theory
+  levels (`nominal_levels`, Armitage, McPherson & Rowe 1969) do not hold on 1-11 df: the t looks are less
+  correlated than the normal ones. Looks whose increment is too small to calibrate take the union level. The
+  operating characteristics (notus_lab/study/operating.py, tests/unit/test_sequential.py) hold it to alpha, the
+  seed-dominant designs included;
 - `boundary: union`: each look at its increment: a union bound, valid whatever the looks' correlation.
 A Bonferroni split over the m pairs keeps the chance of any false claim in the whole study at or under alpha.
 
@@ -24,7 +28,8 @@ Decisions, for the difference B - A and a margin delta stated by the user in the
 - `futile`: no claim, and with the pair's current variance components, even `max_seeds` seeds have under a 10 %
   chance to decide it if its true difference were the current mean (conditional power; judged only from 3 seed
   units: 2 leave the seed part 1 degree of freedom);
-- `continue`: none of these;
+- `continue`: none of these (a look whose seed units' means tie exactly has no interval: its seed part is
+  unmeasured);
 - `dropped`: a strategy another has beaten gets no more seeds (multi-arm multi-stage designs: Magirr, Jaki &
   Whitehead 2012, Biometrika 99); its undecided pairs stop.
 A claim is final. Futility and dropping claim nothing, so they never raise the error rate. A strategy with no pair
