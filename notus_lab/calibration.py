@@ -5,7 +5,8 @@
     python -m notus_lab.calibration --factorial [--reps 2000]
 
 The planted designs and what they stand for: notus_lab/study/planted.py; the sequential rule's operating
-characteristics: notus_lab/study/operating.py.
+characteristics: notus_lab/study/operating.py (--sequential: the default rule, then the seed-dominant designs,
+seed variance 0.01 with a prompt part near 0 and the judged world at seed sd 0.3, under both spendings).
 """
 
 from __future__ import annotations

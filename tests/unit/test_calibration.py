@@ -146,3 +146,21 @@ def test_the_variance_components_agree_with_statsmodels_reml():
     assert float(ms["resid"]) == pytest.approx(fit.scale, rel=1e-3)
     mean, [(low, high)], _ = crossed_interval(d)
     assert float(mean) == pytest.approx(fit.fe_params["Intercept"]) and low < mean < high
+
+
+def test_the_sequential_tables_include_the_seed_dominant_designs_under_both_spendings(monkeypatch):
+    """`python -m notus_lab.calibration --sequential` prints, beside the default rule's tables, the seed-dominant
+    designs (seed variance 0.01, prompt part ~0; the judged world at seed sd 0.3) under both spendings, joint
+    boundary (their rates are asserted in tests/unit/test_sequential.py)."""
+    from notus_lab import calibration as cli
+    from notus_lab.study import operating
+
+    calls = []
+    monkeypatch.setattr(
+        operating, "table", lambda settings, designs, *a: calls.append((settings, designs)) or settings.spending
+    )
+    cli.main(["--sequential", "--reps", "10"])
+    seeded = [(s.spending, s.boundary) for s, designs in calls if designs == operating.seed_dominant_designs()]
+    assert sorted(seeded) == [("obrien_fleming", "joint"), ("pocock", "joint")]
+    assert operating.SEED_DOMINANT["seed"] == 0.01 and operating.SEED_DOMINANT["prompt"] < 1e-4
+    assert operating.SEED_DOMINANT_WORLD.seed_sd == 0.3
