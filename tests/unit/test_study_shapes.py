@@ -21,19 +21,10 @@ from notus_lab.core.errors import ConfigError
 from notus_lab.core.overrides import factors
 from notus_lab.study import rounds, sequential
 from tests.helpers import plant_judged
+from tests.unit.test_sequential import BASE as SEQUENTIAL_BASE
 
 STRATEGIES = ("critique", "critique_fixed", "mean_rating")
-BASE = dict(
-    margin=0.05,
-    alpha=0.05,
-    first_seeds=2,
-    seeds_per_round=1,
-    max_seeds=4,
-    budget_hours=None,
-    metric=None,
-    spending="obrien_fleming",
-    boundary="joint",
-)
+BASE = {**SEQUENTIAL_BASE, "max_seeds": 4}  # small studies: every shape runs in a second or so
 
 
 class StubLauncher:
