@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from notus_lab.config.study import SEED_KEY, STRATEGY_KEY
+from notus_lab.config.study import SEED_KEY, STRATEGY_KEY  # noqa: F401 - STRATEGY_KEY: the study modules read it here
 from notus_lab.core.errors import ConfigError
 from notus_lab.core.files import flatten, read_jsonl
 from notus_lab.core.overrides import as_dict, swept
