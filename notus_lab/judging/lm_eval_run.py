@@ -259,6 +259,7 @@ def evaluate_tasks(run_dir, todo, limit, apply_chat_template, device, batch_size
         cfg.hardware.device = device
     include = [str(world_task_dir(cfg, run_dir.parent / ".lm_eval_tasks"))] if set(todo) & set(WORLD_TASKS) else None
     manager = TaskManager(include_path=include) if include else TaskManager()
+    check_data(todo, manager)
     model_dir = rd.merged if rd.merged.is_dir() else rd.model
     model, tokenizer = load_policy(cfg, model_dir, base_path(cfg.base))
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
@@ -309,6 +310,21 @@ def evaluate_tasks(run_dir, todo, limit, apply_chat_template, device, batch_size
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return results
+
+
+def check_data(tasks: list[str], manager) -> None:
+    """Each task's documents load (lm_eval's get_task_dict) before any model does: a data set that is neither in
+    the datasets cache nor reachable (HF_DATASETS_OFFLINE=1, no network) is one line naming the task."""
+    from lm_eval.tasks import get_task_dict
+
+    for task in tasks:
+        try:
+            get_task_dict([task], manager)
+        except Exception as exc:  # datasets raises ConnectionError, FileNotFoundError, ValueError offline
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise invalid(
+                "--tasks", task, "a task whose data set is in the datasets cache or reachable", why=first
+            ) from None
 
 
 def _add_compute(before: dict | None, now: dict) -> dict:
