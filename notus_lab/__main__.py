@@ -61,8 +61,14 @@ def main(cfg: DictConfig) -> None:
 
 def train_arm(cfg: DictConfig, run_dir, overrides: list[str], group: str | None) -> dict:
     if relaunch_if_needed(cfg, run_dir, overrides):  # the processes it started did the run
-        return json.loads(RunDir(run_dir).metrics.read_text())
-    return run(cfg, run_dir, overrides=overrides, group=group)
+        metrics = json.loads(RunDir(run_dir).metrics.read_text())
+    else:
+        metrics = run(cfg, run_dir, overrides=overrides, group=group)
+    if cfg.export.gguf and int(os.environ.get("RANK", "0")) == 0:  # after training: the finished run's files
+        from notus_lab.export import ensure_gguf
+
+        metrics = ensure_gguf(run_dir, list(cfg.export.gguf))
+    return metrics
 
 
 if __name__ == "__main__":

@@ -61,6 +61,28 @@ TEST_SIZE = Allowed(
     "a fraction in (0, 1) or a whole number of prompts >= 1",
     lambda v: _number(v) and 0 < v and (v < 1 or v == int(v)),
 )
+# llama.cpp's file types by the names GGUF repositories use (lower case) -> llama_ftype (llama.h). f16 is the
+# converter's own output, the source of the others and the baseline they are judged against.
+GGUF_TYPES = {
+    "f16": "LLAMA_FTYPE_MOSTLY_F16",
+    "bf16": "LLAMA_FTYPE_MOSTLY_BF16",
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S",
+    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+    "q3_k_l": "LLAMA_FTYPE_MOSTLY_Q3_K_L",
+    "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+    "q3_k_s": "LLAMA_FTYPE_MOSTLY_Q3_K_S",
+    "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K",
+}
+GGUF_FILES = Allowed(
+    "a list of " + ", ".join(GGUF_TYPES) + ", each once",
+    lambda v: all(str(x).lower() in GGUF_TYPES for x in v) and len({str(x).lower() for x in v}) == len(v),
+)
 SWEEP_NAME = Allowed(
     "letters, digits, '_', '-' and '.' (it names a directory and a W&B group)",
     lambda v: __import__("re").fullmatch(r"[\w.-]+", v) is not None,
@@ -488,6 +510,14 @@ class JudgeConfig:
 @dataclass
 class ExportConfig:
     merge: bool = knob("export.merge", "LoRA/QLoRA: also save the merged full model (needs adapter lora)")
+    gguf: List[str] = knob(
+        "export.gguf",
+        "GGUF files for llama.cpp made after training, by llama.cpp's own converter and quantizer, each judged "
+        "head to head against the f16 file on the held-out prompts (python -m notus_lab.export does the same for a "
+        "finished run). f16 is always made: the baseline. Needs the gguf extra. [] makes none",
+        allowed=GGUF_FILES,
+        factory=True,
+    )
 
 
 @dataclass

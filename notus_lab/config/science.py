@@ -30,6 +30,7 @@ NOT_SCIENCE = (
     "base.cache_dir",
     "generation.batch_size",
     "judge.batch_size",
+    "export.gguf",
 )
 
 

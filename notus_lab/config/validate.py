@@ -21,6 +21,7 @@ from notus_lab.config.derived import looks_like_local_path, world_size
 from notus_lab.config.published_sets import default_split
 from notus_lab.config.schema import (
     DataConfig,
+    ExportConfig,
     GenerationConfig,
     HardwareConfig,
     JudgeConfig,
@@ -174,6 +175,11 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
     memory.check(cfg)  # last: a run that cannot fit its GPUs, with what would
     if cfg.export.merge:
         _require(cfg.model.adapter == "lora", "export.merge", True, "false with model.adapter=full (nothing to merge)")
+    _declared(cfg.export, ExportConfig, "export.", "gguf")
+    if cfg.export.gguf:
+        from notus_lab.models.gguf import require_llama_cpp
+
+        require_llama_cpp()
 
 
 def validate_objective(cfg) -> None:

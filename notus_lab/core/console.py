@@ -61,12 +61,32 @@ def summary(run_dir: Path, metrics: dict) -> str:
         )
     if metrics.get("truth_accuracy") is not None:
         lines.append(f"  held-out reward accuracy against the truth (a diagnostic): {metrics['truth_accuracy']:.3f}")
+    if metrics.get("gguf"):
+        lines += [f"  {line}" for line in gguf_lines(metrics["gguf"])]
     lines += [
         "  next: python -m notus_lab.generate " + str(run_dir) + "    # answers for AlpacaEval / MT-Bench",
         "        python -m notus_lab --multirun +experiment=critique_vs_rating   "
         "# a study; then python -m notus_lab.report",
     ]
     return "\n".join(lines)
+
+
+def gguf_lines(entry: dict) -> list[str]:
+    """One console line per GGUF file (python -m notus_lab.export, export.gguf)."""
+    lines = []
+    for n, f in entry["files"].items():
+        vs = f.get("vs_f16")
+        shown = (
+            "baseline"
+            if n == entry["baseline"]
+            else "not judged"
+            if vs is None and "judge_score" not in f
+            else f"win rate vs f16 {vs['win_rate']:.3f} "
+            + (f"[{vs['ci'][0]:.3f}, {vs['ci'][1]:.3f}]" if vs["ci"] else "(no interval: every prompt the same)")
+            + (" FLAGGED: the quantization changed the answers' quality" if vs["differs"] else "")
+        )
+        lines.append(f"{f['file']}: {f['bytes'] / 1e6:.2f} MB, {f['tokens_per_s']} tokens/s, {shown}")
+    return lines
 
 
 def verbose() -> bool:

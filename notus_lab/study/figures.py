@@ -7,8 +7,8 @@ import math
 import statistics
 from pathlib import Path
 
+from notus_lab.core.intervals import t_interval
 from notus_lab.study.runs import STRATEGY_KEY
-from notus_lab.study.stats import t_interval
 
 
 def _pyplot():

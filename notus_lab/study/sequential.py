@@ -49,12 +49,12 @@ from itertools import combinations
 import numpy as np
 
 from notus_lab.config.study import Settings
+from notus_lab.core.intervals import t_upper
 from notus_lab.study.stats import (
     components,
     expected_parts,
     half_width,
     mean_squares,
-    t_upper,
     variance_parts,
 )
 

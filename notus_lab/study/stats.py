@@ -51,6 +51,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from notus_lab.core.intervals import t_interval, t_upper
 from notus_lab.study.runs import (
     SEED_KEYS,
     STRATEGY_KEY,
@@ -67,24 +68,6 @@ METHOD = {
     True: "crossed random effects (seeds x shared prompts), Banerjee interval",
     False: "t over seed units (no per-prompt records)",
 }
-
-
-def t_upper(tail, df) -> np.ndarray:
-    """Student-t quantile with upper-tail probability `tail` (exact for tails far below 1e-16, where 1 - tail is
-    1.0 in floating point); scipy.stats.t.isf without its per-call overhead."""
-    from scipy.special import stdtrit
-
-    return -stdtrit(np.maximum(df, 1), tail)
-
-
-def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t interval of the mean; (mean, nan, nan) for fewer than 2 values or none
-    that differ (a zero-width interval would claim certainty the data cannot give)."""
-    m = statistics.fmean(values)
-    if len(values) < 2 or statistics.stdev(values) == 0:
-        return m, math.nan, math.nan
-    half = float(t_upper((1 - confidence) / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return m, m - half, m + half
 
 
 def mean_squares(d) -> dict:

@@ -56,4 +56,51 @@ DPO fine-tune of **{base}** trained with [TRL](https://github.com/huggingface/tr
 | eval pairs | rewards/accuracies | rewards/margins | loss |
 |---|---|---|---|
 {eval_rows}
+{gguf_section(metrics.get("gguf"))}"""
+
+
+def _win(h: dict | None) -> str:
+    if h is None:
+        return "—"
+    ci = f" [{h['ci'][0]:.3f}, {h['ci'][1]:.3f}]" if h["ci"] else " (no interval: every prompt the same)"
+    return f"{h['win_rate']:.3f}{ci}"
+
+
+def gguf_section(g: dict | None) -> str:
+    """The GGUF files (python -m notus_lab.export, export.gguf): what each holds and the quality it keeps."""
+    if not g:
+        return ""
+    files = g["files"]
+    first = next(iter(files.values()))["file"].removeprefix("gguf/")
+    judged = "judge_score" in next(iter(files.values()))
+    rows = "\n".join(
+        f"| `{f['file'].removeprefix('gguf/')}` | {f['bytes'] / 1e6:.2f} | {f['tokens_per_s']} | "
+        + (
+            f"{'baseline' if f['vs_f16'] is None else _win(f['vs_f16'])}"
+            f"{' **flagged**' if f['vs_f16'] and f['vs_f16']['differs'] else ''} | {f['judge_score']:.4f} | "
+            f"{_win(f['vs_reference'])} | {f['same_text_as_f16']:.3f} | "
+            if judged
+            else "not judged (judge=none) | — | — | — | "
+        )
+        + ", ".join(f"{k} {v}" for k, v in f["tensor_types"].items())
+        + " |"
+        for f in files.values()
+    )
+    d = g["settings"]["decoding"]
+    return f"""
+## GGUF files (llama.cpp)
+Converted by llama.cpp's `convert_hf_to_gguf.py` and quantized by its `llama_model_quantize` (llama-cpp-python {g["settings"]["llama_cpp_python"]}). Each file carries the tokenizer (the run's token ids on {files[g["baseline"]]["tokenizer_check"]["texts"]} held-out texts, checked) and the chat template, which llama.cpp applies.
+
+Each file answered the {g["n_prompts"]} held-out prompts x {d["samples_per_prompt"] if d["do_sample"] else 1} on the CPU ({g["settings"]["threads"]} threads) with the run's decoding (temperature {d["temperature"]}, top_p {d["top_p"]}, {d["max_new_tokens"]} new tokens, {"sampled" if d["do_sample"] else "greedy"}); judge: **{g["settings"]["judge"]}**. Win rates count a tie half; the 95 % interval is over prompts. A file is **flagged** where its interval against f16 excludes 0.5, meaning the quantization measurably changed the answers' quality.
+
+| file | MB | tokens/s | win rate vs f16 | judge score | win rate vs SFT reference | same text as f16 | tensor types |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+Run them:
+
+```sh
+llama-cli -m {first} -cnv        # llama.cpp: the chat template comes from the file
+python -c "from llama_cpp import Llama; print(Llama('{first}').create_chat_completion([{{'role': 'user', 'content': 'hello'}}]))"
+```
 """

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from notus_lab.core.intervals import t_interval
 from notus_lab.study import findings as R
-from notus_lab.study.stats import t_interval
 from tests.helpers import cli
 
 # ---------------------------------------------------------------------------------------------
