@@ -206,15 +206,10 @@ def world_texts(cfg, tokenizer) -> list[str]:
 def _measure(cfg, rd: RunDir, prompts: list[str], files: dict, kept: dict, tokenizer, threads: int) -> dict:
     """Every new file answers the prompts (a kept file's answers are read back); the run's judge scores them all
     against f16 and against the SFT reference."""
-    from transformers import GenerationConfig
-
     from notus_lab.judging.head_to_head import make_judge
-    from notus_lab.judging.quantized import answer_with, judge_files, llama_chat_prompt_ids
+    from notus_lab.judging.quantized import answer_with, judge_files, llama_chat_prompt_ids, transformers_top_k
 
-    try:
-        top_k = GenerationConfig.from_pretrained(rd.model).top_k or 0
-    except OSError:
-        top_k = GenerationConfig().top_k
+    top_k = transformers_top_k(rd.model)
     answers_file = rd.path / "gguf" / "answers.jsonl"
     earlier = read_jsonl(answers_file) if kept and answers_file.exists() else []
     answered = {}

@@ -1,5 +1,6 @@
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -25,6 +26,8 @@ def tiny_cache(tmp_path_factory):
     the others wait and use it), never the user's ~/.cache."""
     root = tmp_path_factory.getbasetemp()
     cache = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "notus_cache"
+    if os.environ.get("NOTUS_LAB_TEST_CACHE"):  # a developer's cache kept between sessions (never ~/.cache)
+        cache = Path(os.environ["NOTUS_LAB_TEST_CACHE"])
     cache.mkdir(exist_ok=True)
     os.environ["NOTUS_LAB_CACHE"] = str(cache)
     return cache

@@ -51,6 +51,21 @@ def decoding(g, top_k: int) -> dict:
     }
 
 
+def transformers_top_k(model_dir) -> int:
+    """The top_k transformers samples a model with: its generation config's, else transformers' own default
+    (50: GenerationConfig's global defaults, filled in at generate time)."""
+    from transformers import GenerationConfig
+
+    try:
+        own = GenerationConfig.from_pretrained(model_dir).top_k
+    except OSError:  # no generation_config.json (an adapter dir)
+        own = None
+    if own is not None:
+        return own
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    return defaults()["top_k"] if defaults else 50
+
+
 def answer_with(path, prompts: list[str], g, top_k: int, threads: int) -> dict:
     """Every prompt's answers from one GGUF file: {answers: [P][n], tokens, seconds, tokens_per_s}."""
     from notus_lab.models.gguf import load

@@ -16,7 +16,7 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 pytestmark = pytest.mark.slow
 
-FEW = ("generation.max_prompts=40",)  # the quality table on 40 held-out prompts x 2 samples
+FEW = ("generation.max_prompts=20",)  # the quality table on 20 of the 30 held-out prompts x 2 samples
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,8 @@ def test_the_tiny_base_converts_and_quantizes_with_its_tokenizer_and_chat_templa
     reader = GGUFReader(str(q4))
     assert reader.fields["tokenizer.chat_template"].contents() == tokenizer.chat_template
     assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"
-    assert {t.tensor_type.name for t in reader.tensors} == {"Q4_0", "F32"}  # norms stay f32, as llama.cpp keeps them
+    # norms stay f32; the embedding's q6_K needs rows of 256 and falls back to q8_0 at width 128
+    assert {t.tensor_type.name for t in reader.tensors} == {"Q4_0", "Q8_0", "F32"}
     texts = ["<|user|>\nthe river is calm .</s>\n<|assistant|>\n", "the mountain , the sea and the sky ?"]
     check = gguf.tokenizer_check(q4, tokenizer, texts)
     assert check == {"texts": 2, "identical": 2, "first_difference": None}
@@ -56,14 +57,14 @@ def test_a_run_with_export_gguf_makes_checked_files_and_a_measured_table(full_ru
     run_dir, stdout = full_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     g = metrics["gguf"]
-    assert list(g["files"]) == ["f16", "q8_0", "q4_k_m"]
+    assert list(g["files"]) == ["f16", "q8_0", "q4_k_m"] and g["n_prompts"] == 20
     for name, f in g["files"].items():
         path = run_dir / f["file"]
         assert path.name == f"full.{name.upper()}.gguf" and path.stat().st_size == f["bytes"]
-        assert f["tokenizer_check"]["identical"] == f["tokenizer_check"]["texts"] > 100
+        assert f["tokenizer_check"]["identical"] == f["tokenizer_check"]["texts"] == 90  # 30 prompts, 30 pairs
         assert f["tokens_per_s"] > 0 and f["tokens"] > 0
         assert 0.0 <= f["judge_score"] <= 1.0
-        assert f["vs_reference"]["wins"] + f["vs_reference"]["ties"] + f["vs_reference"]["losses"] == 80
+        assert f["vs_reference"]["wins"] + f["vs_reference"]["ties"] + f["vs_reference"]["losses"] == 40
     types = {
         n: {t.tensor_type.name for t in GGUFReader(str(run_dir / f["file"])).tensors} for n, f in g["files"].items()
     }
@@ -71,14 +72,14 @@ def test_a_run_with_export_gguf_makes_checked_files_and_a_measured_table(full_ru
     assert "Q4_K" in types["q4_k_m"]  # and llama.cpp's fallbacks where a row of 128 is not a multiple of 256
     assert g["files"]["f16"]["vs_f16"] is None
     vs = g["files"]["q4_k_m"]["vs_f16"]
-    assert vs["wins"] + vs["ties"] + vs["losses"] == 80 and (vs["ci"] is None or vs["ci"][0] < vs["ci"][1])
+    assert vs["wins"] + vs["ties"] + vs["losses"] == 40 and (vs["ci"] is None or vs["ci"][0] < vs["ci"][1])
     assert g["chat_prompt_ids_identical"] is True
     assert g["files"]["f16"]["bytes"] > g["files"]["q8_0"]["bytes"] > g["files"]["q4_k_m"]["bytes"]
     card = (run_dir / "README.md").read_text()
     assert "## GGUF files (llama.cpp)" in card and "`full.Q4_K_M.gguf`" in card and "llama-cli -m full.F16.gguf" in card
     assert "gguf/full.Q8_0.gguf:" in stdout and "tokens/s" in stdout
     answers = [json.loads(x) for x in (run_dir / "gguf" / "answers.jsonl").read_text().splitlines()]
-    assert len(answers) == 3 * 80
+    assert len(answers) == 3 * 40
 
 
 def test_the_q4_file_answers_in_the_worlds_grammar(full_run):
@@ -110,7 +111,7 @@ def test_the_same_command_again_makes_and_answers_nothing_twice(full_run):
 
 
 def test_a_wrong_pre_tokenizer_is_caught_and_leaves_no_file(full_run, monkeypatch, tmp_path):
-    """Planted break: a tokenizer llama.cpp splits otherwise (llama3's regex joins '|' to the word after it)."""
+    """Planted break: a file whose tokenizer splits the world's text otherwise (falcon's pre-tokenizer)."""
     import shutil
 
     from notus_lab import export
@@ -119,7 +120,7 @@ def test_a_wrong_pre_tokenizer_is_caught_and_leaves_no_file(full_run, monkeypatc
     run_dir, _ = full_run
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("gguf"))
-    monkeypatch.setattr(gguf, "pre_tokenizer", lambda model_dir: "llama3")
+    monkeypatch.setattr(gguf, "pre_tokenizer", lambda model_dir: "falcon")
     with pytest.raises(ConfigError) as err:
         export.ensure_gguf(copy, "f16")
     assert "gives other token ids than the run's" in str(err.value) and "\n" not in str(err.value)
