@@ -14,14 +14,7 @@ import argparse
 from pathlib import Path
 
 from notus_lab.core.errors import refuse, run_command
-from notus_lab.core.run_dir import RunDir
-
-
-def run_dirs(path: Path) -> list[Path]:
-    """The run dir itself, or a sweep's finished run dirs."""
-    if RunDir(path).metrics.exists():
-        return [path]
-    return sorted(p for p in path.iterdir() if p.is_dir() and RunDir(p).metrics.exists()) if path.is_dir() else []
+from notus_lab.core.run_dir import RunDir, finished_runs
 
 
 def ensure_evaluated(
@@ -65,7 +58,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from notus_lab.judging.lm_eval_run import parse_tasks, require_lm_eval
 
-    dirs = run_dirs(args.path)
+    dirs = finished_runs(args.path)
     problems = (
         [("path", args.path, "a finished run dir (metrics.json, model/) or a sweep dir of them")] if not dirs else []
     )

@@ -27,15 +27,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from notus_lab.config.validate import require_llama_cpp
 from notus_lab.core import chat
 from notus_lab.core.console import gguf_lines
 from notus_lab.core.errors import ConfigError, refuse, run_command
 from notus_lab.core.files import read_jsonl, write_json, write_jsonl
 from notus_lab.core.keys import cache_root
 from notus_lab.core.redaction import redact
-from notus_lab.core.run_dir import RunDir
+from notus_lab.core.run_dir import RunDir, finished_runs
 from notus_lab.data.prepare import held_out_prompts
-from notus_lab.evaluate import run_dirs
 from notus_lab.judging.benchmarks import run_config
 from notus_lab.models import gguf
 
@@ -52,7 +52,7 @@ def settings_of(cfg, threads: int) -> dict:
     """What the measurements depend on: a change to any of these measures every file again."""
     g = cfg.generation
     return {
-        "llama_cpp_python": gguf.require_llama_cpp(),
+        "llama_cpp_python": require_llama_cpp(),
         "judge": cfg.judge.name,
         "threads": threads,
         "decoding": {
@@ -274,13 +274,13 @@ def main(argv=None) -> None:
     )
     p.add_argument("--threads", type=int, help="llama.cpp's threads (default: hardware.threads, else every core)")
     args = p.parse_args(argv)
-    dirs = run_dirs(args.path)
+    dirs = finished_runs(args.path)
     problems = [] if dirs else [("path", args.path, "a finished run dir (metrics.json, model/) or a sweep dir of them")]
     if args.threads is not None and args.threads <= 0:
         problems.append(("--threads", args.threads, "an integer > 0"))
     refuse(problems)
     gguf.parse_quantizations(args.gguf, "--gguf")
-    gguf.require_llama_cpp()
+    require_llama_cpp()
     for run_dir in dirs:
         metrics = ensure_gguf(run_dir, args.gguf, args.threads)
         print(f"{run_dir.name}: wrote {RunDir(run_dir).card} and metrics.json[gguf]")

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -33,7 +34,7 @@ from notus_lab.config.schema import (
     WorldConfig,
 )
 from notus_lab.config.strategies import binarizing_options, strategy
-from notus_lab.core.errors import invalid
+from notus_lab.core.errors import ConfigError, invalid
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -177,8 +178,6 @@ def validate(cfg: DictConfig | NotusConfig) -> None:
         _require(cfg.model.adapter == "lora", "export.merge", True, "false with model.adapter=full (nothing to merge)")
     _declared(cfg.export, ExportConfig, "export.", "gguf")
     if cfg.export.gguf:
-        from notus_lab.models.gguf import require_llama_cpp
-
         require_llama_cpp()
 
 
@@ -389,3 +388,18 @@ def check_request(launcher, cfg) -> None:
                 f">= {math.ceil(need)}",
                 why=f"the memory preflight estimates ~{need:g} GB of host memory per node for hardware={hw.name}",
             )
+
+
+def require_llama_cpp() -> str:
+    """llama-cpp-python's version, or a one-line ConfigError saying how to install it."""
+    try:
+        import gguf  # noqa: F401
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"export.gguf needs llama-cpp-python and gguf ({exc.name} is missing): pip install 'notus_lab[gguf]'"
+        ) from None
+    try:
+        return version("llama_cpp_python")
+    except PackageNotFoundError:
+        return version("llama-cpp-python")

@@ -52,6 +52,14 @@ class RunDir:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def finished_runs(path) -> list[Path]:
+    """A finished run dir itself, or a sweep's finished run dirs (what the commands on finished runs take)."""
+    path = Path(path)
+    if RunDir(path).metrics.exists():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_dir() and RunDir(p).metrics.exists()) if path.is_dir() else []
+
+
 @contextmanager
 def run_dir_lock(run_dir: Path):
     """Two processes never write into the same run dir (the OS drops the lock if the holder dies)."""

@@ -20,17 +20,16 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from notus_lab.config.schema import GGUF_TYPES
+from notus_lab.config.validate import require_llama_cpp
 from notus_lab.core.cache import build_once
 from notus_lab.core.errors import ConfigError, invalid
 
 log = logging.getLogger("notus_lab")
 
 BASELINE = "f16"
-INSTALL = "pip install 'notus_lab[gguf]'"
 # what the converter needs from llama.cpp's tree (the rest of the sdist is the C++ the wheel already built)
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")
 
@@ -48,19 +47,6 @@ def parse_quantizations(value, key: str = "export.gguf") -> list[str]:
     if twice:
         raise invalid(key, ",".join(names), f"each of {allowed} once", why=f"{', '.join(twice)} given twice")
     return [BASELINE, *(n for n in names if n != BASELINE)] if names else []
-
-
-def require_llama_cpp() -> str:
-    """llama-cpp-python's version, or a one-line ConfigError saying how to install it."""
-    try:
-        import gguf  # noqa: F401
-        import llama_cpp  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(f"export.gguf needs llama-cpp-python and gguf ({exc.name} is missing): {INSTALL}") from None
-    try:
-        return version("llama_cpp_python")
-    except PackageNotFoundError:
-        return version("llama-cpp-python")
 
 
 def converter_dir(cache: Path) -> Path:

@@ -172,6 +172,7 @@ def test_a_run_that_asks_for_gguf_without_llama_cpp_installed_is_one_line(monkey
 
 def test_the_converter_that_pip_cannot_fetch_is_one_line_naming_what_to_do(tmp_path, monkeypatch):
     pytest.importorskip("llama_cpp")
+    from notus_lab.config.validate import require_llama_cpp
     from notus_lab.models import gguf
 
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip reaches no index: as offline
@@ -180,7 +181,7 @@ def test_the_converter_that_pip_cannot_fetch_is_one_line_naming_what_to_do(tmp_p
         gguf.converter_dir(tmp_path / "cache")
     text = str(err.value)
     assert "llama-cpp-python==" in text and "pip could not fetch it" in text and "\n" not in text
-    assert not (tmp_path / "cache" / "llama.cpp" / f"llama-cpp-python-{gguf.require_llama_cpp()}").exists()
+    assert not (tmp_path / "cache" / "llama.cpp" / f"llama-cpp-python-{require_llama_cpp()}").exists()
 
 
 def test_the_pre_tokenizer_is_named_only_for_gpt2s_byte_level_split(tmp_path):
