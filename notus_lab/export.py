@@ -230,12 +230,20 @@ def _measure(cfg, rd: RunDir, prompts: list[str], files: dict, kept: dict, token
     judge = make_judge(cfg) if cfg.judge.name != "none" else None
     reference = reference_answers(rd, prompts)
     quality = judge_files(judge, prompts, answered, reference, gguf.BASELINE) if judge else {}
-    write_jsonl(
+    scores = {n: q.pop("scores") for n, q in quality.items()}
+    write_jsonl(  # the report pools these over a study's runs (study/quantized.py)
         answers_file,
         [
-            {"file": files[n].name, "quantization": n, "prompt": p, "sample": k, "answer": a}
+            {
+                "file": files[n].name,
+                "quantization": n,
+                "prompt": p,
+                "sample": k,
+                "answer": a,
+                "score": scores[n][i][k] if n in scores else None,
+            }
             for n, done in answered.items()
-            for p, row in zip(prompts, done["answers"])
+            for i, (p, row) in enumerate(zip(prompts, done["answers"]))
             for k, a in enumerate(row)
         ],
     )

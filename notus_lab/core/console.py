@@ -83,7 +83,7 @@ def gguf_lines(entry: dict) -> list[str]:
             if vs is None and "judge_score" not in f
             else f"win rate vs f16 {vs['win_rate']:.3f} "
             + (f"[{vs['ci'][0]:.3f}, {vs['ci'][1]:.3f}]" if vs["ci"] else "(no interval: every prompt the same)")
-            + (" FLAGGED: the quantization changed the answers' quality" if vs["differs"] else "")
+            + (" FLAGGED (Holm): the quantization changed the answers' quality" if vs["differs"] else "")
         )
         lines.append(f"{f['file']}: {f['bytes'] / 1e6:.2f} MB, {f['tokens_per_s']} tokens/s, {shown}")
     return lines

@@ -12,8 +12,9 @@ averaged first: they share the prompt, not a seed effect across prompts. The int
 prompts' mean outcomes, with P - 1 degrees of freedom; a win counts 1 and a tie 0.5, as AlpacaEval counts them.
 It says how sure one can be about these files. It says nothing about quantizing another seed's model. Where
 every prompt gives the same outcome there is no interval: a zero-width one would claim a certainty that P
-prompts cannot give. A file is flagged where its interval against f16 excludes 0.5 (`vs_f16.differs`), i.e.
-where the quantization measurably changed the answers' quality.
+prompts cannot give. A file is flagged (`vs_f16.differs`) where the quantization measurably changed the answers'
+quality: Holm's step-down over the run's quantized files (`flag`), so that the family-wise error stays at 5 %
+however many files are made. The study's report pools the files of every run (notus_lab/study/quantized.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import zlib
 
 from notus_lab.core import chat
-from notus_lab.core.intervals import t_interval
+from notus_lab.core.intervals import holm_steps, t_interval, t_p_value
 from notus_lab.judging.judges import win_rate, winner
 
 CONFIDENCE = 0.95
@@ -127,13 +128,12 @@ def outcome(score: float, other: float) -> float:
 
 
 def prompt_interval(per_prompt: list[float]) -> dict:
-    """A win rate over prompts (each prompt's samples averaged) with its t interval over the prompts: ci is None
-    where there is no interval (fewer than 2 prompts, or every prompt's outcome the same), and `differs` says
-    whether the interval excludes 0.5 (an even match)."""
+    """A win rate over prompts (each prompt's samples averaged) with its t interval over the prompts and the
+    p-value of an even match (0.5); ci and p_value are None where there is no interval (fewer than 2 prompts, or
+    every prompt's outcome the same)."""
     mean, low, high = t_interval(per_prompt, CONFIDENCE)
-    if math.isnan(low):
-        return {"win_rate": round(mean, 4), "ci": None, "differs": False}
-    return {"win_rate": round(mean, 4), "ci": [round(low, 4), round(high, 4)], "differs": not low <= 0.5 <= high}
+    ci = None if math.isnan(low) else [round(low, 4), round(high, 4)]
+    return {"win_rate": round(mean, 4), "ci": ci, "p_value": t_p_value(per_prompt, 0.5), "per_prompt": per_prompt}
 
 
 def head_to_head(scores: list[list[float]], other: list[list[float]]) -> dict:
@@ -147,6 +147,18 @@ def head_to_head(scores: list[list[float]], other: list[list[float]]) -> dict:
         "losses": flat.count("reference"),
         "pooled": round(win_rate(flat), 4),
     }
+
+
+def flag(comparisons: dict[str, dict]) -> None:
+    """In place: which files' quantization measurably changed the answers' quality. Holm's step-down over the
+    run's quantized files keeps the family-wise error at 5 % however many files were made: `differs` (the flag),
+    `adjusted_alpha`, and `adjusted_ci`, the interval at that alpha, which excludes 0.5 exactly when flagged."""
+    names = list(comparisons)
+    for n, (rejected, level) in zip(names, holm_steps([comparisons[n]["p_value"] for n in names], 1 - CONFIDENCE)):
+        c = comparisons[n]
+        _, low, high = t_interval(c.pop("per_prompt"), 1 - level)
+        c["differs"], c["adjusted_alpha"] = rejected, round(level, 6)
+        c["adjusted_ci"] = None if math.isnan(low) else [round(low, 4), round(high, 4)]
 
 
 def judge_files(judge, prompts: list[str], answered: dict, reference: list[list[str]] | None, baseline: str) -> dict:
@@ -168,10 +180,16 @@ def judge_files(judge, prompts: list[str], answered: dict, reference: list[list[
     out = {}
     for name, done in answered.items():
         pairs = [(a, b) for ra, rb in zip(done["answers"], base) for a, b in zip(ra, rb)]
+        vs_reference = None
+        if reference_scores is not None:
+            vs_reference = head_to_head(scores[name], reference_scores)
+            vs_reference.pop("per_prompt")
         out[name] = {
             "judge_score": round(sum(map(sum, scores[name])) / max(sum(map(len, scores[name])), 1), 4),
             "same_text_as_f16": round(sum(a == b for a, b in pairs) / max(len(pairs), 1), 4),
+            "scores": scores[name],
             "vs_f16": None if name == baseline else head_to_head(scores[name], scores[baseline]),
-            "vs_reference": None if reference_scores is None else head_to_head(scores[name], reference_scores),
+            "vs_reference": vs_reference,
         }
+    flag({n: o["vs_f16"] for n, o in out.items() if o["vs_f16"] is not None})
     return out

@@ -35,6 +35,7 @@ from notus_lab.study.cost import (
     sweep_cost,
 )
 from notus_lab.study.effects import effects
+from notus_lab.study.quantized import quantization_rows
 from notus_lab.study.result import Report
 from notus_lab.study.rounds import load as load_rounds
 from notus_lab.study.runs import (
@@ -191,6 +192,7 @@ def build(sweep_dir: Path, metric: str | None, target_effect: float | None, proj
         judged=any("generation/policy_mean_tokens" in r["metrics"] for r in finished),
         rounds=state,
         effects=effects(runs, metric, keys),
+        quantized=quantization_rows(runs),
     )
 
 

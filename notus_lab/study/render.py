@@ -11,6 +11,38 @@ from notus_lab.study.result import Report
 from notus_lab.study.runs import mean_of
 
 
+def quantized_section(s: Report) -> list[str]:
+    """GGUF files against each run's own f16, pooled over the study's seed units x shared prompts."""
+    if not s.quantized:
+        return []
+    md = [
+        "## GGUF files (each run's quantized file against its own f16)",
+        "",
+        "Pooled over seed units x the prompts every run answered, with the crossed interval. A file type is flagged "
+        "where Holm's step-down over the file types rejects an even match (0.5): quantizing models trained this way "
+        "changes their answers' quality. Each run's own table is in its model card.",
+        "",
+        "| file type | runs (seed units) x prompts | mean MB | mean tokens/s | win rate vs f16 | 95 % CI "
+        "| Holm-adjusted CI | flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in s.quantized:
+        ci = (
+            f"{r['ci'][0]:.4f} to {r['ci'][1]:.4f}"
+            if r.get("ci")
+            else "none: one seed unit"
+            if r["seeds"] < 2
+            else "none"
+        )
+        adjusted = f"{r['adjusted_ci'][0]:.4f} to {r['adjusted_ci'][1]:.4f}" if r.get("adjusted_ci") else "—"
+        win = f"{r['win_rate']:.4f}" if "win_rate" in r else "—"
+        md.append(
+            f"| `{r['quantization']}` | {r['runs']} ({r['seeds']}) x {r['prompts']} | {r['mb']} | {r['tokens_per_s']} "
+            f"| {win} | {ci} | {adjusted} | {'**yes**' if r['flagged'] else 'no'} |"
+        )
+    return md + [""]
+
+
 def markdown(s: Report) -> str:
     md = (
         header(s)
@@ -21,6 +53,7 @@ def markdown(s: Report) -> str:
         + sign_check_section(s)
         + arms_section(s)
         + benchmarks_section(s.rows)
+        + quantized_section(s)
         + cross_eval_section(s)
         + differences_section(s)
         + cost_section(s)
@@ -49,6 +82,7 @@ def summary(s: Report) -> dict:
         "runs": [{"name": r["name"], "status": r["status"], "error": r.get("error")} for r in s.runs],
         "rounds": s.rounds,
         "effects": s.effects,
+        "gguf": s.quantized,
         "plots": s.plots,
     }
 

@@ -31,6 +31,7 @@ class Report:
     judged: bool  # the runs have judged generations
     rounds: dict | None = None  # a sequential study's rounds.json
     effects: dict | None = None  # factorial effects of the data knobs (study/effects.py)
+    quantized: list[dict] = field(default_factory=list)  # GGUF files against each run's f16 (study/quantized.py)
     plots: list[str] = field(default_factory=list)
 
     @property

@@ -51,7 +51,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from notus_lab.core.intervals import t_interval, t_upper
+from notus_lab.core.intervals import holm_steps, t_interval, t_upper
 from notus_lab.study.runs import (
     SEED_KEYS,
     STRATEGY_KEY,
@@ -289,16 +289,8 @@ def difference(unit_rows, comparisons: int, per_prompt: bool) -> dict:
 def holm(rows: list[dict], alpha: float = ALPHA) -> None:
     """Holm's step-down procedure over `rows` (each with a p-value or None), in place: `excludes_zero` (the
     verdict), `adjusted_alpha` and `adjusted_ci` at that alpha. A row without an interval is never rejected."""
-    m = len(rows)
-    order = sorted(range(m), key=lambda i: (rows[i]["p_value"] is None, rows[i]["p_value"] or 1.0))
-    failed_at = None
-    for step, i in enumerate(order):
-        level = alpha / (m - step)
-        rejected = failed_at is None and rows[i]["p_value"] is not None and rows[i]["p_value"] <= level
-        if not rejected and failed_at is None:
-            failed_at = level  # every later row is judged at the level of the first step that failed
-        rows[i]["adjusted_alpha"] = level if rejected else failed_at
-        rows[i]["excludes_zero"] = rejected
+    for r, (rejected, level) in zip(rows, holm_steps([r["p_value"] for r in rows], alpha)):
+        r["adjusted_alpha"], r["excludes_zero"] = level, rejected
     for r in rows:
         matrix = r.pop("matrix", None)
         if matrix is not None:

@@ -59,11 +59,11 @@ DPO fine-tune of **{base}** trained with [TRL](https://github.com/huggingface/tr
 {gguf_section(metrics.get("gguf"))}"""
 
 
-def _win(h: dict | None) -> str:
+def _win(h: dict | None, ci: str = "ci") -> str:
     if h is None:
         return "—"
-    ci = f" [{h['ci'][0]:.3f}, {h['ci'][1]:.3f}]" if h["ci"] else " (no interval: every prompt the same)"
-    return f"{h['win_rate']:.3f}{ci}"
+    shown = f" [{h[ci][0]:.3f}, {h[ci][1]:.3f}]" if h[ci] else " (no interval: every prompt the same)"
+    return f"{h['win_rate']:.3f}{shown}"
 
 
 def gguf_section(g: dict | None) -> str:
@@ -76,11 +76,12 @@ def gguf_section(g: dict | None) -> str:
     rows = "\n".join(
         f"| `{f['file'].removeprefix('gguf/')}` | {f['bytes'] / 1e6:.2f} | {f['tokens_per_s']} | "
         + (
-            f"{'baseline' if f['vs_f16'] is None else _win(f['vs_f16'])}"
-            f"{' **flagged**' if f['vs_f16'] and f['vs_f16']['differs'] else ''} | {f['judge_score']:.4f} | "
+            f"{'baseline' if f['vs_f16'] is None else _win(f['vs_f16'])} | "
+            f"{'—' if f['vs_f16'] is None else ('**flagged** ' if f['vs_f16']['differs'] else 'no ') + _win(f['vs_f16'], 'adjusted_ci')} | "
+            f"{f['judge_score']:.4f} | "
             f"{_win(f['vs_reference'])} | {f['same_text_as_f16']:.3f} | "
             if judged
-            else "not judged (judge=none) | — | — | — | "
+            else "not judged (judge=none) | — | — | — | — | "
         )
         + ", ".join(f"{k} {v}" for k, v in f["tensor_types"].items())
         + " |"
@@ -91,10 +92,10 @@ def gguf_section(g: dict | None) -> str:
 ## GGUF files (llama.cpp)
 Converted by llama.cpp's `convert_hf_to_gguf.py` and quantized by its `llama_model_quantize` (llama-cpp-python {g["settings"]["llama_cpp_python"]}). Each file carries the tokenizer (the run's token ids on {files[g["baseline"]]["tokenizer_check"]["texts"]} held-out texts, checked) and the chat template, which llama.cpp applies.
 
-Each file answered the {g["n_prompts"]} held-out prompts x {d["samples_per_prompt"] if d["do_sample"] else 1} on the CPU ({g["settings"]["threads"]} threads) with the run's decoding (temperature {d["temperature"]}, top_p {d["top_p"]}, {d["max_new_tokens"]} new tokens, {"sampled" if d["do_sample"] else "greedy"}); judge: **{g["settings"]["judge"]}**. Win rates count a tie half; the 95 % interval is over prompts. A file is **flagged** where its interval against f16 excludes 0.5, meaning the quantization measurably changed the answers' quality.
+Each file answered the {g["n_prompts"]} held-out prompts x {d["samples_per_prompt"] if d["do_sample"] else 1} on the CPU ({g["settings"]["threads"]} threads) with the run's decoding (temperature {d["temperature"]}, top_p {d["top_p"]}, {d["max_new_tokens"]} new tokens, {"sampled" if d["do_sample"] else "greedy"}); judge: **{g["settings"]["judge"]}**. Win rates count a tie half; the 95 % intervals are over prompts. A file is **flagged** where the quantization measurably changed the answers' quality against f16: Holm's step-down over the {len(files) - 1} quantized file(s) keeps the family-wise error at 5 %, and the flag's interval is at Holm's level (it excludes 0.5 exactly when flagged). The SFT reference column compares with the reference's answers the run was judged against; the run's own win rate drew the policy with the reference's random numbers, these files with their own, so the two are not the same number.
 
-| file | MB | tokens/s | win rate vs f16 | judge score | win rate vs SFT reference | same text as f16 | tensor types |
-|---|---|---|---|---|---|---|---|
+| file | MB | tokens/s | win rate vs f16 (95 %) | flagged (Holm) | judge score | win rate vs SFT reference | same text as f16 | tensor types |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 Run them:

@@ -104,18 +104,44 @@ def test_every_prompt_and_sample_has_its_own_seed_and_every_file_the_same_ones()
     [([0.5] * 30, "every answer tied"), ([1.0] * 30, "every prompt won"), ([0.7], "one prompt")],
 )
 def test_degenerate_outcomes_give_no_interval_and_no_flag_never_a_zero_width_one(per_prompt, why):
+    from notus_lab.judging.quantized import flag
+
     got = prompt_interval(per_prompt)
-    assert got["ci"] is None and got["differs"] is False, why
+    assert got["ci"] is None and got["p_value"] is None, why
     assert not math.isnan(got["win_rate"])
+    flag({"q": got})
+    assert got["differs"] is False and got["adjusted_ci"] is None
 
 
 def test_a_clear_loss_is_flagged_and_counts_wins_ties_losses():
     scores = [[0.0, 1.0]] * 10 + [[0.0, 0.0]] * 20  # 10 prompts split, 20 lost on both samples
     other = [[1.0, 1.0]] * 30
+    from notus_lab.judging.quantized import flag
+
     got = head_to_head(scores, other)
-    assert got["differs"] and got["ci"][1] < 0.5
+    flag({"q": got})
+    assert got["differs"] and got["ci"][1] < 0.5 and got["adjusted_ci"] == got["ci"]  # one file: Holm is nominal
     assert (got["wins"], got["ties"], got["losses"]) == (0, 10, 50)
     assert got["win_rate"] == pytest.approx((10 * 0.25) / 30, abs=1e-4)
+
+
+def test_a_runs_flags_keep_the_family_wise_error_at_5_percent_over_its_files():
+    """Four quantized files of one run, none of which changes quality: Holm flags one in at most ~5 % of runs; each
+    file flagged by its own 95 % interval (the negative control) flags one in far more."""
+    rng = np.random.default_rng(8)
+    holm_any = nominal_any = 0
+    reps = 1000
+    prompts = [f"p{i}" for i in range(50)]
+    for _ in range(reps):
+        answered = {"f16": planted_files(rng, 50, 2, 0.0, 0.2)[0]["f16"]}
+        for name in ("q8_0", "q5_0", "q4_0", "q2_k"):
+            answered[name] = planted_files(rng, 50, 2, 0.0, 0.2)[0]["q"]
+        got = judge_files(ScoreJudge(), prompts, answered, None, "f16")
+        vs = [got[n]["vs_f16"] for n in answered if n != "f16"]
+        holm_any += any(v["differs"] for v in vs)
+        nominal_any += any(not v["ci"][0] <= 0.5 <= v["ci"][1] for v in vs)
+    assert holm_any / reps <= 0.06, holm_any / reps
+    assert nominal_any / reps > 0.12, nominal_any / reps
 
 
 def test_the_table_compares_with_the_sft_reference_and_counts_identical_text():
@@ -194,3 +220,96 @@ def test_the_pre_tokenizer_is_named_only_for_gpt2s_byte_level_split(tmp_path):
     assert with_pre({"type": "Sequence", "pretokenizers": []}) is None
     (tmp_path / "tokenizer.json").unlink()
     assert pre_tokenizer(tmp_path) is None  # a SentencePiece model: llama.cpp reads tokenizer.model itself
+
+
+# ---- a study's runs pooled (notus_lab/study/quantized.py): seed units x shared prompts, Holm over file types
+
+
+def planted_units(rng, seeds: int, prompts: int, delta: float, seed_sd: float, prompt_sd: float, samples: int = 2):
+    """Each seed unit's quantized model has its own effect (seed_sd), each prompt one shared by every seed
+    (prompt_sd), both uniform around 0; ties at 0.3. Returns (units as `pooled` takes them, the true win rate)."""
+    p_tie = 0.3
+    seed_lean = seed_sd * np.sqrt(3) * rng.uniform(-1, 1, seeds)
+    prompt_lean = prompt_sd * np.sqrt(3) * rng.uniform(-1, 1, prompts)
+    lean = delta + seed_lean[:, None] + prompt_lean[None, :]
+    tie = rng.random((seeds, prompts, samples)) < p_tie
+    win = (rng.random((seeds, prompts, samples)) < 0.5 + lean[..., None]) & ~tie
+    outcome = np.where(tie, 0.5, np.where(win, 1.0, 0.0)).mean(axis=-1)
+    units = [[{f"p{j}": outcome[u, j] for j in range(prompts)}] for u in range(seeds)]
+    return units, p_tie / 2 + (1 - p_tie) * (0.5 + delta)
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 6, 12])
+def test_the_studys_pooled_interval_covers_the_planted_win_rate(seeds):
+    from notus_lab.study.quantized import pooled
+
+    rng = np.random.default_rng(seeds)
+    covered, reps = 0, 1000
+    for _ in range(reps):
+        units, truth = planted_units(rng, seeds, 60, -0.05, 0.05, 0.1)
+        low, high = pooled(units)["ci"]
+        covered += low <= truth <= high
+    assert 0.93 <= covered / reps <= 0.99, covered / reps
+
+
+def test_holm_over_file_types_keeps_the_family_wise_error_at_5_percent_and_nominal_flags_do_not():
+    """Three file types, none of which changes quality: Holm flags one in at most ~5 % of studies; flagging each
+    by its own 95 % interval (the negative control) flags one far more often."""
+    from notus_lab.study.quantized import flag, pooled
+
+    rng = np.random.default_rng(3)
+    holm_any = nominal_any = 0
+    reps = 1500
+    for _ in range(reps):
+        rows = [pooled(planted_units(rng, 6, 60, 0.0, 0.03, 0.1)[0]) for _ in range(3)]
+        nominal_any += any(not r["ci"][0] <= 0.5 <= r["ci"][1] for r in rows)
+        holm_any += any(r["flagged"] for r in flag(rows))
+    assert holm_any / reps <= 0.055, holm_any / reps
+    assert nominal_any / reps > 0.08, nominal_any / reps
+
+
+def test_one_seed_unit_gives_a_win_rate_without_an_interval_and_no_flag():
+    from notus_lab.study.quantized import flag, pooled
+
+    units, _ = planted_units(np.random.default_rng(0), 1, 40, -0.3, 0.0, 0.0)
+    (row,) = flag([pooled(units)])
+    assert "ci" not in row and row["flagged"] is False and row["win_rate"] < 0.4
+
+
+def test_the_report_pools_the_gguf_files_of_a_sweeps_runs(tmp_path):
+    """Planted run dirs: q2_k loses to f16 in every seed, q8_0 ties with it; the report's section says so."""
+    from notus_lab.study import findings, render
+    from tests.helpers import plant_judged
+
+    rng = np.random.default_rng(1)
+    prompts = [f"p{i}" for i in range(40)]
+    for seed in range(1, 5):
+        for strategy in ("critique", "mean_rating"):
+            run_dir = plant_judged(
+                tmp_path / f"{strategy}-{seed}", [f"data={strategy}", f"train.seed={seed}"], rng.random(40) < 0.6
+            )
+            records = []
+            for p in prompts:
+                for k in range(2):
+                    base = float(rng.random())
+                    worse = base - 0.3 if rng.random() < 0.7 else base + 0.3
+                    for name, score in (("f16", base), ("q8_0", base), ("q2_k", worse)):
+                        records.append({"quantization": name, "prompt": p, "sample": k, "answer": "a", "score": score})
+            (run_dir / "gguf").mkdir()
+            (run_dir / "gguf" / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics["gguf"] = {
+                "files": {
+                    n: {"bytes": b, "tokens_per_s": 100.0}
+                    for n, b in (("f16", 800_000), ("q8_0", 450_000), ("q2_k", 300_000))
+                }
+            }
+            (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    report = findings.build(tmp_path, None, None, "a100_80gb_x8")
+    rows = {r["quantization"]: r for r in report.quantized}
+    assert list(rows) == ["q8_0", "q2_k"]
+    assert rows["q2_k"]["seeds"] == 4 and rows["q2_k"]["runs"] == 8 and rows["q2_k"]["prompts"] == 40
+    assert rows["q2_k"]["flagged"] and rows["q2_k"]["adjusted_ci"][1] < 0.5
+    assert rows["q8_0"]["win_rate"] == 0.5 and not rows["q8_0"]["flagged"] and "ci" not in rows["q8_0"]  # all tied
+    md = render.markdown(report)
+    assert "## GGUF files (each run's quantized file against its own f16)" in md and "| `q2_k` | 8 (4) x 40 |" in md
