@@ -1,4 +1,4 @@
-"""`python -m notus_lab.calibration`: the coverage and power tables of the README, measured on planted designs.
+"""`python -m notus_lab.calibration`: the coverage and power tables of docs/statistics.md, measured on planted designs.
 
     python -m notus_lab.calibration [--reps 2000]
     python -m notus_lab.calibration --sequential [--reps 1000] [--margin 0.05] [--arm-hours 0.012]

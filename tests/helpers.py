@@ -100,3 +100,46 @@ def plant_crossed(sweep_dir: Path, levels: dict, lift, seeds: int = 3, prompts: 
             overrides = [f"{n}={v}" for n, v in zip(names, cell)] + [f"train.seed={seed}"]
             plant_judged(sweep_dir / "-".join(map(str, (*cell, seed))), overrides, won)
     return sweep_dir
+
+
+class PlantingLauncher:
+    """Stands in for joblib / submitit under a sweeper: each job becomes a finished run dir whose per-prompt judged
+    outcomes come from a planted truth (mean_rating better by `gap`, other strategies by `gaps`), or a failed one
+    (its failed.json) where `fails(given, name)` says so; every launch is recorded in `launched`. `rng_key(given,
+    name)` seeds an arm's outcomes; `compute` is what its metrics.json says it cost."""
+
+    def __init__(
+        self, sweep_dir, gap=0.0, fails=lambda given, name: False, prompts=200, gaps=None, rng_key=None, compute=None
+    ):
+        self.sweep_dir, self.fails, self.prompts, self.launched = sweep_dir, fails, prompts, []
+        self.gaps = {"mean_rating": gap, **(gaps or {})}
+        self.rng_key = rng_key or (lambda given, name: [int(given["train.seed"]), given["data"] == "mean_rating"])
+        self.compute = compute or {"device_hours": 0.5, "unit": "CPU-hours"}
+
+    def launch(self, job_overrides, initial_job_idx):
+        import json
+
+        import numpy as np
+        import yaml
+        from hydra.core.utils import JobReturn, JobStatus
+
+        from notus_lab.config.science import run_dir_name
+
+        out = []
+        for job in job_overrides:
+            name = run_dir_name(list(job))
+            self.launched.append(name)
+            given = dict(o.lstrip("+").split("=", 1) for o in job)
+            d = self.sweep_dir / name
+            if self.fails(given, name):
+                (d / ".hydra").mkdir(parents=True, exist_ok=True)
+                (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job)))
+                (d / "config.yaml").write_text("sweep_name: stub\n")
+                (d / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": "planted"}))
+                out.append(JobReturn(overrides=list(job), status=JobStatus.FAILED, _return_value=RuntimeError("x")))
+                continue
+            rng = np.random.default_rng(self.rng_key(given, name))
+            won = rng.random(self.prompts) < 0.5 + self.gaps.get(given.get("data", "mean_rating"), 0.0)
+            plant_judged(d, list(job), won, {"compute": self.compute})
+            out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
+        return out

@@ -1,7 +1,7 @@
 """The audit a researcher reads before spending GPU hours: signal-level facts about raw rows, how far
 each signal agrees with the truth (in the bundled world), summary.md and a score histogram PNG.
 
-The annotation statistics are the ones README "The bundled world" gives for real UltraFeedback rows, so the same
+The annotation statistics are the ones docs/data.md ("The bundled world") gives for real UltraFeedback rows, so the same
 numbers can be compared between a real file and the bundled world (`python -m notus_lab.binarize`).
 """
 
@@ -100,7 +100,7 @@ def audit(rows: list, d: DataConfig, indices: Iterable[int], points: Optional[li
         "bug_signature_completions": bugs,
         "chosen_differs": differs,
         "chosen_differs_critique_vs_mean_rating": differs.get("critique~mean_rating"),
-        # the statistics of README "The bundled world", comparable between a real file and the world
+        # the statistics of docs/data.md, "The bundled world", comparable between a real file and the world
         "annotation": {
             "critique_vs_mean_rating_correlation": _correlation(*zip(*pairs_for_corr)) if pairs_for_corr else None,
             "top_critique_tied": round(top_tied["critique"] / complete_rows, 4) if complete_rows else None,
@@ -186,7 +186,7 @@ def write_summary(report: dict, points: list, d, out: Path) -> None:
             "|---|---|",
         ]
         lines += [f"| {k.replace('~', ' vs ')} | {v:.1%} |" for k, v in report["chosen_differs"].items()]
-        lines += ["", "## Annotation statistics (compare README: The bundled world)", ""]
+        lines += ["", "## Annotation statistics (compare docs/data.md: The bundled world)", ""]
         lines += ["| statistic | value |", "|---|---|"]
         lines += [f"| {k} | {'n/a' if v is None else f'{v:.3f}'} |" for k, v in report["annotation"].items()]
     if report.get("truth_agreement"):

@@ -4,7 +4,7 @@ Every completion is built from a hidden TRUE quality: the share of its adjective
 for the topic they describe. The text really carries it, so a model can learn it and a judge can read it
 back from ANY text (`text_quality`). The four aspect ratings and the critique `overall_score` are noisy
 views of it, calibrated to real UltraFeedback rows (50 rows of openbmb/UltraFeedback at revision 40b43656; the
-figures are in README "The bundled world"):
+figures are in docs/data.md, "The bundled world"):
 
 - prompts differ in difficulty, so good and bad rows coexist (scores correlate across the data set while
   the ranking WITHIN a row stays noisy);
@@ -17,7 +17,7 @@ figures are in README "The bundled world"):
 
 Texts do not depend on the annotation knobs: the same seed gives the same prompts and completions,
 annotated differently. Held-out prompts can be labelled by the truth, so a study has a known answer here,
-and which signal wins depends on knobs real data cannot pin down: see README.
+and which signal wins depends on knobs real data cannot pin down: see docs/data.md.
 """
 
 from __future__ import annotations

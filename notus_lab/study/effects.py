@@ -363,7 +363,7 @@ def factorial_check(
 
 
 def factorial_markdown(reps: int) -> str:
-    """The README's table: each planted scenario at 3 and 6 seeds x 300 prompts."""
+    """docs/statistics.md's table: each planted scenario at 3 and 6 seeds x 300 prompts."""
     from notus_lab.study.planted import mc_error
 
     lines = [

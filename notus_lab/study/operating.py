@@ -2,7 +2,7 @@
 with a known truth, through the rule's own functions: `pair_stats` on each look's seeds, then `look` and
 `outcome` replicate by replicate, exactly as the sweeper calls them on run dirs.
 
-    python -m notus_lab.calibration --sequential      # the tables of the README
+    python -m notus_lab.calibration --sequential      # the tables of docs/statistics.md
 
 A design plants 2 or 3 strategies with true levels (0, D) or (0, 0, D), D in {0, delta/2, delta, 2 delta}:
 - `gaussian`: outcomes with the variance components of a measured study (per strategy half of each component
@@ -213,7 +213,7 @@ def summarise(rows: list[dict], design: Design, settings: Settings, effect: floa
 def table(
     settings: Settings, designs: list[Design], reps: int, arm_hours_here: float | None, arm_gpu_hours_7b: float
 ) -> str:
-    """The README's operating-characteristics table, one row per design x true difference."""
+    """docs/statistics.md's operating-characteristics table, one row per design x true difference."""
     lines = [
         f"Margin ±{settings.margin:g}, alpha {settings.alpha} family-wise, {settings.spending.replace('_', '-')} "
         f"spending, {settings.first_seeds} seeds then {settings.seeds_per_round} a round up to "
@@ -241,7 +241,7 @@ def table(
 
 
 # the components the critique_vs_rating study measured on its pooled rows (judged win rate, seed units x 300
-# shared prompts; README "Studies that stop when they are decided"), and the calibration suite's planted world
+# shared prompts; docs/studies.md, "Studies that stop when they are decided"), and the calibration suite's planted world
 MEASURED = {"seed": 2e-5, "prompt": 0.0022, "resid": 0.0038}
 
 
@@ -257,7 +257,7 @@ def seed_dominant_designs() -> list[Design]:
 
 
 def sequential_markdown(reps: int, margin: float, arm_hours_here: float | None) -> str:
-    """The README's operating-characteristics tables: the default rule, 2 and 3 strategies, both designs; then
+    """docs/statistics.md's operating-characteristics tables: the default rule, 2 and 3 strategies, both designs; then
     the seed-dominant designs under both spendings (joint boundary)."""
     from notus_lab.config.options import load_option
     from notus_lab.study.cost import NOTUS_ARM_GPU_HOURS

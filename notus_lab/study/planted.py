@@ -1,7 +1,7 @@
 """Is a "95 %" interval right 95 % of the time? Planted designs with a known answer, through the report's own
 statistics (notus_lab/study/stats.py), numpy only.
 
-    python -m notus_lab.calibration [--reps 2000]     # the coverage and power tables of the README
+    python -m notus_lab.calibration [--reps 2000]     # the coverage and power tables of docs/statistics.md
 
 Two outcome kinds, each as the report sees it (one value per seed unit x shared prompt):
 - judged: win 1 / tie 0.5 / loss 0 against the reference, `samples` answers per prompt, so values in steps of

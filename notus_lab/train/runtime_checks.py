@@ -1,7 +1,7 @@
 """What a run checks about itself once things are built, and records in metrics.json: the engine
 accelerate set up, how much of the model this rank holds, its precision and memory, and the optimizer
 that really steps. Each of
-these has silently differed from what the profile or recipe asked for (README, "Scaling out")."""
+these has silently differed from what the profile or recipe asked for (docs/hardware.md, "Scaling out")."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ NOT_SCIENCE_OVERRIDES = {
     "base.cache_dir": "base.cache_dir=/tmp/y",
     "generation.batch_size": "generation.batch_size=8",
     "judge.batch_size": "judge.batch_size=8",
+    "export.gguf": "export.gguf=[q4_k_m]",
 }
 SCIENCE_OVERRIDES = [
     "beta=0.05",

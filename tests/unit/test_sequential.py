@@ -7,15 +7,13 @@ import math
 
 import numpy as np
 import pytest
-import yaml
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from notus_lab.config.study import Settings
 from notus_lab.core.errors import ConfigError
 from notus_lab.study import operating, rounds, sequential
 from notus_lab.study.planted import World, mc_error
-from tests.helpers import cli, plant_judged
+from tests.helpers import PlantingLauncher, cli
 
 BASE = dict(
     margin=0.05,
@@ -221,39 +219,6 @@ def test_the_union_bound_holds_too_and_the_joint_boundaries_decide_with_fewer_ar
 # The sweeper, with a stub launcher that plants judged run dirs
 
 
-class PlantingLauncher:
-    """Stands in for joblib / submitit: each job becomes a finished run dir whose per-prompt judged outcomes
-    come from a planted truth (mean_rating better by `gap`; other strategies by `gaps`), or a failed one for the
-    names in `fail`."""
-
-    def __init__(self, sweep_dir, gap, fail=(), prompts=200, gaps=None):
-        self.sweep_dir, self.fail, self.prompts, self.launched = sweep_dir, set(fail), prompts, []
-        self.gaps = {"mean_rating": gap, **(gaps or {})}
-
-    def launch(self, job_overrides, initial_job_idx):
-        from notus_lab.config.science import run_dir_name
-
-        out = []
-        for job in job_overrides:
-            name = run_dir_name(list(job))
-            self.launched.append(name)
-            given = dict(o.lstrip("+").split("=", 1) for o in job)
-            d = self.sweep_dir / name
-            if any(f in name for f in self.fail):
-                (d / ".hydra").mkdir(parents=True, exist_ok=True)
-                (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job)))
-                (d / "config.yaml").write_text("sweep_name: stub\n")
-                (d / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": "planted"}))
-                out.append(JobReturn(overrides=list(job), status=JobStatus.FAILED, _return_value=RuntimeError("x")))
-                continue
-            rng = np.random.default_rng([int(given["train.seed"]), given["data"] == "mean_rating"])
-            p = 0.5 + self.gaps.get(given["data"], 0.0)
-            won = rng.random(self.prompts) < p
-            plant_judged(d, list(job), won, {"compute": {"device_hours": 0.5, "unit": "CPU-hours"}})
-            out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
-        return out
-
-
 def stub_sweeper(sweep_dir, launcher, **changes):
     from hydra_plugins.notus_lab_sweepers.sweepers import SequentialSweeper
 
@@ -305,7 +270,7 @@ def test_a_study_killed_between_rounds_continues_from_its_last_round(tmp_path):
 
 def test_a_failed_arm_is_retried_once_then_counted_missing_and_the_study_goes_on(tmp_path):
     sweep_dir = tmp_path / "study"
-    launcher = PlantingLauncher(sweep_dir, gap=0.0, fail=["data=mean_rating,train.seed=2"])
+    launcher = PlantingLauncher(sweep_dir, gap=0.0, fails=lambda given, name: "data=mean_rating,train.seed=2" in name)
     stub_sweeper(sweep_dir, launcher, margin=0.3, max_seeds=3).sweep(["train.seed=1,2", "beta=0.1"])
     state = rounds.load(sweep_dir)
     failed = [n for n in launcher.launched if "data=mean_rating,train.seed=2" in n]

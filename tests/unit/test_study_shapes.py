@@ -9,8 +9,6 @@ import json
 
 import numpy as np
 import pytest
-import yaml
-from hydra.core.utils import JobReturn, JobStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -20,40 +18,27 @@ from notus_lab.config.science import run_dir_name
 from notus_lab.core.errors import ConfigError
 from notus_lab.core.overrides import factors
 from notus_lab.study import rounds, sequential
-from tests.helpers import plant_judged
+from tests.helpers import PlantingLauncher
 from tests.unit.test_sequential import BASE as SEQUENTIAL_BASE
 
 STRATEGIES = ("critique", "critique_fixed", "mean_rating")
 BASE = {**SEQUENTIAL_BASE, "max_seeds": 4}  # small studies: every shape runs in a second or so
 
 
-class StubLauncher:
-    """Stands in for joblib / submitit: each job becomes a finished judged run dir (mean_rating better by `gap`),
-    or a failed one where `fails(overrides)` says so; records every launch."""
-
-    def __init__(self, sweep_dir, gap=0.0, fails=lambda given: False, prompts=120):
-        self.sweep_dir, self.gap, self.fails, self.prompts, self.launched = sweep_dir, gap, fails, prompts, []
-
-    def launch(self, job_overrides, initial_job_idx):
-        out = []
-        for job in job_overrides:
-            name = run_dir_name(list(job))
-            self.launched.append(name)
-            given = dict(o.lstrip("+").split("=", 1) for o in job)
-            d = self.sweep_dir / name
-            if self.fails(given):
-                (d / ".hydra").mkdir(parents=True, exist_ok=True)
-                (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job)))
-                (d / "config.yaml").write_text("sweep_name: stub\n")
-                (d / "failed.json").write_text(json.dumps({"error": "OutOfMemoryError", "message": "planted"}))
-                out.append(JobReturn(overrides=list(job), status=JobStatus.FAILED, _return_value=RuntimeError("x")))
-                continue
-            seed = int(given.get("train.seed", 0))
-            rng = np.random.default_rng([seed, STRATEGIES.index(given.get("data", "mean_rating")), len(name)])
-            p = 0.5 + (self.gap if given.get("data", "mean_rating") == "mean_rating" else 0.0)
-            plant_judged(d, list(job), rng.random(self.prompts) < p, {"compute": {"device_hours": 0.1}})
-            out.append(JobReturn(overrides=list(job), status=JobStatus.COMPLETED, _return_value=None))
-        return out
+def StubLauncher(sweep_dir, gap=0.0, fails=lambda given: False, prompts=120):
+    """tests/helpers.PlantingLauncher with this file's arms: any strategy, seeds and data possibly left out."""
+    return PlantingLauncher(
+        sweep_dir,
+        gap,
+        fails=lambda given, name: fails(given),
+        prompts=prompts,
+        rng_key=lambda given, name: [
+            int(given.get("train.seed", 0)),
+            STRATEGIES.index(given.get("data", "mean_rating")),
+            len(name),
+        ],
+        compute={"device_hours": 0.1},
+    )
 
 
 def stub(cls, sweep_dir, launcher, params, **changes):
@@ -298,16 +283,16 @@ def test_max_batch_size_is_checked_and_honoured(tmp_path):
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.max_batch_size=0 is invalid"):
         stub("NotusSweeper", tmp_path, StubLauncher(tmp_path), None, max_batch_size=0)
     sizes = []
-
-    class Counting(StubLauncher):
-        def launch(self, job_overrides, initial_job_idx):
-            sizes.append(len(job_overrides))
-            return super().launch(job_overrides, initial_job_idx)
+    counting = StubLauncher(tmp_path / "s", gap=0.3)
+    launch = counting.launch
+    counting.launch = lambda job_overrides, initial_job_idx: (
+        sizes.append(len(job_overrides)) or launch(job_overrides, initial_job_idx)
+    )
 
     stub(
         "SequentialSweeper",
         tmp_path / "s",
-        Counting(tmp_path / "s", gap=0.3),
+        counting,
         {"data": "critique,mean_rating"},
         max_batch_size=3,
     ).sweep(["train.seed=1,2,3"])
