@@ -264,11 +264,36 @@ def reference_answers(rd: RunDir, prompts: list[str]) -> list[list[str]] | None:
 
 
 def _record(cfg, rd: RunDir, metrics: dict) -> None:
+    """The model card with its GGUF section, metrics.json, and the run's own W&B run (resumed: the same run dir is
+    the same W&B run) with the table and its numbers in the summary."""
     from notus_lab.train.model_card import model_card
 
     report = json.loads(rd.data_report.read_text()) if rd.data_report.exists() else {}
     rd.card.write_text(redact(model_card(cfg, metrics, report)))
     write_json(rd.metrics, metrics)
+    _log_to_wandb(cfg, rd, metrics["gguf"])
+
+
+WANDB_COLUMNS = ("file", "quantization", "bytes", "tokens_per_s", "win_rate_vs_f16", "ci_low", "ci_high", "flagged")
+
+
+def _log_to_wandb(cfg, rd: RunDir, entry: dict) -> None:
+    from notus_lab.core.files import flatten
+    from notus_lab.core.tracking import start_wandb
+
+    wb = start_wandb(cfg.wandb, rd.path, {"export": {"gguf": list(entry["files"])}}, [], cfg.wandb.group, "train")
+    if wb is None:
+        return
+    import wandb
+
+    rows = []
+    for n, f in entry["files"].items():
+        vs = f.get("vs_f16") or {}
+        ci = vs.get("ci") or [None, None]
+        rows.append([f["file"], n, f["bytes"], f["tokens_per_s"], vs.get("win_rate"), *ci, vs.get("differs")])
+    wb.log({"gguf": wandb.Table(columns=list(WANDB_COLUMNS), data=rows)})
+    wb.summary.update({k: v for k, v in flatten({"gguf": entry}).items() if isinstance(v, (int, float))})
+    wb.finish()
 
 
 def main(argv=None) -> None:

@@ -79,7 +79,14 @@ def test_a_run_with_export_gguf_makes_checked_files_and_a_measured_table(full_ru
     assert "## GGUF files (llama.cpp)" in card and "`full.Q4_K_M.gguf`" in card and "llama-cli -m full.F16.gguf" in card
     assert "gguf/full.Q8_0.gguf:" in stdout and "tokens/s" in stdout
     answers = [json.loads(x) for x in (run_dir / "gguf" / "answers.jsonl").read_text().splitlines()]
-    assert len(answers) == 3 * 40
+    assert len(answers) == 3 * 40 and all(isinstance(a["score"], float) for a in answers)
+    # the run's own W&B run, resumed, has the table's numbers in its summary
+    from tests.wandb_records import summary
+
+    newest = max(run_dir.glob("wandb/offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime)
+    logged = summary(newest)
+    assert logged["gguf/files/q4_k_m/bytes"] == g["files"]["q4_k_m"]["bytes"]
+    assert logged["gguf/files/q8_0/vs_f16/win_rate"] == g["files"]["q8_0"]["vs_f16"]["win_rate"]
 
 
 def test_the_q4_file_answers_in_the_worlds_grammar(full_run):
