@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import shutil
@@ -38,8 +37,6 @@ from notus_lab.core.run_dir import RunDir, finished_runs
 from notus_lab.data.prepare import held_out_prompts
 from notus_lab.judging.benchmarks import run_config
 from notus_lab.models import gguf
-
-log = logging.getLogger("notus_lab")
 
 
 def file_name(run_dir: Path, name: str) -> str:
@@ -62,7 +59,7 @@ def settings_of(cfg, threads: int) -> dict:
     }
 
 
-def ensure_gguf(run_dir, quantizations, threads: int | None = None) -> dict:
+def ensure_gguf(run_dir, quantizations, threads: int | None = None, max_prompts: int | None = None) -> dict:
     """Idempotent: make and measure the GGUF files of `quantizations` (a list, or a --gguf string) and return the
     run's metrics with their "gguf" entry. A file already made and answered with the same settings is kept with
     its answers (gguf/answers.jsonl); the judge then compares every file again. Bad input, a missing install or
@@ -72,6 +69,8 @@ def ensure_gguf(run_dir, quantizations, threads: int | None = None) -> dict:
     if not rd.metrics.exists() or not rd.model.is_dir():
         raise ConfigError(f"{rd.path} is not a finished run (metrics.json and model/): nothing to export")
     cfg = run_config(rd.path)
+    if max_prompts is not None:  # a 7B file on the CPU answers slowly: a first look on fewer prompts
+        cfg.generation.max_prompts = max_prompts
     threads = threads or cfg.hardware.threads or os.cpu_count() or 1
     settings = settings_of(cfg, threads)
     metrics = json.loads(rd.metrics.read_text())
@@ -86,7 +85,7 @@ def ensure_gguf(run_dir, quantizations, threads: int | None = None) -> dict:
     new = {n: p for n, p in files.items() if n not in kept}
     for p in new.values():  # a file of other settings, or of a crashed attempt, is made again
         p.unlink(missing_ok=True)
-    with _merged_model(cfg, rd) as model_dir:
+    with _merged_model(rd) as model_dir:
         made = _make_files(cfg, model_dir, files, new, tokenizer, threads)
     prompts = held_out_prompts(cfg.data)
     prompts = prompts[: cfg.generation.max_prompts] if cfg.generation.max_prompts else prompts
@@ -125,8 +124,8 @@ class _merged_model:
     """The model dir to convert: model/ for a full fine-tune, merged/ where export.merge made it, else the
     adapter merged into its base in a temp dir (removed afterwards: a 7B merge is 14 GB)."""
 
-    def __init__(self, cfg, rd: RunDir):
-        self.cfg, self.rd, self.tmp = cfg, rd, None
+    def __init__(self, rd: RunDir):
+        self.rd, self.tmp = rd, None
 
     def __enter__(self) -> Path:
         rd = self.rd
@@ -306,16 +305,24 @@ def main(argv=None) -> None:
         "others are judged against, is always made)",
     )
     p.add_argument("--threads", type=int, help="llama.cpp's threads (default: hardware.threads, else every core)")
+    p.add_argument(
+        "--max-prompts",
+        type=int,
+        help="answer only the first N held-out prompts (default: the run's generation.max_prompts, else all)",
+    )
     args = p.parse_args(argv)
     dirs = finished_runs(args.path)
     problems = [] if dirs else [("path", args.path, "a finished run dir (metrics.json, model/) or a sweep dir of them")]
-    if args.threads is not None and args.threads <= 0:
-        problems.append(("--threads", args.threads, "an integer > 0"))
+    problems += [
+        (k, v, "an integer > 0")
+        for k, v in (("--threads", args.threads), ("--max-prompts", args.max_prompts))
+        if v is not None and v <= 0
+    ]
     refuse(problems)
     gguf.parse_quantizations(args.gguf, "--gguf")
     require_llama_cpp()
     for run_dir in dirs:
-        metrics = ensure_gguf(run_dir, args.gguf, args.threads)
+        metrics = ensure_gguf(run_dir, args.gguf, args.threads, args.max_prompts)
         print(f"{run_dir.name}: wrote {RunDir(run_dir).card} and metrics.json[gguf]")
         print("\n".join(f"  {line}" for line in gguf_lines(metrics["gguf"])))
 

@@ -146,12 +146,21 @@ def lora_run(tmp_path_factory):
 def test_a_lora_run_is_merged_for_the_export_and_the_merge_is_not_kept(lora_run, capsys):
     from notus_lab import export
 
-    export.main([str(lora_run), "--gguf", "q8_0", "--threads", "1"])
+    export.main([str(lora_run), "--gguf", "q8_0", "--threads", "1", "--max-prompts", "10"])
     out = capsys.readouterr().out
     assert "gguf/lora.Q8_0.gguf:" in out and "win rate vs f16" in out
     g = json.loads((lora_run / "metrics.json").read_text())["gguf"]
+    assert g["n_prompts"] == 10 and g["settings"]["threads"] == 1
     assert g["files"]["q8_0"]["tokenizer_check"]["identical"] == g["files"]["q8_0"]["tokenizer_check"]["texts"]
     assert not (lora_run / "merged").exists() and not list(lora_run.glob(".merging-*"))
+
+
+def test_a_bad_flag_is_one_line(lora_run):
+    done = cli("notus_lab.export", str(lora_run), "--max-prompts", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --max-prompts='0' is invalid: allowed an integer > 0"
+    done = cli("notus_lab.export", str(lora_run), "--gguf", "q4_k_m,q5")
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: --gguf='q5' is invalid: allowed one or more")
 
 
 def test_export_of_something_that_is_not_a_run_is_one_line(tmp_path):
