@@ -118,9 +118,11 @@ class NotusSweeper(Sweeper):
             try:
                 returned = list(self.launcher.launch(batch, initial_job_idx=self._next_idx(len(batch))))
             except Exception as exc:  # noqa: BLE001 - the other batches go on; the report lists what is missing
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                print(f"batch of {len(batch)} arm(s) lost: {type(exc).__name__}: {first}", flush=True)
-                returned = [JobReturn(overrides=list(b), status=JobStatus.FAILED, _return_value=exc) for b in batch]
+                returned = _after_requeue(exc, batch, sweep_dir) if slurm else None
+                if returned is None:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    print(f"batch of {len(batch)} arm(s) lost: {type(exc).__name__}: {first}", flush=True)
+                    returned = [JobReturn(overrides=list(b), status=JobStatus.FAILED, _return_value=exc) for b in batch]
             results += returned
             if slurm:
                 for job, r in zip(batch, returned):
@@ -140,6 +142,38 @@ class NotusSweeper(Sweeper):
         start = getattr(self, "_job_idx", 0)
         self._job_idx = start + n
         return start
+
+
+def _after_requeue(exc: Exception, batch: list[list[str]], sweep_dir: Path, poll_s: float = 5.0) -> list | None:
+    """submitit gives up on a job (UncompletedJobError) when its accounting poll catches a preempted job between
+    its requeue's two records, while SLURM still holds the job. Where the job is still queued or running, wait
+    until it leaves the queue; then each arm is what its run dir says (metrics.json: finished). None where the
+    job is not queued: it really ended without a result."""
+    import re
+
+    from hydra.core.utils import JobReturn
+
+    if type(exc).__name__ != "UncompletedJobError":
+        return None
+    ids = sorted(set(re.findall(r"Job (\d+)", str(exc))))
+    if not ids or not _queued(ids):
+        return None
+    while _queued(ids):
+        time.sleep(poll_s)
+    out = []
+    for job in batch:
+        done = RunDir(sweep_dir / run_dir_name(job)).metrics.exists()
+        status = JobStatus.COMPLETED if done else JobStatus.FAILED
+        out.append(JobReturn(overrides=list(job), status=status, _return_value=None if done else exc))
+    return out
+
+
+def _queued(ids: list[str]) -> bool:
+    """Whether SLURM still lists any of these jobs (squeue exits 1 on ids it no longer knows)."""
+    import subprocess
+
+    done = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True)
+    return done.returncode == 0 and bool(done.stdout.strip())
 
 
 def _arm_names(jobs: list[list[str]]) -> list[str]:

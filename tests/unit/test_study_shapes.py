@@ -6,6 +6,7 @@ nothing."""
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -380,3 +381,36 @@ def test_a_study_decided_on_a_local_benchmark_evaluates_its_arms_between_launche
     assert "waiting" not in state and state["rounds"][0]["metric"] == "lm_eval/world_choice/acc"
     assert state["outcome"] == "decided" and state["rounds"][-1]["pairs"][0]["decision"] == "b_wins"
     assert len(calls) == len(set(calls)) == len(set(launcher.launched))  # each arm evaluated once
+
+
+def test_a_slurm_job_submitit_gave_up_on_while_it_was_requeued_is_waited_for_not_lost(tmp_path, monkeypatch, capsys):
+    """submitit raises UncompletedJobError when its poll catches a requeued job between two accounting records;
+    SLURM still holds the job, which then finishes. The sweeper waits for it to leave the queue and counts the arm
+    by its run dir, instead of calling the batch lost. A job SLURM no longer lists is lost, as before."""
+    from hydra.core.utils import JobStatus
+
+    from hydra_plugins.notus_lab_sweepers import sweepers
+    from tests.helpers import plant_judged
+
+    bin_dir, calls = tmp_path / "bin", tmp_path / "squeue_calls"
+    bin_dir.mkdir()
+    # a fake squeue: lists job 36 for its first two calls (requeued, then running), then no longer knows it
+    (bin_dir / "squeue").write_text(
+        f'#!/bin/sh\necho x >> {calls}\nn=$(wc -l < {calls})\n[ "$n" -le 2 ] && echo 36 && exit 0\nexit 1\n'
+    )
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    class UncompletedJobError(RuntimeError):
+        pass
+
+    exc = UncompletedJobError("Job 36 (task: 0) with path /x/.submitit/36/36_0_result.pkl")
+    batch = [["data=mean_rating", "train.seed=1"], ["data=critique", "train.seed=1"]]
+    plant_judged(tmp_path / run_dir_name(batch[0]), batch[0], [True, False])  # the requeued arm finished
+    got = sweepers._after_requeue(exc, batch, tmp_path, poll_s=0.01)
+    assert [r.status for r in got] == [JobStatus.COMPLETED, JobStatus.FAILED]
+    assert len(calls.read_text().splitlines()) == 3
+    calls.unlink()
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexit 1\n")  # a job SLURM no longer lists: it really died
+    assert sweepers._after_requeue(exc, batch, tmp_path, poll_s=0.01) is None
+    assert sweepers._after_requeue(RuntimeError("Job 36 died"), batch, tmp_path) is None
