@@ -77,7 +77,7 @@ def ensure_gguf(run_dir, quantizations, threads: int | None = None, max_prompts:
     kept = kept_files(rd, metrics.get("gguf"), settings)
     if all(n in kept for n in names):
         return metrics
-    out = rd.path / "gguf"
+    out = rd.gguf
     out.mkdir(exist_ok=True)
     names = [n for n in gguf.GGUF_TYPES if n in names or n in kept]  # the table's order: f16 first, then by size
     files = {n: out / file_name(rd.path, n) for n in names}
@@ -93,7 +93,7 @@ def ensure_gguf(run_dir, quantizations, threads: int | None = None, max_prompts:
     entry = {"settings": settings, "baseline": gguf.BASELINE, "n_prompts": len(prompts), "files": {}}
     for n in names:
         made_n = made.get(n) or {k: kept[n][k] for k in MADE}
-        entry["files"][n] = {"file": f"gguf/{files[n].name}", **made_n, **measured["files"][n]}
+        entry["files"][n] = {"file": str(files[n].relative_to(rd.path)), **made_n, **measured["files"][n]}
     entry["chat_prompt_ids_identical"] = measured["chat_prompt_ids_identical"]
     metrics["gguf"] = entry
     _record(cfg, rd, metrics)
@@ -109,7 +109,7 @@ def kept_files(rd: RunDir, entry: dict | None, settings: dict) -> dict:
     """{name: entry} of the files recorded with these settings that are still on disk with their answers."""
     if not entry or entry.get("settings") != settings:
         return {}
-    answers = rd.path / "gguf" / "answers.jsonl"
+    answers = rd.gguf_answers
     answered = {r["quantization"] for r in read_jsonl(answers)} if answers.exists() else set()
     return {n: f for n, f in entry["files"].items() if n in answered and (rd.path / f["file"]).exists()}
 
@@ -209,7 +209,7 @@ def _measure(cfg, rd: RunDir, prompts: list[str], files: dict, kept: dict, token
     from notus_lab.judging.quantized import answer_with, judge_files, llama_chat_prompt_ids, transformers_top_k
 
     top_k = transformers_top_k(rd.model)
-    answers_file = rd.path / "gguf" / "answers.jsonl"
+    answers_file = rd.gguf_answers
     earlier = read_jsonl(answers_file) if kept and answers_file.exists() else []
     answered = {}
     for n, path in files.items():

@@ -35,6 +35,8 @@ class RunDir:
     lm_eval_samples = _artefact("lm_eval_samples.jsonl", "lm-evaluation-harness's per-question records")
     model = _artefact("model", "the trained weights (or adapter) and tokenizer")
     merged = _artefact("merged", "LoRA merged into the base (export.merge)")
+    gguf = _artefact("gguf", "GGUF files for llama.cpp, <run>.<TYPE>.gguf (python -m notus_lab.export)")
+    gguf_answers = _artefact("gguf/answers.jsonl", "every GGUF file's answers to the held-out prompts, scored")
     checkpoints = _artefact("checkpoints", "for resume")
     wandb = _artefact("wandb", "W&B's run files")
     lock = _artefact(".lock", "held by the one process writing here")

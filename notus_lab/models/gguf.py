@@ -145,10 +145,7 @@ def describe(path: Path) -> dict:
 
     def field(name: str):
         f = reader.fields.get(name)
-        if f is None:
-            return None
-        value = f.contents()
-        return value
+        return None if f is None else f.contents()
 
     return {
         "bytes": path.stat().st_size,

@@ -31,7 +31,7 @@ from notus_lab.study.stats import ALPHA, crossed_interval, holm, p_value
 
 def answered(run_dir) -> dict[str, dict[tuple[str, int], float]]:
     """{file type: {(prompt, sample): judge score}} from a run's gguf/answers.jsonl (judged answers only)."""
-    path = RunDir(run_dir).path / "gguf" / "answers.jsonl"
+    path = RunDir(run_dir).gguf_answers
     out: dict[str, dict] = defaultdict(dict)
     for r in read_jsonl(path) if path.exists() else []:
         if r.get("score") is not None:
